@@ -1,0 +1,238 @@
+"""The NumPy backend: a graph compiled into one generated step function.
+
+Buffers are allocated once per program (per batch size) and reused every
+step; views (transposes, reshapes) are taken once, at compile time.
+Matrix products go to BLAS with ``out=``; fused elementwise groups and row
+losses run as generated kernels (numba loops, or the NumPy reference).  The
+step function's source is kept on the program and registered in
+``linecache``, one line per step with the node it computes as a comment.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import sympy as sp
+
+from ..codegen.kernels import KernelInput, elementwise_kernel, module_header, rowloss_kernel
+from ..errors import UsageError
+from ..graph import Graph
+from ..ops import OPS, G, RowGradOp, RowLossOp, Y
+from ..ops.structural import count, scale_factor, sum_axes
+from .loader import exec_source, load_function, numba_available
+from .plan import VIEWS, plan
+
+PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats starting threads
+
+
+def concrete(shape, dims: dict) -> tuple:
+    try:
+        return tuple(d if isinstance(d, int) else int(dims[d]) for d in shape)
+    except KeyError as e:
+        raise UsageError(f"no size given for dimension {e.args[0]!r} of shape {shape}") from None
+
+
+def layout(shape, out_shape) -> str | None:
+    """How an input of ``shape`` is indexed inside an ``out_shape`` loop."""
+    if tuple(shape) == tuple(out_shape):
+        return "full"
+    if int(np.prod(shape)) == 1:
+        return "scalar"
+    pad = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    if len(out_shape) and pad[-1] == out_shape[-1] and all(d == 1 for d in pad[:-1]):
+        return "row"
+    if len(out_shape) and pad[-1] == 1 and pad[:-1] == tuple(out_shape[:-1]):
+        return "col"
+    return None
+
+
+def as2d(a: np.ndarray, how: str) -> np.ndarray:
+    if how in ("row", "col", "scalar"):
+        return a.reshape(-1)
+    return a.reshape(1, -1) if a.ndim < 2 else a.reshape(-1, a.shape[-1])
+
+
+class Program:
+    """A compiled graph.  ``run()`` executes one step; ``inputs`` are the
+    input buffers to fill; ``value(n)`` is any node's current array."""
+
+    def __init__(self, graph: Graph, outputs, bind=None, dims=None, flavor="auto"):
+        self.graph = graph.subgraph(list(outputs))
+        self.outputs = list(outputs)
+        self.flavor = ("numba" if numba_available() else "numpy") if flavor == "auto" else flavor
+        self.dims = dict(dims or {})
+        g = self.graph
+        self.shapes = {n: concrete(g.shape(n), self.dims) for n in g.order()}
+        self.buffers: dict = {}
+        self.kernels: dict = {}
+        self._ns: dict = {"np": np}
+        self._names: dict = {}
+        self._bind(dict(bind or {}))
+        lines = ["def step():"]
+        for unit in plan(g, self.shapes, self.outputs):
+            lines += self._emit(unit)
+        self.source = "\n".join(lines + ["    return None", ""])
+        exec_source(self.source, self._ns, "step")
+        self.run = self._ns["step"]
+        self.inputs = {n: self.buffers[n] for n in g.inputs()}
+
+    # ----------------------------------------------------------- buffers
+    def _var(self, n: str) -> str:
+        if n not in self._names:
+            base = "b_" + re.sub(r"\W", "_", n)
+            name, k = base, 1
+            while name in self._ns:
+                k += 1
+                name = f"{base}_{k}"
+            self._names[n] = name
+            self._ns[name] = self.buffers[n]
+        return self._names[n]
+
+    def _bind(self, bind: dict):
+        g = self.graph
+        for n, arr in bind.items():
+            if n not in g:
+                continue
+            want = (self.shapes[n], np.dtype(g.node(n)["dtype"]))
+            if (arr.shape, arr.dtype) != want or not arr.flags.c_contiguous:
+                raise UsageError(f"array bound to {n} is {arr.shape} {arr.dtype}, "
+                                 f"the graph needs a contiguous {want[0]} {want[1]}")
+        for n in g.order():
+            d = g.node(n)
+            if n in bind:
+                self.buffers[n] = bind[n]
+            elif d["op"] == "fill":
+                self.buffers[n] = np.full(self.shapes[n], d["params"].get("value", 0.0), d["dtype"])
+            elif d["op"] == "transpose":
+                self.buffers[n] = np.transpose(self.buffers[d["args"][0]], d["params"].get("axes"))
+            elif d["op"] == "reshape" and self.buffers[d["args"][0]].flags.c_contiguous:
+                self.buffers[n] = self.buffers[d["args"][0]].reshape(self.shapes[n])
+            else:
+                self.buffers[n] = np.zeros(self.shapes[n], d["dtype"])
+
+    def value(self, n: str) -> np.ndarray:
+        return self.buffers[n]
+
+    # ------------------------------------------------------------- steps
+    def _emit(self, unit) -> list:
+        g = self.graph
+        if unit.fused:
+            return self._emit_fused(unit)
+        n = unit.name
+        d = g.node(n)
+        op, args, p = d["op"], d["args"], d["params"]
+        b = self._var
+        comment = f"    # {n} = {op}({', '.join(args)})"
+        if op in ("input", "param", "fill", "transpose") or (
+                op == "reshape" and np.shares_memory(self.buffers[n], self.buffers[args[0]])):
+            return []
+        if op == "reshape":
+            return [comment, f"    np.copyto({b(n)}, {b(args[0])}.reshape({self.shapes[n]}))"]
+        if op == "matmul":
+            return [comment, f"    np.matmul({b(args[0])}, {b(args[1])}, out={b(n)})"]
+        if op in ("sum", "mean", "sum_to"):
+            src = self.shapes[args[0]]
+            if op == "sum_to":
+                axes = sum_axes(self.shapes[n], src)
+            else:
+                axes = tuple(range(len(src))) if p.get("axes") is None else p["axes"]
+            kept = tuple(s for i, s in enumerate(src) if i not in {a % len(src) for a in axes})
+            view = f"{b(n)}" if kept == self.shapes[n] else self._view(n, kept)
+            fn = "np.mean" if op == "mean" else "np.sum"
+            return [comment, f"    {fn}({b(args[0])}, axis={axes}, out={view})"]
+        opdef = OPS[op]
+        if isinstance(opdef, (RowLossOp, RowGradOp)):
+            return [comment] + self._emit_rowloss(n, opdef, args, p)
+        raise UsageError(f"the NumPy backend cannot run op {op} (node {n})")
+
+    def _view(self, n, shape) -> str:
+        key = f"{n}@view{len(shape)}"
+        self.buffers[key] = self.buffers[n].reshape(shape)
+        return self._var(key)
+
+    def _emit_rowloss(self, n, opdef, args, p) -> list:
+        loss = opdef.loss if isinstance(opdef, RowGradOp) else opdef
+        grad = isinstance(opdef, RowGradOp)
+        labels = "index" if len(self.shapes[args[1]]) == 1 else "dense"
+        if labels == "index" and self.graph.node(args[1])["dtype"] != "int64":
+            raise UsageError(f"{n}: class labels {args[1]} must be int64")
+        dtype = self.graph.node(args[0])["dtype"]
+        src = module_header(self.flavor) + rowloss_kernel(
+            "kernel", loss, dtype, labels, grad, self.flavor, comment=[f"{opdef.name}, {labels} labels"])
+        kname = self._kernel(src)
+        vals = loss.param_values(p)
+        params = "".join(f", {vals[s.name]!r}" for s in loss.params)
+        return [f"    {kname}({', '.join(self._var(a) for a in args)}, {self._var(n)}{params})"]
+
+    def _kernel(self, lines: list) -> str:
+        fn = load_function("\n".join(lines))
+        name = f"k{len(self.kernels)}"
+        self.kernels[name] = fn
+        self._ns[name] = fn
+        return name
+
+    def _emit_fused(self, unit) -> list:
+        g = self.graph
+        inside = set(unit.nodes)
+        out_shape = self.shapes[unit.outputs[0]]
+        ext: dict = {}      # outside node -> symbol
+        params: list = []   # (symbol, value)
+        expr: dict = {}
+        for n in unit.nodes:
+            d = g.node(n)
+            argx = []
+            for a in d["args"]:
+                if a in inside:
+                    argx.append(expr[a])
+                else:
+                    ext.setdefault(a, sp.Symbol(f"v{len(ext)}", real=True))
+                    argx.append(ext[a])
+            expr[n] = self._node_expr(n, d, argx, params)
+        layouts = [layout(self.shapes[a], out_shape) for a in ext]
+        flavor = self.flavor if None not in layouts else "numpy"
+        inputs = [KernelInput(s, lay or "full") for s, lay in zip(ext.values(), layouts)]
+        size = int(np.prod(out_shape))
+        comment = [f"{n} = {g.op(n)}({', '.join(g.args(n))})" for n in unit.nodes]
+        src = module_header(flavor) + elementwise_kernel(
+            "kernel", inputs, [s for s, _ in params], [expr[o] for o in unit.outputs],
+            g.node(unit.outputs[0])["dtype"], flavor, size >= PARALLEL_MIN, comment)
+        kname = self._kernel(src)
+        if flavor == "numba":
+            argv = [self._var2d(a, lay) for a, lay in zip(ext, layouts)]
+            argv += [self._var2d(o, "full") for o in unit.outputs]
+        else:
+            argv = [self._var(a) for a in ext] + [self._var(o) for o in unit.outputs]
+        argv += [repr(v) for _, v in params]
+        return [f"    # {c}" for c in comment] + [f"    {kname}({', '.join(argv)})"]
+
+    def _var2d(self, n, how) -> str:
+        key = f"{n}@2d{how}"
+        if key not in self.buffers:
+            self.buffers[key] = as2d(self.buffers[n], how)
+        return self._var(key)
+
+    def _node_expr(self, n, d, argx, params):
+        op = d["op"]
+        if op == "broadcast_to":
+            return argx[0]
+        if op == "scale":
+            f = d["params"]["factor"]
+            if isinstance(f, tuple):  # a mean's 1/count, on concrete shapes
+                f = 1.0 / count(concrete(f[1], self.dims), f[2])
+            return argx[0] * sp.Float(float(f), 17)
+        opdef = OPS[op]
+        vals = opdef.param_values(d["params"])
+        sub = dict(zip(opdef.inputs, argx))
+        for sym in opdef.params:
+            psym = sp.Symbol(f"p{len(params)}", real=True)
+            params.append((psym, vals[sym.name]))
+            sub[sym] = psym
+        return opdef.kernel_expr.xreplace(sub)
+
+
+def compile_graph(graph: Graph, outputs, bind=None, dims=None, flavor="auto") -> Program:
+    """Compile ``graph`` to a :class:`Program` computing ``outputs``."""
+    return Program(graph, outputs, bind, dims, flavor)
+
+
+__all__ = ["Program", "compile_graph", "G", "Y"]

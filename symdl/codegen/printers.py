@@ -1,0 +1,160 @@
+"""SymPy printers that emit kernel expressions, per dtype.
+
+Every number is printed as a typed constant (``np.float32(0.5)``): in numba,
+an int or float64 constant next to a float32 value silently promotes the
+whole expression to float64.  Two flavours:
+
+* :class:`ScalarPrinter` for loops (numba, or plain Python): ``Piecewise``
+  prints as a conditional expression, so only the taken branch is evaluated
+  (no overflow in the branch that is not used).
+* :class:`ArrayPrinter` for whole NumPy arrays (the reference path):
+  ``Piecewise`` prints as ``np.where``.
+
+``Heaviside`` prints with its value at 0 made explicit; ``DiracDelta`` is
+refused.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+_FUNCS = {
+    "exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt", "tanh": "np.tanh", "sinh": "np.sinh",
+    "cosh": "np.cosh", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan", "atan": "np.arctan",
+    "log1p": "np.log1p", "expm1": "np.expm1", "sign": "np.sign", "Abs": "np.abs",
+}
+
+
+class ScalarPrinter(PythonCodePrinter):
+    """Scalar kernel code for one dtype (``"float32"`` or ``"float64"``)."""
+
+    printmethod = "_symdl_scalar"
+
+    def __init__(self, dtype: str = "float32", settings=None):
+        super().__init__(settings or {"fully_qualified_modules": False, "standard": "python3"})
+        self.dtype = dtype
+
+    # numbers ---------------------------------------------------------
+    def _const(self, value) -> str:
+        return f"np.{self.dtype}({float(value)!r})"
+
+    def _print_Integer(self, e):
+        return self._const(int(e))
+
+    def _print_Rational(self, e):
+        return self._const(float(e))
+
+    def _print_Float(self, e):
+        return self._const(float(e))
+
+    def _print_NumberSymbol(self, e):
+        return self._const(float(e.evalf(20)))
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Half(self, e):
+        return self._const(0.5)
+
+    # operators -------------------------------------------------------
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.args
+        if ex == sp.S.Half:
+            return f"np.sqrt({self._print(base)})"
+        if ex == -1:
+            return f"({self._print(sp.S.One)} / {self.parenthesize(base, 50)})"
+        if ex.is_Integer and 2 <= int(ex) <= 4:
+            b = self.parenthesize(base, 50)
+            return "(" + " * ".join([b] * int(ex)) + ")"
+        if ex.is_Integer and -4 <= int(ex) <= -2:
+            b = self.parenthesize(base, 50)
+            return f"({self._print(sp.S.One)} / (" + " * ".join([b] * -int(ex)) + "))"
+        return f"{self.parenthesize(base, 60)} ** {self.parenthesize(ex, 60)}"
+
+    def _print_Function(self, e):
+        name = type(e).__name__
+        if name in _FUNCS:
+            return f"{_FUNCS[name]}({', '.join(self._print(a) for a in e.args)})"
+        if name == "erf":
+            return f"{self._erf()}({self._print(e.args[0])})"
+        return super()._print_Function(e)
+
+    def _erf(self):
+        return "math.erf"
+
+    _print_erf = _print_Function
+
+    def _print_Min(self, e):
+        return self._fold(e.args, "min")
+
+    def _print_Max(self, e):
+        return self._fold(e.args, "max")
+
+    def _fold(self, args, fn):
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"{fn}({out}, {self._print(a)})"
+        return out
+
+    def _print_Heaviside(self, e):
+        x = e.args[0]
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        return self._print(sp.Piecewise((0, x < 0), (h0, sp.Eq(x, 0)), (1, True)))
+
+    def _print_DiracDelta(self, e):
+        raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")
+
+    def _print_Piecewise(self, e):
+        *pairs, last = e.args
+        if last.cond != sp.true:
+            raise ValueError(f"Piecewise without a default branch: {e}")
+        out = self._print(last.expr)
+        for expr, cond in reversed(pairs):
+            out = f"({self._print(expr)} if {self._print(cond)} else {out})"
+        return out
+
+    def _print_Relational(self, e):
+        return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
+
+    def _print_And(self, e):
+        return "(" + " and ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Or(self, e):
+        return "(" + " or ".join(self._print(a) for a in e.args) + ")"
+
+
+for _name in _FUNCS:
+    setattr(ScalarPrinter, f"_print_{_name}", ScalarPrinter._print_Function)
+
+
+class ArrayPrinter(ScalarPrinter):
+    """Whole-array NumPy code: both branches of a ``Piecewise`` are computed."""
+
+    def _fold(self, args, fn):
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"np.{fn}imum({out}, {self._print(a)})"
+        return out
+
+    def _erf(self):
+        return "_erf"
+
+    def _print_Piecewise(self, e):
+        *pairs, last = e.args
+        out = self._print(last.expr)
+        for expr, cond in reversed(pairs):
+            out = f"np.where({self._print(cond)}, {self._print(expr)}, {out})"
+        return out
+
+    def _print_And(self, e):
+        return "(" + " & ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Or(self, e):
+        return "(" + " | ".join(self._print(a) for a in e.args) + ")"
+
+
+def assignments(exprs: list, names: list, printer: ScalarPrinter, indent: str) -> list:
+    """Lines computing ``names[i] = exprs[i]``, common subexpressions first."""
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations=None, order="canonical")
+    lines = [f"{indent}{s} = {printer.doprint(v)}" for s, v in temps]
+    lines += [f"{indent}{n} = {printer.doprint(v)}" for n, v in zip(names, reduced)]
+    return lines

@@ -1,0 +1,220 @@
+"""The :class:`Dataset` container, its validation and a seeded train/val split.
+
+Every loader in :mod:`symdl.data` returns a :class:`Dataset`; :func:`validate`
+turns malformed data into a one-line :class:`~symdl.errors.DataError` before
+it reaches a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from symdl.errors import DataError
+
+Task = Literal["classification", "regression"]
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Features and targets of one dataset split.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Features, shape ``(n_samples, n_features)``.
+    y : numpy.ndarray
+        Targets: integer class labels of shape ``(n_samples,)`` for
+        classification; floats of shape ``(n_samples,)`` or
+        ``(n_samples, n_outputs)`` for regression.
+    n_classes : int or None
+        Number of classes (labels lie in ``[0, n_classes)``); ``None`` for
+        regression.
+    name : str
+        Short name used in messages, e.g. ``"digits"``.
+    task : {"classification", "regression"}
+        What kind of targets ``y`` holds.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    n_classes: int | None
+    name: str
+    task: Task = "classification"
+
+    def __len__(self) -> int:
+        """Number of samples (rows of ``X``)."""
+        return int(np.shape(self.X)[0]) if np.ndim(self.X) else 0
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature columns of ``X``."""
+        return int(np.shape(self.X)[1])
+
+
+def _rows_with(mask: np.ndarray) -> np.ndarray:
+    """Indices of rows where ``mask`` (any shape, first axis = rows) is true."""
+    return np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+
+
+def validate(ds: Dataset) -> Dataset:
+    """Check that a dataset is well formed.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The dataset to check.
+
+    Returns
+    -------
+    Dataset
+        ``ds`` itself, so that calls can be chained.
+
+    Raises
+    ------
+    DataError
+        With a one-line message when the task is unknown, ``X`` is not 2-D or
+        not numeric, the dataset is empty, ``X`` and ``y`` differ in length,
+        ``X`` (or a regression ``y``) holds NaN/Inf (naming the first bad row
+        and the number of bad rows), classification labels are not integers
+        or lie outside ``[0, n_classes)`` (naming the first bad row and its
+        value).
+    """
+    name = ds.name
+    if ds.task not in TASKS:
+        raise DataError(f"dataset '{name}': unknown task {ds.task!r} (choose from: {', '.join(TASKS)})")
+    X, y = np.asarray(ds.X), np.asarray(ds.y)
+    if X.ndim != 2:
+        raise DataError(f"dataset '{name}': X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"dataset '{name}' is empty (X has shape {X.shape})")
+    if y.ndim == 0 or len(X) != len(y):
+        raise DataError(f"dataset '{name}': X has {len(X)} rows but y has "
+                        f"{len(y) if y.ndim else 'no'} entries")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+        raise DataError(f"dataset '{name}': X must be numeric, got dtype {X.dtype}")
+    bad = _rows_with(~np.isfinite(X))
+    if bad.size:
+        raise DataError(f"dataset '{name}': X has NaN/Inf in {bad.size} row(s), first at row {bad[0]}")
+    if ds.task == "regression":
+        if not np.issubdtype(y.dtype, np.number):
+            raise DataError(f"dataset '{name}': regression targets must be numeric, got dtype {y.dtype}")
+        bad = _rows_with(~np.isfinite(y))
+        if bad.size:
+            raise DataError(f"dataset '{name}': y has NaN/Inf in {bad.size} row(s), first at row {bad[0]}")
+        return ds
+    _validate_labels(name, y, ds.n_classes)
+    return ds
+
+
+def _validate_labels(name: str, y: np.ndarray, n_classes: int | None) -> None:
+    """Raise :class:`DataError` unless ``y`` holds integer labels in range."""
+    if y.ndim != 1:
+        raise DataError(f"dataset '{name}': class labels must be 1-D, got shape {y.shape}")
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
+                                  or n_classes < 1):
+        raise DataError(f"dataset '{name}': n_classes must be a positive integer, got {n_classes!r}")
+    if np.issubdtype(y.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise DataError(f"dataset '{name}': class labels must be integers, "
+                            f"row {bad[0]} has {y[bad[0]].item()!r} ({bad.size} bad row(s))")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"dataset '{name}': class labels must be integers, got dtype {y.dtype}")
+    upper = np.inf if n_classes is None else n_classes
+    bad = np.flatnonzero((y < 0) | (y >= upper))
+    if bad.size:
+        value = y[bad[0]].item()
+        value = int(value) if float(value).is_integer() else value
+        span = "[0, n_classes)" if n_classes is None else f"[0, {n_classes})"
+        raise DataError(f"dataset '{name}': label {value} at row {bad[0]} is outside {span} "
+                        f"({bad.size} bad row(s))")
+
+
+def float_dtype(dtype: str | np.dtype) -> np.dtype:
+    """Parse ``dtype`` as a floating numpy dtype.
+
+    Parameters
+    ----------
+    dtype : str or numpy.dtype
+        E.g. ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    numpy.dtype
+        The parsed dtype.
+
+    Raises
+    ------
+    DataError
+        If ``dtype`` is not a floating dtype.
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not np.issubdtype(dt, np.floating):
+        raise DataError(f"dtype must be a floating type such as 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def subset(ds: Dataset, index: np.ndarray) -> Dataset:
+    """Rows ``index`` of ``ds`` as a new :class:`Dataset` with the same metadata.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Source dataset.
+    index : numpy.ndarray
+        Integer row indices or a boolean mask.
+
+    Returns
+    -------
+    Dataset
+        A dataset holding copies of the selected rows.
+    """
+    return replace(ds, X=ds.X[index], y=ds.y[index])
+
+
+def train_val_split(ds: Dataset, fraction: float,
+                    rng: np.random.Generator | int | None = 0) -> tuple[Dataset, Dataset | None]:
+    """Split off a random fraction of rows as a validation set.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Dataset to split.
+    fraction : float
+        Fraction of rows, in ``[0, 1)``, that go to validation; the count is
+        ``round(fraction * len(ds))``, at least 1 when ``fraction > 0``.
+    rng : numpy.random.Generator or int, default 0
+        Generator (or seed for :func:`numpy.random.default_rng`) that draws
+        the permutation.
+
+    Returns
+    -------
+    train : Dataset
+        The remaining rows, in their original order.
+    val : Dataset or None
+        The validation rows in their original order; ``None`` when
+        ``fraction`` is 0.
+
+    Raises
+    ------
+    DataError
+        If ``fraction`` is outside ``[0, 1)`` or leaves no training rows.
+    """
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"validation fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return ds, None
+    n = len(ds)
+    n_val = max(1, int(round(fraction * n)))
+    if n_val >= n:
+        raise DataError(f"validation fraction {fraction} of {n} row(s) leaves no training data")
+    perm = np.random.default_rng(rng).permutation(n)
+    return subset(ds, np.sort(perm[n_val:])), subset(ds, np.sort(perm[:n_val]))

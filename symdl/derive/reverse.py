@@ -1,0 +1,182 @@
+"""Reverse mode over the graph: a gradient *graph*, symbolic to symbolic.
+
+One loop over the nodes in reverse topological order.  Each node's total
+upstream gradient is the sum of its consumers' contributions (fan-out is
+summed: ``x*x``, shared weights, skip connections).  A contribution is
+"upstream gradient times local gradient": for an elementwise op the derived
+op ``<op>.grad<i>`` (SymPy's derivative), for a row loss its checked
+gradient, for a structural op its declared transpose.  Broadcasts are
+reduced with ``sum_to``.  The result can be listed, differentiated again
+and compiled like any graph.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import networkx as nx
+
+from ..errors import UsageError
+from ..graph import Graph
+from ..ops import OPS, ElementwiseOp, G, RowLossOp, StructuralOp, Y
+
+
+@dataclass(frozen=True)
+class GradGraph:
+    """The forward graph plus gradient nodes; ``grads[n]`` is ``∂loss/∂n``."""
+
+    graph: Graph
+    loss: str
+    grads: dict
+
+    def __getitem__(self, n: str) -> str:
+        return self.grads[n]
+
+
+def grad(graph: Graph, loss: str, wrt=None, unused: str = "warn") -> GradGraph:
+    """Differentiate the scalar node ``loss`` with respect to ``wrt``.
+
+    Parameters
+    ----------
+    graph : the forward graph (not modified).
+    loss : id of a node of shape ``()``.
+    wrt : node ids (default: every parameter).
+    unused : what to do about a ``wrt`` node the loss does not depend on:
+        ``"warn"`` (default), ``"error"`` or ``"ignore"``; its gradient is 0.
+    """
+    if loss not in graph:
+        raise UsageError(f"loss node {loss!r} is not in the graph")
+    if graph.shape(loss) != ():
+        raise UsageError(f"loss {loss} must be a scalar, has shape {graph.shape(loss)}")
+    if unused not in ("warn", "error", "ignore"):
+        raise UsageError(f"unused must be warn, error or ignore, not {unused!r}")
+    wrt = list(graph.params() if wrt is None else wrt)
+    for w in wrt:
+        if w not in graph:
+            raise UsageError(f"cannot differentiate with respect to {w!r}: not in the graph")
+
+    needed = nx.ancestors(graph.nx, loss) | {loss}
+    reach = set(wrt)
+    for w in wrt:
+        reach |= nx.descendants(graph.nx, w)
+    live = needed & reach
+    gb = _Builder(graph.copy(), live)
+    totals = {loss: gb.g.add("fill", name=_dname(gb.g, loss), value=1.0, shape=(),
+                                dtype=graph.node(loss)["dtype"])}
+
+    for n in reversed(graph.order()):
+        if n not in live or graph.op(n) in ("input", "param"):
+            continue
+        total = gb.total(n, totals)
+        if total is None:
+            continue
+        for i, (a, contrib) in enumerate(zip(graph.args(n), _vjp(gb, n, total))):
+            if a in live and contrib is not None:
+                gb.contribute(a, contrib)
+
+    grads = {}
+    for w in wrt:
+        t = gb.total(w, totals)
+        if t is None:
+            if unused == "error":
+                raise UsageError(f"loss {loss} does not depend on {w}")
+            if unused == "warn":
+                warnings.warn(f"loss {loss} does not depend on {w}; its gradient is 0", stacklevel=2)
+            t = gb.g.add("fill", name=_dname(gb.g, w), value=0.0, shape=graph.shape(w),
+                         dtype=graph.node(w)["dtype"])
+        grads[w] = t
+    keep = list(graph.order()) + list(grads.values())
+    return GradGraph(gb.g.subgraph(keep), loss, grads)
+
+
+def _dname(g: Graph, n: str) -> str:
+    name = "d" + n
+    k = 1
+    while name in g:
+        k += 1
+        name = f"d{n}_{k}"
+    return name
+
+
+class _Builder:
+    """Emits gradient nodes with a few algebraic simplifications."""
+
+    def __init__(self, g: Graph, live: set):
+        self.g = g
+        self.parts: dict = {}
+        self.live = live
+        self.fresh: set = set()
+
+    def add(self, op, *args, **params):
+        node = self.g.add(op, *args, **params)
+        self.fresh.add(node)
+        return node
+
+    def contribute(self, n, node):
+        self.parts.setdefault(n, []).append(node)
+
+    def total(self, n, totals):
+        if n in totals:
+            return totals[n]
+        parts = self.parts.get(n)
+        if not parts:
+            return None
+        acc = parts[0]
+        for p in parts[1:]:
+            acc = self.add("add", acc, p)
+        totals[n] = self.rename(acc, _dname(self.g, n))
+        return totals[n]
+
+    def rename(self, old, new):
+        """Give a fresh gradient node its readable name ``d<node>``."""
+        if old not in self.fresh or self.g.nx.out_degree(old) > 0:
+            return old
+        self.fresh.discard(old)
+        data = dict(self.g.nx.nodes[old])
+        preds = list(self.g.nx.predecessors(old))
+        self.g.nx.remove_node(old)
+        self.g.nx.add_node(new, **data)
+        self.g.nx.add_edges_from((p, new) for p in preds)
+        return new
+
+    def emit(self, op, *args, **params):
+        g = self.g
+        if op == "transpose" and not params.get("axes"):
+            (x,) = args
+            if g.op(x) == "transpose" and not g.node(x)["params"].get("axes"):
+                return g.args(x)[0]
+            if g.op(x) == "matmul" and x not in self.live and g.nx.out_degree(x) == 0:
+                p, q = g.args(x)
+                return self.emit("matmul", self.emit("transpose", q), self.emit("transpose", p))
+        if op in ("reshape", "broadcast_to", "sum_to") and g.shape(args[0]) == tuple(params["shape"]):
+            return args[0]
+        return self.add(op, *args, **params)
+
+
+def _vjp(gb: _Builder, n: str, total: str) -> list:
+    g = gb.g
+    d = g.node(n)
+    opdef = OPS[d["op"]]
+    args = d["args"]
+    if isinstance(opdef, StructuralOp):
+        if opdef.vjp is None:
+            return [None] * len(args)
+        return opdef.vjp(gb.emit, args, [g.shape(a) for a in args], d["params"], total)
+    if isinstance(opdef, RowLossOp):
+        dz = gb.add(opdef.grad_op(0).name, args[0], args[1], total, **d["params"])
+        return [dz, None]
+    if isinstance(opdef, ElementwiseOp):
+        out = []
+        for i, a in enumerate(args):
+            if a not in gb.live:
+                out.append(None)
+                continue
+            gop = opdef.grad_op(i)
+            if gop.expr == G:
+                contrib = total
+            else:
+                env = {**dict(zip(opdef.inputs, args)), Y: n, G: total}
+                contrib = gb.add(gop.name, *(env[s] for s in gop.inputs), **d["params"])
+            out.append(gb.emit("sum_to", contrib, shape=g.shape(a)))
+        return out
+    raise UsageError(f"no gradient rule for op {d['op']} (node {n})")

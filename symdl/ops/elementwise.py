@@ -1,0 +1,60 @@
+"""Activations and elementwise maths, each declared once as SymPy.
+
+Kinks follow PyTorch: relu'(0) = 0, leaky_relu'(0) = α, abs'(0) = 0.  Kinked
+ops are declared with ``Piecewise`` (whose derivative keeps the convention),
+never with ``Max`` (whose derivative is ``Heaviside(0) = 1/2``).
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.cfunctions import log1p
+
+from .registry import Y, elementwise, real
+
+x, a, b = real("x a b")
+alpha = sp.Symbol("alpha", real=True)
+
+#: σ(x) without overflow for either sign: e^{min(x,0)} / (1 + e^{-|x|}).
+SIGMOID_STABLE = sp.exp(sp.Min(x, 0)) / (1 + sp.exp(-sp.Abs(x)))
+#: log(1 + e^x) without overflow: max(x, 0) + log1p(e^{-|x|}).
+SOFTPLUS_STABLE = sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x)))
+
+# ---------------------------------------------------------------- activations
+elementwise("identity", x, x, grad_forms={0: sp.Integer(1)}, doc="linear activation")
+elementwise("step", x, sp.Piecewise((1, x > 0), (0, True)), smooth=False,
+            doc="Heaviside step (perceptron output); its derivative is 0 almost everywhere",
+            latex=r"\mathbb{1}")
+elementwise("sigmoid", x, 1 / (1 + sp.exp(-x)), stable=SIGMOID_STABLE,
+            grad_forms={0: Y * (1 - Y)}, latex=r"\sigma")
+elementwise("tanh", x, sp.tanh(x), grad_forms={0: 1 - Y**2})
+elementwise("relu", x, sp.Piecewise((x, x > 0), (0, True)), smooth=False,
+            latex=r"\operatorname{ReLU}")
+elementwise("leaky_relu", x, sp.Piecewise((x, x > 0), (alpha * x, True)),
+            params={alpha: 0.01}, smooth=False, latex=r"\operatorname{LeakyReLU}")
+elementwise("elu", x, sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),
+            params={alpha: 1.0}, smooth=False, latex=r"\operatorname{ELU}")
+elementwise("softplus", x, sp.log(1 + sp.exp(x)), stable=SOFTPLUS_STABLE,
+            grad_forms={0: SIGMOID_STABLE}, latex=r"\operatorname{softplus}")
+elementwise("gelu", x, x / 2 * (1 + sp.erf(x / sp.sqrt(2))), latex=r"\operatorname{GELU}")
+elementwise("gelu_tanh", x,
+            x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(44715, 1000000) * x**3))),
+            latex=r"\operatorname{GELU}_{\tanh}", doc="tanh approximation of GELU")
+elementwise("silu", x, x / (1 + sp.exp(-x)), stable=x * SIGMOID_STABLE,
+            latex=r"\operatorname{SiLU}", doc="x·σ(x), also called swish")
+elementwise("softsign", x, x / (1 + sp.Abs(x)), latex=r"\operatorname{softsign}")
+elementwise("log_sigmoid", x, -sp.log(1 + sp.exp(-x)),
+            stable=sp.Min(x, 0) - log1p(sp.exp(-sp.Abs(x))),
+            grad_forms={0: 1 - SIGMOID_STABLE}, latex=r"\log\sigma")
+
+# ---------------------------------------------------------------- maths
+elementwise("add", (a, b), a + b)
+elementwise("sub", (a, b), a - b)
+elementwise("mul", (a, b), a * b)
+elementwise("div", (a, b), a / b, domain=("real", "nonzero"))
+elementwise("neg", x, -x)
+elementwise("exp", x, sp.exp(x), grad_forms={0: Y})
+elementwise("log", x, sp.log(x), domain=("positive",))
+elementwise("pow", (a, b), a**b, domain=("positive", "real"))
+elementwise("sqrt", x, sp.sqrt(x), grad_forms={0: 1 / (2 * Y)}, domain=("positive",))
+elementwise("square", x, x**2)
+elementwise("abs", x, sp.Abs(x), smooth=False)
