@@ -52,16 +52,27 @@ def _param_casts(params, dtype, indent) -> list:
 
 
 def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dtype: str,
-                       flavor: str = "numba", parallel: bool = True, comment=()) -> list:
+                       flavor: str = "numba", parallel: bool = True, comment=(),
+                       flat: bool = False) -> list:
     """Source of ``def name(a_<in>..., out0..., <params>)`` computing each
-    ``outputs[k] = expr`` elementwise (outputs share one shape)."""
+    ``outputs[k] = expr`` elementwise (outputs share one shape).  With
+    ``flat`` every array is 1-D and indexed ``[i]`` (optimizer updates, which
+    may write in place: every input is read before any output is written)."""
     args = [i.arg for i in inputs] + [f"out{k}" for k in range(len(outputs))] + [p.name for p in params]
     lines = [f"# {c}" for c in comment]
     exprs = [e for e in outputs]
-    if flavor == "numba":
+    loop = "prange" if parallel else "range"
+    if flavor == "numba" and flat:
         lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"]
         lines += _param_casts(params, dtype, "    ")
-        lines += ["    R, C = out0.shape", f"    for i in {'prange' if parallel else 'range'}(R):",
+        lines += [f"    for i in {loop}(out0.shape[0]):"]
+        lines += [f"        {i.symbol.name} = {i.arg}[i]" for i in inputs]
+        names = [f"out{k}[i]" for k in range(len(outputs))]
+        lines += assignments(exprs, names, ScalarPrinter(dtype), "        ")
+    elif flavor == "numba":
+        lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"]
+        lines += _param_casts(params, dtype, "    ")
+        lines += ["    R, C = out0.shape", f"    for i in {loop}(R):",
                   "        for j in range(C):"]
         lines += [f"            {i.symbol.name} = {i.arg}{_INDEX[i.layout]}" for i in inputs]
         names = [f"out{k}[i, j]" for k in range(len(outputs))]
@@ -71,8 +82,9 @@ def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dty
         lines += _param_casts(params, dtype, "    ")
         lines += ["    with np.errstate(all='ignore'):"]
         lines += [f"        {i.symbol.name} = {i.arg}" for i in inputs]
-        names = [f"out{k}[...]" for k in range(len(outputs))]
+        names = [f"r{k}" for k in range(len(outputs))]  # all read before any write
         lines += assignments(exprs, names, ArrayPrinter(dtype), "        ")
+        lines += [f"        out{k}[...] = r{k}" for k in range(len(outputs))]
     return lines + [""]
 
 

@@ -1,0 +1,114 @@
+"""The optimizer interface and its fused update kernels.
+
+``Optimizer(params, **hyper)`` with ``step()`` / ``zero_grad()``, as in
+``torch.optim``.  The update comes from an :class:`~symdl.optim.rules.UpdateRule`
+and runs as one generated in-place kernel per call: over the whole flat
+buffer when the parameters are packed (:class:`~symdl.nn.parameter.ParamPack`),
+else once per parameter.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..backends.loader import load_function, numba_available
+from ..backends.numpy_backend import PARALLEL_MIN
+from ..codegen.kernels import KernelInput, elementwise_kernel, module_header
+from ..errors import UsageError
+from .rules import UpdateRule, g, p
+
+T = sp.Symbol("t", integer=True, positive=True)
+
+
+def update_kernel_source(rule: UpdateRule, dtype: str, flavor: str, parallel: bool = True) -> str:
+    """Source of the fused in-place kernel ``kernel(p, g, *state, p, *state, *scalars)``."""
+    final = rule.final()
+    inputs = [KernelInput(p), KernelInput(g)] + [KernelInput(s) for s in rule.state]
+    outputs = [final[t] for t in rule.targets]
+    comment = [f"{rule.name}: {rule.doc}"] + [f"{t} <- {e}" for t, e in rule.equations]
+    lines = module_header(flavor) + elementwise_kernel(
+        "kernel", inputs, list(rule.kernel_scalars), outputs, dtype, flavor, parallel, comment,
+        flat=True)
+    return "\n".join(lines)
+
+
+class Optimizer:
+    """Base class: subclasses set ``rule`` (or override :meth:`make_rule`)."""
+
+    rule: UpdateRule
+
+    def __init__(self, params, **hyper):
+        self.params = list(params)
+        if not self.params:
+            raise UsageError("optimizer got an empty parameter list")
+        for q in self.params:
+            if not np.issubdtype(q.data.dtype, np.floating):
+                raise UsageError(f"parameter {q.name} has integer dtype {q.data.dtype}; use float32 or float64")
+        self.rule = self.make_rule(**hyper)
+        names = {s.name for s in self.rule.hyper}
+        self.hyper = {s.name: float(hyper.get(s.name, d)) for s, d in self.rule.hyper.items()}
+        unknown = set(hyper) - names - set(self.extra_hyper())
+        if unknown:
+            raise UsageError(f"{type(self).__name__} has no hyperparameter {sorted(unknown)[0]!r}")
+        self.t = 0
+        pack = self.params[0].pack
+        self.flat = pack is not None and pack.covers(self.params)
+        groups = [(pack.data, pack.grad)] if self.flat else [(q.data.reshape(-1), q.grad.reshape(-1))
+                                                             for q in self.params]
+        self._groups = [(d, gr, [np.full_like(d, self.rule.init.get(s, 0.0)) for s in self.rule.state])
+                        for d, gr in groups]
+        self._scalar_fns = {s: sp.lambdify([T, *self.rule.hyper], e, "math")
+                            for s, e in self.rule.scalars.items()}
+        self._kernels = {}
+
+    # -- to override ----------------------------------------------------
+    def make_rule(self, **hyper) -> UpdateRule:
+        return self.rule
+
+    def extra_hyper(self) -> tuple:
+        """Constructor arguments that choose the rule rather than feed it."""
+        return ()
+
+    # -- the interface ----------------------------------------------------
+    def zero_grad(self) -> None:
+        for d, gr, _ in self._groups:
+            gr.fill(0)
+
+    def step(self) -> None:
+        """Apply one update in place (parameters and state read and written once)."""
+        self.t += 1
+        env = {s.name: v for s, v in zip(self.rule.hyper, self.hyper.values())}
+        hyper_vals = [self.hyper[s.name] for s in self.rule.hyper]
+        for s, fn in self._scalar_fns.items():
+            env[s.name] = float(fn(self.t, *hyper_vals))
+        scalars = [env[s.name] for s in self.rule.kernel_scalars]
+        for d, gr, state in self._groups:
+            self._kernel(d)(d, gr, *state, d, *state, *scalars)
+
+    def _kernel(self, d: np.ndarray):
+        key = (d.dtype.name, d.size >= PARALLEL_MIN)
+        if key not in self._kernels:
+            flavor = "numba" if numba_available() else "numpy"
+            self._kernels[key] = load_function(update_kernel_source(self.rule, key[0], flavor, key[1]))
+        return self._kernels[key]
+
+    def state_arrays(self) -> dict:
+        """``{"<param>.<state>": array}`` (a copy), for checkpoints."""
+        out = {}
+        for (d, _, state), owner in zip(self._groups, self._owners()):
+            for s, arr in zip(self.rule.state, state):
+                out[f"{owner}.{s.name}"] = arr.copy()
+        return out
+
+    def load_state_arrays(self, arrays: dict, t: int) -> None:
+        for (d, _, state), owner in zip(self._groups, self._owners()):
+            for s, arr in zip(self.rule.state, state):
+                arr[...] = arrays[f"{owner}.{s.name}"]
+        self.t = int(t)
+
+    def _owners(self):
+        return ["flat"] if self.flat else [q.name or str(i) for i, q in enumerate(self.params)]
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v:g}" for k, v in self.hyper.items())
+        return f"{type(self).__name__}({hp})"
