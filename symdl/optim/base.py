@@ -65,6 +65,11 @@ class Optimizer:
     def make_rule(self, **hyper) -> UpdateRule:
         return self.rule
 
+    @classmethod
+    def variants(cls) -> list:
+        """``[(label, rule)]``: every form of the rule, for the ``kernels/`` listing."""
+        return [(cls.__name__.lower(), cls.rule)]
+
     def extra_hyper(self) -> tuple:
         """Constructor arguments that choose the rule rather than feed it."""
         return ()

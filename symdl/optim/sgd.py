@@ -24,5 +24,10 @@ class SGD(Optimizer):
     def make_rule(self, momentum=0.0, nesterov=False, **_):
         return sgd_rule(float(momentum), bool(nesterov))
 
+    @classmethod
+    def variants(cls):
+        return [("sgd", sgd_rule(0.0, False)), ("sgd_momentum", sgd_rule(0.9, False)),
+                ("sgd_nesterov", sgd_rule(0.9, True))]
+
     def extra_hyper(self):
         return ("nesterov", "momentum", "dampening")

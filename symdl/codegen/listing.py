@@ -1,0 +1,100 @@
+"""The ``kernels/`` listing: generated source of every registered op.
+
+One file per op, ``<backend>/<op>.py``, headed by the declaration it came
+from; forward and backward kernels, float32 and float64, numba loops and
+the NumPy reference.  Deterministic to the byte: :func:`check_listing`
+regenerates in memory and reports every file that differs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..ops import OPS, ElementwiseOp, RowLossOp
+from .kernels import HEADER, KernelInput, elementwise_kernel, module_header, rowloss_kernel
+
+DTYPES = ("float32", "float64")
+FLAVORS = ("numba", "numpy")
+
+
+def _head(lines: list, flavor: str) -> list:
+    return [HEADER, '"""'] + lines + ['"""'] + module_header(flavor)[1:]
+
+
+def elementwise_file(op: ElementwiseOp, flavor: str) -> str:
+    decl = [f"{op.name}: {op.doc}".rstrip(": "),
+            f"declared: {op.name}({', '.join(map(str, op.inputs))}) = {op.expr}"]
+    if op.stable is not None:
+        decl.append(f"stable form (checked equal): {op.stable}")
+    for i, f in sorted(op.grad_forms.items()):
+        decl.append(f"stated d/d{op.inputs[i]} (checked against sympy.diff): {f}")
+    if op.params:
+        decl.append("params: " + ", ".join(f"{s}={d}" for s, d in op.params.items()))
+    lines = _head(decl, flavor)
+    variants = [(op, "forward")] + [(op.grad_op(i), f"backward d/d{op.inputs[i]}")
+                                    for i in range(op.arity)]
+    for dtype in DTYPES:
+        for k, (v, what) in enumerate(variants):
+            name = f"{_ident(op.name)}_{'f' if k == 0 else f'b{k - 1}'}_{dtype[-2:]}"
+            lines += elementwise_kernel(
+                name, [KernelInput(s) for s in v.inputs], list(v.params),
+                [v.kernel_expr], dtype, flavor, True, [f"{what}, {dtype}: {v.kernel_expr}"])
+    return "\n".join(lines)
+
+
+def rowloss_file(op: RowLossOp, flavor: str) -> str:
+    decl = [f"{op.name}: {op.doc}", f"per-row loss: {op.loss}",
+            "statistics: " + "; ".join(f"{s} = {how}_j {e}" for s, how, e in op.stats),
+            f"stated d loss/d z_j (checked against sympy.diff): {op.grad}"]
+    lines = _head(decl, flavor)
+    for dtype in DTYPES:
+        for labels in ("index", "dense"):
+            for grad in (False, True):
+                name = f"{op.name}_{'b' if grad else 'f'}_{labels}_{dtype[-2:]}"
+                lines += rowloss_kernel(name, op, dtype, labels, grad, flavor,
+                                        [f"{'backward' if grad else 'forward'}, {labels} labels, {dtype}"])
+    return "\n".join(lines)
+
+
+def _ident(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def op_listing() -> dict:
+    """``{relative path: source}`` for every declared elementwise op and row loss."""
+    out = {}
+    for flavor in FLAVORS:
+        for op in OPS.declared("elementwise"):
+            out[f"{flavor}/{op.name}.py"] = elementwise_file(op, flavor)
+        for op in OPS.declared("rowloss"):
+            out[f"{flavor}/{op.name}.py"] = rowloss_file(op, flavor)
+    return out
+
+
+def write_listing(listing: dict, root: Path) -> list:
+    """Write every file (and remove stale ``.py`` files); returns the paths written."""
+    root = Path(root)
+    written = []
+    for rel, text in sorted(listing.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text + "\n":
+            path.write_text(text + "\n")
+        written.append(path)
+    for stale in sorted(root.glob("*/*.py")):
+        if str(stale.relative_to(root)) not in listing:
+            stale.unlink()
+    return written
+
+
+def check_listing(listing: dict, root: Path) -> list:
+    """Relative paths that are missing, differ, or should not be there."""
+    root = Path(root)
+    bad = []
+    for rel, text in sorted(listing.items()):
+        path = root / rel
+        if not path.exists() or path.read_text() != text + "\n":
+            bad.append(rel)
+    for extra in sorted(root.glob("*/*.py")):
+        if str(extra.relative_to(root)) not in listing:
+            bad.append(str(extra.relative_to(root)))
+    return bad

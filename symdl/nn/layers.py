@@ -1,0 +1,73 @@
+"""Layers: Dense, activations, Sequential."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UsageError
+from ..ops import OPS, ElementwiseOp
+from .init import initializer
+from .module import Module
+from .parameter import Parameter
+
+
+class Dense(Module):
+    """``y = x Wᵀ + b`` with ``W`` of shape (out, in), as ``torch.nn.Linear``."""
+
+    def __init__(self, n_in: int, n_out: int, rng=None, init: str = "xavier_uniform",
+                 bias: bool = True, dtype: str = "float32"):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.W = Parameter(initializer(init)((self.n_out, self.n_in), rng, dtype))
+        if bias:
+            self.b = Parameter(np.zeros(self.n_out, dtype))
+        self.has_bias = bias
+
+    def build(self, g, x, prefix=""):
+        if g.shape(x)[-1] != self.n_in:
+            raise UsageError(f"{prefix}W expects {self.n_in} input features, {x} has shape {g.shape(x)}")
+        W = g.param(f"{prefix}W", self.W.shape, str(self.W.dtype))
+        z = g.add("matmul", x, g.add("transpose", W, name=f"{prefix}Wt"), name=f"{prefix}xWt")
+        if self.has_bias:
+            b = g.param(f"{prefix}b", self.b.shape, str(self.b.dtype))
+            z = g.add("add", z, b, name=f"{prefix}z")
+        return z
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out})"
+
+
+class Activation(Module):
+    """An elementwise activation from the op registry (``"relu"``, ``"elu"``…)."""
+
+    def __init__(self, name: str, **params):
+        super().__init__()
+        op = OPS[name]
+        if not isinstance(op, ElementwiseOp) or op.arity != 1:
+            raise UsageError(f"{name} is not an activation (an elementwise op of one input)")
+        op.param_values(params)
+        self.name, self.params = name, params
+
+    def build(self, g, x, prefix=""):
+        return g.add(self.name, x, name=f"{prefix}{self.name}", **self.params)
+
+    def __repr__(self):
+        return f"Activation({self.name!r})"
+
+
+class Sequential(Module):
+    """Layers applied in order; parameters are named ``<index>.<name>``."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.layers = list(layers)
+        for i, layer in enumerate(layers):
+            setattr(self, str(i), layer)
+
+    def build(self, g, x, prefix=""):
+        for i, layer in enumerate(self.layers):
+            x = layer.build(g, x, prefix=f"{prefix}{i}.")
+        return x
+
+    def __repr__(self):
+        return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"

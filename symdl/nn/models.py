@@ -1,0 +1,44 @@
+"""The models ``symdl train`` knows, with the loss each is trained with."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from .layers import Activation, Dense, Sequential
+
+MODELS = ("mlp", "logreg", "perceptron")
+RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model and the loss (op name and params) it trains with."""
+
+    module: Sequential
+    loss: str
+    loss_params: dict
+
+
+def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: str = "relu",
+               rng=None, dtype: str = "float32", task: str = "classification") -> ModelSpec:
+    """``mlp`` (Dense+activation per hidden layer), ``logreg`` (one Dense,
+    softmax cross-entropy) or ``perceptron`` (one Dense trained with the
+    perceptron criterion: multiclass hinge with margin 0)."""
+    if kind not in MODELS:
+        raise UsageError(f"unknown model {kind!r} (choose from: {', '.join(MODELS)})")
+    init = "he_uniform" if activation in RELU_LIKE else "xavier_uniform"
+    layers, width = [], n_in
+    if kind == "mlp":
+        for h in hidden:
+            if int(h) < 1:
+                raise UsageError(f"hidden layer sizes must be positive, got {h}")
+            layers += [Dense(width, int(h), rng, init, dtype=dtype), Activation(activation)]
+            width = int(h)
+    layers.append(Dense(width, n_out, rng, "xavier_uniform", dtype=dtype))
+    model = Sequential(*layers)
+    model.name_parameters()
+    if task == "regression":
+        return ModelSpec(model, "mse", {})
+    if kind == "perceptron":
+        return ModelSpec(model, "multi_hinge", {"margin": 0.0})
+    return ModelSpec(model, "softmax_cross_entropy", {})
