@@ -38,13 +38,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``symdl: error: ...`` and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="symdl", description="Deep learning whose calculus is derived by SymPy: "
         "print the derivation, train the network.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"symdl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (default: an MLP on the embedded digits)",
                        description="Train a network on the CPU with SymPy-derived kernels. "
@@ -160,7 +167,8 @@ def cmd_train(args) -> int:
     if not args.json:
         arch = "-".join(str(w) for w in [train.X.shape[1], *(args.hidden if args.model == "mlp" else ()),
                                           spec.module.layers[-1].n_out])
-        print(f"{args.model} {arch} ({args.activation}), {spec.module.num_parameters():,} parameters; "
+        act = f" ({args.activation})" if args.model == "mlp" else ""
+        print(f"{args.model} {arch}{act}, {spec.module.num_parameters():,} parameters; "
               f"{args.dataset}: {len(train)} train, {0 if val is None else len(val)} validation, "
               f"{len(test)} test; {trainer.optimizer!r}")
     hist = trainer.fit(train, val)

@@ -10,6 +10,11 @@ from .module import Module
 from .parameter import Parameter
 
 
+def ACTIVATIONS() -> list:
+    """Names of the registry's elementwise ops of one input, sorted."""
+    return [op.name for op in OPS.declared("elementwise") if op.arity == 1]
+
+
 class Dense(Module):
     """``y = x Wᵀ + b`` with ``W`` of shape (out, in), as ``torch.nn.Linear``."""
 
@@ -42,10 +47,9 @@ class Activation(Module):
 
     def __init__(self, name: str, **params):
         super().__init__()
-        op = OPS[name]
-        if not isinstance(op, ElementwiseOp) or op.arity != 1:
-            raise UsageError(f"{name} is not an activation (an elementwise op of one input)")
-        op.param_values(params)
+        if name not in ACTIVATIONS():
+            raise UsageError(f"unknown activation {name!r} (choose from: {', '.join(ACTIVATIONS())})")
+        OPS[name].param_values(params)
         self.name, self.params = name, params
 
     def build(self, g, x, prefix=""):

@@ -168,10 +168,14 @@ class Trainer:
         return hist
 
     def _check_finite(self, prog, loss, epoch, step):
-        gsq = float(np.dot(self.pack.grad, self.pack.grad)) if self.pack.grad.size < 1 << 26 else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            gsq = float(np.dot(self.pack.grad, self.pack.grad))
         if math.isfinite(loss) and math.isfinite(gsq):
             return
         bad = first_nonfinite(prog)
+        if bad is None:
+            big = max(self.params, key=lambda q: float(np.max(np.abs(q.grad))))
+            bad = f"{big.name} (gradient overflows: max |g| = {float(np.max(np.abs(big.grad))):.3g})"
         what = "loss" if not math.isfinite(loss) else "gradient norm"
         raise NumericalError(f"non-finite {what} at epoch {epoch}, step {step}; update not applied; "
                              f"first bad value at node {bad} (try a lower learning rate)")
@@ -211,13 +215,13 @@ class Trainer:
         return np.concatenate(outs)
 
 
-def first_nonfinite(prog) -> str:
+def first_nonfinite(prog) -> str | None:
     """The first node, in execution order, holding a NaN or an infinity."""
     for n in prog.graph.order():
         v = prog.value(n)
         if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
             return f"{n} ({prog.graph.op(n)})"
-    return "none found (the check ran on the last values)"
+    return None
 
 
 def _postfix(h: History) -> str:

@@ -1,0 +1,204 @@
+"""MLP 784-256-256-10 training throughput on the CPU: symdl against its peers.
+
+ReLU, softmax cross-entropy, batch 128, float32, plain SGD, on random
+MNIST-shaped data (60,000 x 784).  Measured in the same run:
+
+* symdl (generated step function, numba kernels, BLAS with ``out=``);
+* PyTorch eager on the CPU, same thread count;
+* hand-written NumPy with preallocated buffers;
+* the GEMM limit: 6 x batch x sum(in*out) FLOPs per step over the measured
+  sgemm rate of these exact shapes.
+
+Prints samples/second (median of several epochs-worth of steps) and the ratios.
+Run: ``python benchmarks/mlp_cpu.py [--steps 200] [--repeats 5]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES = (784, 256, 256, 10)
+BATCH = 128
+
+
+def data(n=60000, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)
+
+
+def timed(step, steps, repeats):
+    step()  # warm-up (compiles, faults pages in)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for s in range(steps):
+            step(s)
+        rates.append(steps * BATCH / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def bench_symdl(X, y, steps, repeats):
+    from symdl.nn import make_model
+    from symdl.optim import SGD
+    from symdl.train import Trainer
+    spec = make_model("mlp", 784, 10, SIZES[1:-1], "relu", np.random.default_rng(0))
+    tr = Trainer(spec.module, lambda ps: SGD(ps, lr=0.01), spec.loss, batch_size=BATCH, epochs=0,
+                 progress=False)
+    tr._prepare(X, y)
+    prog = tr.program(BATCH, True)
+    perm = np.random.default_rng(1).permutation(len(X))
+    nb = len(X) // BATCH
+    L = tr._L
+
+    def step(s=0):
+        idx = perm[(s % nb) * BATCH:(s % nb + 1) * BATCH]
+        np.take(X, idx, axis=0, out=prog.inputs["x"])
+        np.take(y, idx, axis=0, out=prog.inputs["y"])
+        prog.run()
+        tr._check_finite(prog, float(prog.value(L)), 0, s)
+        tr.optimizer.step()
+    return timed(step, steps, repeats)
+
+
+def bench_torch(X, y, steps, repeats, threads):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    layers = []
+    for a, b in zip(SIZES[:-1], SIZES[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    perm = torch.from_numpy(np.random.default_rng(1).permutation(len(X)))
+    nb = len(X) // BATCH
+
+    def step(s=0):
+        idx = perm[(s % nb) * BATCH:(s % nb + 1) * BATCH]
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+        loss.backward()
+        opt.step()
+    return timed(step, steps, repeats)
+
+
+def bench_numpy(X, y, steps, repeats):
+    rng = np.random.default_rng(0)
+    W = [rng.standard_normal((b, a), dtype=np.float32) * np.float32(np.sqrt(2 / a))
+         for a, b in zip(SIZES[:-1], SIZES[1:])]
+    bs = [np.zeros(b, np.float32) for b in SIZES[1:]]
+    Z = [np.empty((BATCH, b), np.float32) for b in SIZES[1:]]
+    D = [np.empty((BATCH, b), np.float32) for b in SIZES[1:]]
+    dW = [np.empty_like(w) for w in W]
+    xb = np.empty((BATCH, 784), np.float32)
+    yb = np.empty(BATCH, np.int64)
+    perm = np.random.default_rng(1).permutation(len(X))
+    nb = len(X) // BATCH
+    rows = np.arange(BATCH)
+    lr = np.float32(0.01)
+
+    def step(s=0):
+        idx = perm[(s % nb) * BATCH:(s % nb + 1) * BATCH]
+        np.take(X, idx, axis=0, out=xb)
+        np.take(y, idx, axis=0, out=yb)
+        a = xb
+        acts = [xb]
+        for k in range(3):
+            np.matmul(a, W[k].T, out=Z[k])
+            Z[k] += bs[k]
+            if k < 2:
+                np.maximum(Z[k], 0, out=Z[k])
+            a = Z[k]
+            acts.append(a)
+        z = Z[2]
+        z -= z.max(1, keepdims=True)
+        np.exp(z, out=D[2])
+        D[2] /= D[2].sum(1, keepdims=True)
+        D[2][rows, yb] -= 1
+        D[2] /= BATCH
+        for k in (2, 1, 0):
+            np.matmul(D[k].T, acts[k], out=dW[k])
+            db = D[k].sum(0)
+            if k:
+                np.matmul(D[k], W[k], out=D[k - 1])
+                D[k - 1] *= Z[k - 1] > 0
+            W[k] -= lr * dW[k]
+            bs[k] -= lr * db
+    return timed(step, steps, repeats)
+
+
+def gemm_limit(repeats=20):
+    """Samples/s if the step did nothing but its 8 GEMMs at the measured rate."""
+    rng = np.random.default_rng(0)
+    shapes = []
+    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        shapes.append(((BATCH, a), (a, b)))          # forward  x @ W^T
+        shapes.append(((b, BATCH), (BATCH, a)))      # dW = d^T x
+        if i:
+            shapes.append(((BATCH, b), (b, a)))      # dx = d W
+    mats = [(rng.random(s1, dtype=np.float32), rng.random(s2, dtype=np.float32),
+             np.empty((s1[0], s2[1]), np.float32)) for s1, s2 in shapes]
+    flops = sum(2 * s1[0] * s1[1] * s2[1] for s1, s2 in shapes)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for a, b, c in mats:
+            np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    expected = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+    return BATCH / t, flops / t / 1e9, flops, expected
+
+
+def run_one(name, steps, repeats, threads):
+    """One contender in this process (thread pools of different libraries
+    spinning on the same two cores would distort each other's figures)."""
+    X, y = data()
+    if name == "symdl":
+        return bench_symdl(X, y, steps, repeats)
+    if name == "pytorch eager":
+        return bench_torch(X, y, steps, repeats, threads)
+    if name == "numpy by hand":
+        return bench_numpy(X, y, steps, repeats)
+    return gemm_limit()[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--only", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.only:
+        print(json.dumps(run_one(args.only, args.steps, args.repeats, args.threads)))
+        return
+    limit, gflops, flops, expected = gemm_limit()
+    rows = []
+    for name in ("symdl", "pytorch eager", "numpy by hand"):
+        cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
+               "--repeats", str(args.repeats), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"({name} failed: {out.stderr.strip().splitlines()[-1:]})")
+            continue
+        rows.append((name, float(out.stdout.split()[-1])))
+    print(f"GEMM limit: {limit:,.0f} samples/s ({gflops:.1f} GFLOP/s over the 8 GEMMs of a step, "
+          f"{flops:,} FLOPs; 6*B*sum(in*out) = {expected:,})")
+    for name, rate in rows:
+        print(f"{name:<14} {rate:>10,.0f} samples/s  {rate / limit:5.2f} of the GEMM limit")
+    rates = dict(rows)
+    for peer in ("pytorch eager", "numpy by hand"):
+        if peer in rates and "symdl" in rates:
+            print(f"symdl / {peer} = {rates['symdl'] / rates[peer]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
