@@ -111,11 +111,12 @@ def _load_data(args):
         from dataclasses import replace
         train = replace(train, X=train.X.astype(args.dtype))
         test = replace(test, X=test.X.astype(args.dtype))
-    if not 0 <= args.val_fraction < 1:
-        raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    fraction = getattr(args, "val_fraction", 0.0)
+    if not 0 <= fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {fraction}")
     ss = np.random.SeedSequence(args.seed)
     split_ss, init_ss, train_ss = ss.spawn(3)
-    train, val = train_val_split(train, args.val_fraction, np.random.default_rng(split_ss))
+    train, val = train_val_split(train, fraction, np.random.default_rng(split_ss))
     return train, val, test, init_ss, train_ss
 
 
