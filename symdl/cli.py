@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training set held out for validation (default: 0.1)")
+    t.add_argument("--drop-last", action="store_true", help="drop the last, partial batch of each epoch")
+    t.add_argument("--checkpoint", metavar="DIR", help="write checkpoints under DIR (atomic; the "
+                   "previous good one is kept)")
+    t.add_argument("--every", type=int, default=1, metavar="N", help="checkpoint every N epochs (default: 1)")
+    t.add_argument("--keep-last", type=int, default=2, metavar="N", help="checkpoints kept (default: 2)")
+    t.add_argument("--resume", default="auto", metavar="{auto,never,PATH}",
+                   help="auto: continue from the newest good checkpoint in --checkpoint (default); "
+                   "never: start afresh; PATH: a checkpoint or a folder of them")
+    t.add_argument("--on-nonfinite", choices=("raise", "skip", "warn"), default="raise",
+                   help="a NaN/Inf loss or gradient: stop with exit 3 (raise, default), or skip the "
+                   "batch (skip, warn), stopping after --max-skips consecutive bad batches")
+    t.add_argument("--max-skips", type=int, default=10, metavar="N")
     t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     t.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -164,7 +176,10 @@ def cmd_train(args) -> int:
     train, val, test, init_ss, train_ss = _load_data(args)
     spec = _make(args, train, init_ss)
     trainer = Trainer(spec.module, _optimizer(args), spec.loss, spec.loss_params,
-                      args.batch_size, args.epochs, train_ss, args.progress, args.dtype)
+                      args.batch_size, args.epochs, train_ss, args.progress, args.dtype,
+                      checkpoint=args.checkpoint, every=args.every, keep_last=args.keep_last,
+                      resume=args.resume, on_nonfinite=args.on_nonfinite, max_skips=args.max_skips,
+                      drop_last=args.drop_last)
     if not args.json:
         arch = "-".join(str(w) for w in [train.X.shape[1], *(args.hidden if args.model == "mlp" else ()),
                                           spec.module.layers[-1].n_out])

@@ -102,14 +102,24 @@ def test_diverging_learning_rate_exits_3_without_applying_the_update(capsys):
     assert "update not applied" in err and err.count("\n") == 1
 
 
-def test_nonfinite_data_stops_before_any_update():
+def test_nan_in_data_is_refused_before_training():
     data = load_digits("train")
+    bad = replace(data, X=data.X.copy())
+    bad.X[[7, 9], 3] = np.nan
     t = small_trainer(0, epochs=1)
     before = [p.data.copy() for p in t.params]
-    bad = replace(data, X=data.X.copy())
-    bad.X[:, 3] = np.nan  # bypasses validate(): the step guard must catch it
-    with pytest.raises(NumericalError, match="update not applied.*first bad value at node"):
+    with pytest.raises(DataError, match="2 row.*row 7"):
         t.fit(bad)
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, t.params))
+
+
+def test_overflow_stops_before_the_update_and_names_the_node():
+    data = load_digits("train")
+    t = small_trainer(0, epochs=1)
+    t.params[0].data[...] = 3e38  # the first matmul overflows float32
+    before = [p.data.copy() for p in t.params]
+    with pytest.raises(NumericalError, match=r"update not applied; first bad value at node 0\.xWt"):
+        t.fit(data)
     assert all(np.array_equal(a, p.data) for a, p in zip(before, t.params))
 
 

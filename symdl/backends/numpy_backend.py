@@ -56,7 +56,7 @@ class Program:
     """A compiled graph.  ``run()`` executes one step; ``inputs`` are the
     input buffers to fill; ``value(n)`` is any node's current array."""
 
-    def __init__(self, graph: Graph, outputs, bind=None, dims=None, flavor="auto"):
+    def __init__(self, graph: Graph, outputs, bind=None, dims=None, flavor="auto", fuse=True):
         self.graph = graph.subgraph(list(outputs))
         self.outputs = list(outputs)
         self.flavor = ("numba" if numba_available() else "numpy") if flavor == "auto" else flavor
@@ -69,7 +69,7 @@ class Program:
         self._names: dict = {}
         self._bind(dict(bind or {}))
         lines = ["def step():"]
-        for unit in plan(g, self.shapes, self.outputs):
+        for unit in plan(g, self.shapes, self.outputs, fuse):
             lines += self._emit(unit)
         self.source = "\n".join(lines + ["    return None", ""])
         exec_source(self.source, self._ns, "step")
@@ -230,9 +230,10 @@ class Program:
         return opdef.kernel_expr.xreplace(sub)
 
 
-def compile_graph(graph: Graph, outputs, bind=None, dims=None, flavor="auto") -> Program:
-    """Compile ``graph`` to a :class:`Program` computing ``outputs``."""
-    return Program(graph, outputs, bind, dims, flavor)
+def compile_graph(graph: Graph, outputs, bind=None, dims=None, flavor="auto", fuse=True) -> Program:
+    """Compile ``graph`` to a :class:`Program` computing ``outputs``; with
+    ``fuse=False`` every node keeps its value (for diagnostics)."""
+    return Program(graph, outputs, bind, dims, flavor, fuse)
 
 
 __all__ = ["Program", "compile_graph", "G", "Y"]

@@ -41,8 +41,9 @@ class Unit:
         return self.nodes[0]
 
 
-def plan(g: Graph, shapes: dict, outputs) -> list:
-    """Units in execution order.  ``shapes`` are the concrete node shapes."""
+def plan(g: Graph, shapes: dict, outputs, fuse: bool = True) -> list:
+    """Units in execution order.  ``shapes`` are the concrete node shapes;
+    ``fuse=False`` gives every elementwise node a kernel (and a buffer) of its own."""
     group_of: dict = {}
     groups: dict = {}
     order = g.order()
@@ -52,7 +53,7 @@ def plan(g: Graph, shapes: dict, outputs) -> list:
         target = None
         for a in g.args(n):
             gid = group_of.get(a)
-            if gid is not None and shapes[a] == shapes[n] and _acyclic(g, groups[gid], n):
+            if fuse and gid is not None and shapes[a] == shapes[n] and _acyclic(g, groups[gid], n):
                 target = gid
                 break
         if target is None:
@@ -75,7 +76,7 @@ def plan(g: Graph, shapes: dict, outputs) -> list:
             members = groups[u]
             inside = set(members)
             outs = [m for m in members
-                    if m in wanted or any(c not in inside for c in g.consumers(m))]
+                    if m in wanted or not fuse or any(c not in inside for c in g.consumers(m))]
             units.append(Unit(members, True, outs))
         else:
             units.append(Unit([u]))
