@@ -172,7 +172,9 @@ class Trainer:
                 return LoopState()
         else:
             path = Path(self.resume)
-            ckpt = load_checkpoint(path) if (path / "meta.json").exists() else latest_good(path, self.say)
+            single = path.name.startswith("ckpt-") or (path / "arrays.npz").exists() \
+                or (path / "meta.json").exists()
+            ckpt = load_checkpoint(path) if single else latest_good(path, self.say)
             if ckpt is None:
                 raise CheckpointError(f"no usable checkpoint in {path}")
         state = restore(self, ckpt)
