@@ -30,11 +30,7 @@ KINK_GAP = 0.05  # sample points stay this far from a kink
 
 #: Known bugs in symdl/, as ``{(op, argument): reason}``; the tests that hit
 #: them are strict xfails (they start passing -> the marker must go).
-GRAD_BUGS = {
-    ("step", 0): "grad() crashes for an op whose derivative is identically 0: the derived "
-                 "op step.grad0 has no inputs and broadcast_shapes() gets no shapes "
-                 "(ValueError: max() arg is an empty sequence)",
-}
+GRAD_BUGS: dict = {}
 
 
 def _arg_params(known_bugs=True):
@@ -615,9 +611,6 @@ def test_perturbed_claims_are_rejected(name):
         assert not check_equal(wrong, op.diff(i)).ok, f"{name}: wrong d/dx{i} accepted"
 
 
-@pytest.mark.xfail(strict=True, reason="check_equal splits a one-variable kinked difference at 0, "
-                   "finds it non-zero at 0, then falls back to the numeric check at nonzero points "
-                   "and reports ok: a wrong value at the kink is accepted")
 def test_wrong_kink_value_is_rejected():
     x = sp.Symbol("x", real=True)
     relu = OPS["relu"]

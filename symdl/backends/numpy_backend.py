@@ -18,9 +18,9 @@ from ..codegen.kernels import KernelInput, elementwise_kernel, module_header, ro
 from ..errors import UsageError
 from ..graph import Graph
 from ..ops import OPS, G, RowGradOp, RowLossOp, Y
-from ..ops.structural import count, scale_factor, sum_axes
+from ..ops.structural import count, sum_axes
 from .loader import exec_source, load_function, numba_available
-from .plan import VIEWS, plan
+from .plan import plan
 
 PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats starting threads
 

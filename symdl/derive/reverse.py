@@ -18,7 +18,7 @@ import networkx as nx
 
 from ..errors import UsageError
 from ..graph import Graph
-from ..ops import OPS, ElementwiseOp, G, RowLossOp, StructuralOp, Y
+from ..ops import OPS, ElementwiseOp, G, RowLossOp, StructuralOp
 
 
 @dataclass(frozen=True)
@@ -172,11 +172,14 @@ def _vjp(gb: _Builder, n: str, total: str) -> list:
                 out.append(None)
                 continue
             gop = opdef.grad_op(i)
-            if gop.expr == G:
+            if gop.expr == 0:  # e.g. the step function: an honest zero gradient
+                contrib = gb.add("fill", value=0.0, shape=g.shape(a), dtype=g.node(a)["dtype"])
+            elif gop.expr == G:
                 contrib = total
             else:
-                env = {**dict(zip(opdef.inputs, args)), Y: n, G: total}
-                contrib = gb.add(gop.name, *(env[s] for s in gop.inputs), **d["params"])
+                env = {"y": n, "g": total}
+                contrib = gb.add(gop.name, *(env.get(k) or args[k] for k in gop.sources),
+                                 **d["params"])
             out.append(gb.emit("sum_to", contrib, shape=g.shape(a)))
         return out
     raise UsageError(f"no gradient rule for op {d['op']} (node {n})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..ops import OPS, ElementwiseOp
+from ..ops import OPS
 from .init import initializer
 from .module import Module
 from .parameter import Parameter

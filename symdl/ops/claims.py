@@ -53,7 +53,10 @@ def check_equal(a: sp.Expr, b: sp.Expr, points=_POINTS) -> ClaimResult:
                 return ClaimResult(True, "symbolic")
         elif len(syms) == 1:
             p = sp.Symbol("p", positive=True)
-            halves = [d.subs(syms[0], p), d.subs(syms[0], -p), d.subs(syms[0], 0)]
+            at0 = d.subs(syms[0], 0)
+            if at0.is_number and at0 != 0:
+                return ClaimResult(False, "symbolic", f"differs by {at0} at 0")
+            halves = [d.subs(syms[0], p), d.subs(syms[0], -p), at0]
             if all(not h.has(*_KINKY) and _zero_symbolic(h) for h in halves):
                 return ClaimResult(True, "symbolic", "split at 0")
     except (TypeError, ValueError, NotImplementedError):  # SymPy could not decide

@@ -103,7 +103,8 @@ register(RowLossOp(
     params={margin: 1.0},
     onehot_only=True,
     latex=r"\operatorname{SVM}",
-    doc="multiclass hinge Σ_{j≠y} max(0, z_j − z_y + margin)",
+    doc="multiclass hinge Σ_{j≠y} max(0, z_j − z_y + margin); with a dense target t it is "
+        "Σ_j (1 − t_j) max(0, z_j − Σ_k t_k z_k + margin), the same for one-hot t",
 ))
 
 

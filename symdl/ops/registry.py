@@ -82,6 +82,9 @@ class ElementwiseOp(OpBase):
     doc: str = ""
     kind: str = "elementwise"
     derived_from: tuple | None = None
+    #: for a derived op: where each input comes from, an argument index of the
+    #: op it differentiates, ``"y"`` (that op's output) or ``"g"`` (upstream)
+    sources: tuple = ()
 
     def __post_init__(self):
         self.arity = len(self.inputs)
@@ -131,6 +134,9 @@ def _diff_kernel_cached(op: ElementwiseOp, i: int) -> sp.Expr:
     key = ("kernel", op.name, i)
     if key not in _DIFF:
         d = sp.diff(op.kernel_expr, op.inputs[i])
+        if d.has(sp.DiracDelta) and op.smooth:
+            # a smooth op's stable form has kinks (|x|, min) whose deltas cancel exactly
+            d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
         if d.has(sp.DiracDelta):
             raise UsageError(f"derivative of {op.name} contains DiracDelta; it cannot be compiled")
         _DIFF[key] = d
@@ -141,18 +147,25 @@ def _grad_op_cached(op: ElementwiseOp, i: int) -> ElementwiseOp:
     name = f"{op.name}.grad{i}"
     if name in OPS:
         return OPS[name]
-    body = G * op.derivative(i)
-    order = [*op.inputs, Y, G]
+    # a derived op already has inputs y and g: its own output and upstream
+    # gradient need other names (y_1, g_1 at depth 1, ...)
+    depth = op.name.count(".grad")
+    ren = {s: sp.Symbol(f"{s.name}_{depth}", real=True) for s in (Y, G) if s in op.inputs}
+    inputs = tuple(ren.get(s, s) for s in op.inputs)
+    body = G * op.derivative(i).xreplace(ren)
+    order = [*inputs, Y, G]
     used = [s for s in order if s in body.free_symbols]
+    back = {v: k for k, v in ren.items()}
     gop = ElementwiseOp(
         name=name,
         inputs=tuple(used),
         expr=body,
         params=dict(op.params),
-        domain=tuple(_domain_of(op, s) for s in used),
+        domain=tuple(_domain_of(op, back.get(s, s)) for s in used),
         smooth=op.smooth,
         doc=f"vector-Jacobian product of {op.name} with respect to argument {i}",
         derived_from=(op.name, i),
+        sources=tuple(inputs.index(s) if s in inputs else ("y" if s == Y else "g") for s in used),
     )
     OPS[name] = gop
     return gop
