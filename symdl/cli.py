@@ -87,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-grad", action="store_true", help="forward graph only")
     g.set_defaults(run=cmd_graph)
 
+    e = sub.add_parser("explain", help="the chain rule per parameter along the model graph",
+                       description="Print, for every parameter, the chain rule along the graph with "
+                       "each local gradient and shape; --numeric adds a worked backprop on one example "
+                       "(values from the NumPy backend). Example: symdl explain --dataset xor "
+                       "--hidden 2 --activation sigmoid --numeric", epilog=EPILOG)
+    add_model_args(e)
+    e.add_argument("--param", help="only this parameter (e.g. 0.W)")
+    e.add_argument("--numeric", action="store_true", help="worked backprop on one training example")
+    e.add_argument("--example", type=int, default=0, help="which training example (default: 0)")
+    e.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text")
+    e.set_defaults(run=cmd_explain)
+
     k = sub.add_parser("kernels", help="write or check the generated kernel sources",
                        description="Regenerate kernels/ from the declarations; --check fails on any difference.")
     k.add_argument("--out", default="kernels", help="folder (default: kernels)")
@@ -226,6 +238,40 @@ def cmd_graph(args) -> int:
         return 0
     gg = grad(g, L)
     print(graph_listing(gg.graph, [L, *gg.grads.values()]), end="")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    import numpy as np
+    from .backends.trace import numeric_backprop
+    from .derive.chains import derive_graph
+    from .printing import chains as pc
+    from .train import build_training_graph
+    train, _, _, init_ss, _ = _load_data(args)
+    spec = _make(args, train, init_ss)
+    tshape = ("N",) if train.task == "classification" else ("N", 1)
+    g, out, L = build_training_graph(spec.module, train.X.shape[1], spec.loss, spec.loss_params,
+                                     args.dtype, tshape)
+    params = g.params()
+    if args.param is not None:
+        if args.param not in params:
+            raise UsageError(f"no parameter {args.param!r} (choose from: {', '.join(params)})")
+        params = [args.param]
+    gd = derive_graph(g, L, params)
+    render = {"text": pc.derivation_text, "latex": pc.derivation_latex,
+              "markdown": pc.derivation_markdown, "json": pc.derivation_json}[args.format]
+    print(render(gd), end="")
+    if args.numeric:
+        if not 0 <= args.example < len(train):
+            raise UsageError(f"--example must be in [0, {len(train)}), got {args.example}")
+        k = args.example
+        y = train.y[k:k + 1] if train.task == "classification" else train.y[k:k + 1].reshape(1, -1)
+        feeds = {"x": train.X[k:k + 1], "y": y}
+        rows = numeric_backprop(g, L, feeds, {p.name: p.data for p in spec.module.parameters()})
+        table = {"json": pc.backprop_json, "latex": pc.backprop_latex}.get(args.format, pc.backprop_text)
+        if args.format in ("text", "markdown"):
+            print(f"\nworked backprop on training example {k} (label {np.asarray(y).ravel().tolist()}):")
+        print(table(rows), end="")
     return 0
 
 

@@ -23,11 +23,13 @@ from ..ops import OPS, ElementwiseOp, G, RowLossOp, StructuralOp
 
 @dataclass(frozen=True)
 class GradGraph:
-    """The forward graph plus gradient nodes; ``grads[n]`` is ``∂loss/∂n``."""
+    """The forward graph plus gradient nodes; ``grads[w]`` is ``∂loss/∂w`` for
+    each requested ``w``, ``totals[n]`` the same for every node on the way."""
 
     graph: Graph
     loss: str
     grads: dict
+    totals: dict
 
     def __getitem__(self, n: str) -> str:
         return self.grads[n]
@@ -86,7 +88,9 @@ def grad(graph: Graph, loss: str, wrt=None, unused: str = "warn") -> GradGraph:
                          dtype=graph.node(w)["dtype"])
         grads[w] = t
     keep = list(graph.order()) + list(grads.values())
-    return GradGraph(gb.g.subgraph(keep), loss, grads)
+    pruned = gb.g.subgraph(keep)
+    totals = {n: t for n, t in totals.items() if n in graph and t in pruned}
+    return GradGraph(pruned, loss, grads, totals)
 
 
 def _dname(g: Graph, n: str) -> str:

@@ -1,0 +1,103 @@
+"""Graph derivations: the chain rule per parameter, along the graph.
+
+For a parameter ``W`` the derivation lists every path ``W → … → L`` and,
+on each edge, the local factor ``∂node/∂arg`` as symdl knows it: SymPy's
+derivative of an elementwise op (in terms of the node names), the stated
+gradient of a row loss, or the transpose of a structural op.  Data only:
+:mod:`symdl.printing.chains` renders it; :func:`symdl.backends.trace.numeric_backprop`
+adds the worked numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import sympy as sp
+
+from ..graph import Graph
+from ..ops import OPS, ElementwiseOp, RowLossOp, Y, sum_axes
+
+
+@dataclass(frozen=True)
+class Factor:
+    """``∂node/∂arg``: ``kind`` is ``"elementwise"`` (``expr`` is a SymPy
+    expression in node symbols, applied with ⊙), ``"left"``/``"right"``
+    (multiply by ``operand``), ``"transpose"``, ``"reduce"`` or ``"rowloss"``."""
+
+    node: str
+    arg: str
+    op: str
+    kind: str
+    expr: object = None
+    operand: str = ""
+    shape: tuple = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One path from a parameter to the loss, factors from the loss down."""
+
+    param: str
+    path: tuple
+    factors: tuple
+
+
+@dataclass(frozen=True)
+class GraphDerivation:
+    """Chains for each parameter, with the gradient's shape."""
+
+    loss: str
+    chains: dict
+    shapes: dict
+
+
+def sym(node: str) -> sp.Symbol:
+    """The SymPy symbol that stands for a node's value."""
+    return sp.Symbol(node, real=True)
+
+
+def local_factor(g: Graph, node: str, i: int) -> Factor:
+    d = g.node(node)
+    op, args = d["op"], d["args"]
+    opdef = OPS[op]
+    shape = g.shape(node)
+    if isinstance(opdef, ElementwiseOp):
+        vals = opdef.param_values(d["params"])
+        sub = {s: sym(a) for s, a in zip(opdef.inputs, args)}
+        sub.update({s: sp.Float(vals[s.name], 6) for s in opdef.params})
+        sub[Y] = sym(node)
+        expr = opdef.derivative(i).xreplace(sub)
+        summed = sum_axes(g.shape(args[i]), shape) if g.shape(args[i]) != shape else ()
+        return Factor(node, args[i], op, "elementwise", expr, operand=str(summed) if summed else "",
+                      shape=shape)
+    if isinstance(opdef, RowLossOp):
+        stats = "; ".join(f"{s} = {how}_j {sp.sstr(e)}" for s, how, e in opdef.stats)
+        return Factor(node, args[i], op, "rowloss", opdef.grad, operand=args[1], shape=shape,
+                      note=stats)
+    if op == "matmul":
+        other = args[1 - i]
+        return Factor(node, args[i], op, "right" if i == 0 else "left", operand=other, shape=shape)
+    if op == "transpose":
+        return Factor(node, args[i], op, "transpose", shape=shape)
+    return Factor(node, args[i], op, "reduce", operand=str(d["params"].get("axes")), shape=shape)
+
+
+def derive_graph(g: Graph, loss: str, params=None) -> GraphDerivation:
+    """Every path from each parameter to ``loss``, with its local factors."""
+    params = list(g.params() if params is None else params)
+    chains, shapes = {}, {}
+    for p in params:
+        paths = sorted(nx.all_simple_paths(g.nx, p, loss))
+        out = []
+        for path in paths:
+            factors = []
+            for a, n in zip(reversed(path[:-1]), reversed(path[1:])):
+                for i, arg in enumerate(g.args(n)):
+                    if arg == a:
+                        factors.append(local_factor(g, n, i))
+                        break
+            out.append(Chain(p, tuple(path), tuple(factors)))
+        chains[p] = tuple(out)
+        shapes[p] = g.shape(p)
+    return GraphDerivation(loss, chains, shapes)
