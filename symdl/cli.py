@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "--hidden 2 --activation sigmoid --numeric", epilog=EPILOG)
     add_model_args(e)
     e.add_argument("--param", help="only this parameter (e.g. 0.W)")
+    e.add_argument("--layer", help="instead: one layer's rules in matrix notation (dense, softmax, "
+                   "softmax_cross_entropy, l1, l2, or an activation), verified on explicit instances")
     e.add_argument("--numeric", action="store_true", help="worked backprop on one training example")
     e.add_argument("--example", type=int, default=0, help="which training example (default: 0)")
     e.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text")
@@ -247,6 +249,12 @@ def cmd_explain(args) -> int:
     from .derive.chains import derive_graph
     from .printing import chains as pc
     from .train import build_training_graph
+    if args.layer:
+        from .derive.layers import layer_derivation
+        from .printing.layers import layer_latex, layer_text
+        d = layer_derivation(args.layer)
+        print((layer_latex if args.format == "latex" else layer_text)(d), end="")
+        return 0
     train, _, _, init_ss, _ = _load_data(args)
     spec = _make(args, train, init_ss)
     tshape = ("N",) if train.task == "classification" else ("N", 1)

@@ -72,3 +72,29 @@ def test_numeric_cli(capsys):
                        "sigmoid", "--numeric")
     assert code == 0 and "worked backprop on training example 0" in out
     assert "upstream gradient" in out and "1.sigmoid" in out
+
+
+def test_every_layer_derivation_is_verified():
+    from symdl.derive.layers import LAYERS, layer_derivation
+    from symdl.nn.layers import ACTIVATIONS
+    for name in (*LAYERS, *ACTIVATIONS()):
+        d = layer_derivation(name)
+        assert d.verified, name
+        assert d.rules and d.method
+
+
+def test_the_layer_check_rejects_a_wrong_rule():
+    import sympy as sp
+    from symdl.derive.layers import _grad, _mat, _same
+    X, W, d = _mat("x", 2, 3), _mat("w", 2, 3), _mat("d", 2, 2)
+    L = sum(d.multiply_elementwise(X * W.T))
+    assert _same(_grad(L, W), d.T * X)
+    assert not _same(_grad(L, W), d.T * X + sp.Matrix(2, 3, lambda i, j: int(i == j == 0)))
+
+
+def test_layer_cli(capsys):
+    code, out, _ = run(capsys, "explain", "--layer", "dense")
+    assert code == 0 and "∂L/∂W = δᵀ X" in out and "verified" in out
+    code, out, _ = run(capsys, "explain", "--layer", "softmax", "--format", "latex")
+    assert r"\operatorname{diag}(s) - s s^{\top}" in out
+    assert run(capsys, "explain", "--layer", "nope")[0] == 2

@@ -22,7 +22,7 @@ class NodeValues:
     upstream: object
 
 
-def numeric_backprop(g: Graph, loss: str, feeds: dict, params: dict, dtype="float64") -> list:
+def numeric_backprop(g: Graph, loss: str, feeds: dict, params: dict) -> list:
     """Forward values and upstream gradients at every node for one input,
     computed by the NumPy backend (unfused, so every value is kept)."""
     gg = grad(g, loss)
