@@ -53,12 +53,9 @@ def _inputs(op):
 ELEMENTWISE = [op.name for op in OPS.declared("elementwise")]
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
-@SETTINGS
-@given(data=st.data())
-def test_finite_inputs_give_finite_outputs_and_gradients(name, data):
-    op = OPS[name]
-    values = data.draw(_inputs(op))
+def run_on(name, data):
+    """Draw inputs from the op's domain, run its program; (program, grads, inputs)."""
+    values = data.draw(_inputs(OPS[name]))
     if name == "pow":  # keep a**b inside float64 range
         values = (values[0], np.clip(values[1], -30, 30))
     prog, xs, dxs = program(name)
@@ -66,6 +63,14 @@ def test_finite_inputs_give_finite_outputs_and_gradients(name, data):
         prog.value(x)[...] = v
     with np.errstate(all="raise"):
         prog.run()
+    return prog, dxs, values
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@SETTINGS
+@given(data=st.data())
+def test_finite_inputs_give_finite_outputs_and_gradients(name, data):
+    prog, dxs, _ = run_on(name, data)
     assert np.all(np.isfinite(prog.value("y")))
     for d in dxs:
         assert np.all(np.isfinite(prog.value(d))), (name, values)
@@ -76,13 +81,7 @@ def test_finite_inputs_give_finite_outputs_and_gradients(name, data):
 @given(data=st.data())
 def test_generated_code_equals_the_declaration(name, data):
     op = OPS[name]
-    values = data.draw(_inputs(op))
-    if name == "pow":
-        values = (values[0], np.clip(values[1], -30, 30))
-    prog, xs, _ = program(name)
-    for x, v in zip(xs, values):
-        prog.value(x)[...] = v
-    prog.run()
+    prog, _, values = run_on(name, data)
     params = {s: sp.Float(v) for s, v in op.params.items()}
     f = sp.lambdify(op.inputs, op.expr.subs(params), modules="mpmath")
     with mpmath.workdps(40):

@@ -70,31 +70,23 @@ def op_listing() -> dict:
     return out
 
 
-def write_listing(listing: dict, root: Path) -> list:
-    """Write every file (and remove stale ``.py`` files); returns the paths written."""
-    root = Path(root)
-    written = []
-    for rel, text in sorted(listing.items()):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text + "\n":
-            path.write_text(text + "\n")
-        written.append(path)
-    for stale in sorted(root.glob("*/*.py")):
-        if str(stale.relative_to(root)) not in listing:
-            stale.unlink()
-    return written
-
-
 def check_listing(listing: dict, root: Path) -> list:
     """Relative paths that are missing, differ, or should not be there."""
     root = Path(root)
-    bad = []
-    for rel, text in sorted(listing.items()):
+    bad = [rel for rel, text in sorted(listing.items())
+           if not (root / rel).exists() or (root / rel).read_text() != text + "\n"]
+    stale = [str(p.relative_to(root)) for p in sorted(root.glob("*/*.py"))]
+    return bad + [rel for rel in stale if rel not in listing]
+
+
+def write_listing(listing: dict, root: Path) -> list:
+    """Write what differs, remove stale ``.py`` files; returns every listed path."""
+    root = Path(root)
+    for rel in check_listing(listing, root):
         path = root / rel
-        if not path.exists() or path.read_text() != text + "\n":
-            bad.append(rel)
-    for extra in sorted(root.glob("*/*.py")):
-        if str(extra.relative_to(root)) not in listing:
-            bad.append(str(extra.relative_to(root)))
-    return bad
+        if rel in listing:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(listing[rel] + "\n")
+        else:
+            path.unlink()
+    return [root / rel for rel in sorted(listing)]
