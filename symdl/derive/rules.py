@@ -173,7 +173,9 @@ def _op_note(f: OpFunctionBase, dep: list) -> str:
             parts.append(f"d/d{_arg_name(op, k)} of its declaration {sp.sstr(op.expr)}")
     out = "y = " + sp.sstr(f) if any(Y in op.grad_forms.get(k, sp.S.Zero).free_symbols
                                       for k in dep) else ""
-    return f"registry op {op.name}: " + "; ".join(parts) + (f" with {out}" if out else "")
+    kink = "" if op.smooth else ("; at a kink the declared piece holds, as in PyTorch "
+                                 "(relu'(0) = 0)")
+    return f"registry op {op.name}: " + "; ".join(parts) + (f" with {out}" if out else "") + kink
 
 
 def _arg_name(op, k: int) -> str:

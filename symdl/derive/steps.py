@@ -4,11 +4,20 @@
 sum, constant multiple, product, quotient, power, chain, exp, log, trig,
 hyperbolic, abs, max/min, piecewise, known op) until no derivative is left,
 then, where it applies, rewrites the result in terms of the op's output
-(``e^{-z}/(1 + e^{-z})^2 → σ(z)·(1 − σ(z))``).  Every step is checked equal
-to the one before (op calls expanded to their registry declarations,
-pending derivatives evaluated by SymPy) and the check is part of the
-:class:`Step`.  Nothing prints here; :mod:`symdl.printing` renders a
-:class:`Derivation`.  No ``simplify()``: targeted rewrites only.
+(``e^{-z}/(1 + e^{-z})^2 → σ(z)·(1 − σ(z))``).  Pending derivatives of the
+same rule are rewritten together (all terms of a sum at once).
+
+Every step is checked equal to the one before, and the check is part of the
+:class:`Step`: each replaced derivative, evaluated by SymPy, against its
+replacement (:func:`symdl.derive.checks.verify_equal`).  Op calls are first
+kept whole, SymPy differentiating them by the op's derivative forms, which
+are themselves checked once per op against ``sympy.diff`` of the registry
+declaration (:func:`symdl.derive.checks.op_forms_check`); a known-op step
+reports that check.  Where that is not decisive, op calls are expanded to
+their declarations and :func:`symdl.ops.claims.check_equal` decides.  The
+result is checked the same way against SymPy's derivative of the input.
+Nothing prints here; :mod:`symdl.printing` renders a :class:`Derivation`.
+No ``simplify()`` on the main path: targeted rewrites only.
 """
 from __future__ import annotations
 
@@ -18,14 +27,13 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import UsageError
-from ..ops.claims import check_equal
+from .checks import op_forms_check, op_forms_verified, verify_equal, weakest
 from .opfuncs import OpFunctionBase, cites_grad_form, expand_ops, op_derivative, \
     op_expansion_of, to_ops
 from .rules import TRIVIAL_RULES, Applied, apply_rule, d
 
 __all__ = ["Step", "Derivation", "derive", "verify_equal", "register_renderer"]
 
-_KINKY = (sp.Abs, sp.Min, sp.Max, sp.Piecewise, sp.sign, sp.Heaviside)
 _RENDERERS: dict = {}
 
 
@@ -78,53 +86,33 @@ class Derivation:
         """Every step and the final result were checked."""
         return self.verified and all(s.verified for s in self.steps)
 
-    def _render(self, kind: str) -> str:
-        if kind not in _RENDERERS:  # the printing layer registers itself on import
+    def render(self, fmt: str = "text") -> str:
+        """This derivation as ``text``, ``latex``, ``markdown`` or ``json``.
+
+        The printers live in :mod:`symdl.printing`, a later layer; it registers
+        them on import, which happens here on first use.
+        """
+        if not _RENDERERS:
             importlib.import_module("symdl.printing")
-        return _RENDERERS[kind](self)
+        if fmt not in _RENDERERS:
+            raise UsageError(f"unknown format {fmt!r} (known: {', '.join(_RENDERERS)})")
+        return _RENDERERS[fmt](self)
 
     def _repr_latex_(self) -> str:
-        return "$\\displaystyle " + self._render("latex") + "$"
+        return self.render("latex")
 
     def __str__(self) -> str:
-        return self._render("text")
+        return self.render("text")
 
 
-def register_renderer(kind: str, fn) -> None:
-    """Let a printer render derivations (``"latex"``, ``"text"``)."""
-    _RENDERERS[kind] = fn
+def register_renderer(fmt: str, fn) -> None:
+    """Let a printer render derivations in format ``fmt`` (``fn(derivation) -> str``)."""
+    _RENDERERS[fmt] = fn
 
 
-# ---------------------------------------------------------------- checks
-def verify_equal(a: sp.Expr, b: sp.Expr) -> tuple:
-    """``(ok, method)``: is ``a == b`` for all real values? Cheap forms first."""
-    if a == b:
-        return True, "identical"
-    diff = a - b
-    try:
-        if diff == 0 or _fast_zero(diff):
-            return True, "symbolic"
-    except (TypeError, ValueError, NotImplementedError):  # SymPy could not decide
-        pass
-    r = check_equal(a, b)
-    return r.ok, r.method
-
-
-def _fast_zero(e: sp.Expr) -> bool:
-    if isinstance(e, sp.Piecewise) or e.has(sp.Piecewise):
-        e = sp.piecewise_fold(e)
-        if isinstance(e, sp.Piecewise):
-            return all(_fast_zero(piece) for piece, _ in e.args)
-    e = sp.expand(e)
-    if e == 0:
-        return True
-    if e.has(*_KINKY):
-        return False
-    return sp.cancel(sp.together(e)) == 0
-
-
+# ---------------------------------------------------------------- engine
 def _pending(e: sp.Expr) -> list:
-    """The unevaluated derivatives in ``e``, outermost, in printing order."""
+    """The unevaluated derivatives in ``e``, outermost, in SymPy's argument order."""
     out: list = []
 
     def walk(n):
@@ -139,13 +127,14 @@ def _pending(e: sp.Expr) -> list:
     return out
 
 
-def _value(e: sp.Expr) -> sp.Expr:
-    """``e`` with op calls expanded and pending derivatives evaluated."""
-    e = expand_ops(e)
+def _value(e: sp.Expr, expand: bool) -> sp.Expr:
+    """``e`` with pending derivatives evaluated by SymPy (op calls expanded first
+    when ``expand``; otherwise SymPy differentiates them by their checked forms)."""
+    if expand:
+        e = expand_ops(e)
     return e.xreplace({n: n.doit() for n in _pending(e)})
 
 
-# ---------------------------------------------------------------- engine
 def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
     """Differentiate ``expr`` with respect to ``wrt``, rule by rule.
 
@@ -173,45 +162,75 @@ def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
     expr = _real(sp.sympify(expr))
     x = resolve_wrt(expr, wrt)
     cur = d(expr, x)
-    target = sp.diff(expand_ops(expr), x)
-    value, steps = target, []
+    # With every op's derivative form checked against its declaration, values
+    # keep op calls whole (fast); otherwise op calls are expanded first.
+    ops = sorted({f.op_name for f in expr.atoms(OpFunctionBase)})
+    expand = not all(op_forms_verified(name) for name in ops)
+    steps: list = []
     while (pending := _pending(cur)) and len(steps) < max_steps:
-        app = apply_rule(pending[0])
-        if pending[0] in _pending(app.after):  # no progress: let SymPy finish this one
-            app = Applied("sympy", pending[0].doit(), "evaluated by SymPy's diff")
-        mapping, rules = {pending[0]: app.after}, [app.rule]
-        if app.rule in TRIVIAL_RULES:  # all constants and d x/d x at once
-            for n in pending[1:]:
-                more = apply_rule(n)
-                if more.rule in TRIVIAL_RULES:
-                    mapping[n] = more.after
-                    rules += [more.rule] if more.rule not in rules else []
-        new = cur.xreplace(mapping)
-        rule = ", ".join(rules)
-        note = app.note if len(mapping) == 1 else _trivial_note(rules)
-        value, cur = _append(steps, rule, cur, new, note, value, app.u), new
+        batch = [(pending[0], _apply(pending[0]))]
+        rule = batch[0][1].rule
+        for n in pending[1:]:  # the same rule on every pending derivative at once
+            more = _apply(n)
+            if more.rule == rule or (rule in TRIVIAL_RULES and more.rule in TRIVIAL_RULES):
+                batch.append((n, more))
+        rules = list(dict.fromkeys(app.rule for _, app in batch))
+        mapping = {n: app.after for n, app in batch}
+        claims = {}  # kept whole, a known-op step rests on the op's checked forms
+        if not expand:
+            claims = {n: op_forms_check(n.expr.op_name) for n, app in batch
+                      if "known op" in app.rule}
+        u = batch[0][1].u if len(batch) == 1 else None
+        cur = _step(steps, ", ".join(rules), cur, mapping, _note(batch), expand, u, claims)
     if _pending(cur):
-        new = cur.xreplace({n: n.doit() for n in _pending(cur)})
-        value, cur = _append(steps, "sympy", cur, new, "the rest by SymPy's diff", value), new
-    cur, value = _rewrite(expr, x, cur, value, steps)
-    ok, method = verify_equal(target, value)
+        mapping = {n: n.doit() for n in _pending(cur)}
+        cur = _step(steps, "sympy", cur, mapping, "the rest by SymPy's diff", expand)
+    cur = _rewrite(expr, x, cur, steps, expand)
+    ok, method = verify_equal(_value(d(expr, x), expand), _value(cur, expand))
     return Derivation(expr, x, tuple(steps), cur, ok, method)
 
 
-def _append(steps, rule, before, after, note, prev, u=None):
-    value = _value(after)
-    ok, method = verify_equal(prev, value)
-    steps.append(Step(rule, before, after, note, ok, method, u))
-    return value
+def _apply(node: sp.Derivative) -> Applied:
+    app = apply_rule(node)
+    if node in _pending(app.after):  # no progress: let SymPy finish this one
+        app = Applied("sympy", node.doit(), "evaluated by SymPy's diff")
+    return app
 
 
-def _trivial_note(rules) -> str:
-    says = {"constant": "constants have derivative 0", "identity": "dx/dx = 1"}
-    return "; ".join(says[r] for r in rules)
+def _note(batch) -> str:
+    if len(batch) == 1:
+        return batch[0][1].note
+    rules = list(dict.fromkeys(app.rule for _, app in batch))
+    if set(rules) <= set(TRIVIAL_RULES):
+        says = {"constant": "constants have derivative 0", "identity": "dx/dx = 1"}
+        return "; ".join(says[r] for r in rules)
+    notes = list(dict.fromkeys(app.note for _, app in batch))
+    head = "; ".join(notes[:3]) + ("; ..." if len(notes) > 3 else "")
+    return f"{len(batch)} derivatives: {head}"
 
 
-def _rewrite(expr, x, cur, value, steps):
-    """The last step: the result in terms of the op's output, or of σ."""
+def _step(steps, rule, cur, mapping, note, expand, u=None, claims=None, keep_failed=True):
+    """Append the step ``cur → cur.xreplace(mapping)``; return the new expression.
+
+    Replacing equals by equals keeps the whole equal, so each replaced
+    derivative is checked against its replacement (linear, not quadratic, in
+    the number of steps).
+    """
+    ok, method = True, "identical"
+    for node, repl in mapping.items():
+        ok_n, m = verify_equal(_value(node, expand), _value(repl, expand))
+        if claims and node in claims and ok_n:
+            ok_n, m = claims[node]
+        ok, method = ok and ok_n, weakest(method, m)
+    after = cur.xreplace(mapping)
+    if ok or keep_failed:
+        steps.append(Step(rule, cur, after, note, ok, method, u))
+        return after
+    return cur
+
+
+def _rewrite(expr, x, cur, steps, expand):
+    """The last step: the result in terms of the op's output, or of σ (kept if checked)."""
     call = None if expr.has(OpFunctionBase) else op_expansion_of(expr, x)
     if call is not None:
         new = op_derivative(call, 0)
@@ -222,11 +241,11 @@ def _rewrite(expr, x, cur, value, steps):
     else:
         new = to_ops(cur)
         rule = "rewrite in terms of known ops"
-        note = "e^(k w) / (1 + e^w)^n = sigmoid(w)^k sigmoid(-w)^(n-k), sigmoid(-w) = 1 - sigmoid(w)"
+        note = ("e^(k w) / (1 + e^w)^n = sigmoid(w)^k sigmoid(-w)^(n-k), "
+                "sigmoid(-w) = 1 - sigmoid(w)")
     if new == cur:
-        return cur, value
-    value = _append(steps, rule, cur, new, note, value)
-    return new, value
+        return cur
+    return _step(steps, rule, cur, {cur: new}, note, expand, keep_failed=False)
 
 
 def _real(expr: sp.Expr) -> sp.Expr:

@@ -1,0 +1,121 @@
+"""Checks that two expressions are equal, cheap ways first, for the step engine.
+
+:func:`verify_equal` tries, in order: identical trees; ``expand``/``powsimp``/
+``cancel`` with op calls kept whole; the same with op calls expanded to their
+registry declarations; :func:`symdl.ops.claims.check_equal` (which may split
+at kinks or use ``simplify``).  Expressions too large for symbolic work go
+straight to exact spot checks at rational points (50 digits), which is what
+``check_equal`` falls back to as well.  :func:`op_forms_verified` checks, once
+per op, that the derivative forms of :mod:`symdl.derive.opfuncs` equal
+``sympy.diff`` of the declaration, so derivations may keep op calls whole.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+
+import sympy as sp
+
+from ..ops import OPS
+from ..ops.claims import check_equal
+from .opfuncs import OpFunctionBase, expand_ops, op_derivative, op_function
+
+__all__ = ["verify_equal", "spot_check", "op_forms_check", "op_forms_verified", "weakest",
+           "SYMBOLIC_LIMIT"]
+
+#: Above this many operations, equality is decided by spot checks only.
+SYMBOLIC_LIMIT = 60
+_KINKY = (sp.Abs, sp.Min, sp.Max, sp.Piecewise, sp.sign, sp.Heaviside)
+_POINTS = tuple(Fraction(n, d) for n, d in ((3, 7), (-5, 3), (11, 4), (-1, 9), (7, 2), (-13, 5)))
+
+
+def verify_equal(a: sp.Expr, b: sp.Expr) -> tuple:
+    """``(ok, method)``: is ``a == b`` for all real values of their symbols?
+
+    ``method`` is ``"identical"``, ``"symbolic"`` or ``"numeric"``.
+    """
+    if a == b:
+        return True, "identical"
+    if _cheap_zero(a - b):
+        return True, "symbolic"
+    if a.has(OpFunctionBase) or b.has(OpFunctionBase):
+        a, b = expand_ops(a), expand_ops(b)
+        if a == b or _cheap_zero(a - b):
+            return True, "symbolic"
+    if _small(a - b):
+        r = check_equal(a, b)
+        return r.ok, r.method
+    return spot_check(a, b), "numeric"
+
+
+def _small(e: sp.Expr) -> bool:
+    return sp.count_ops(e) <= SYMBOLIC_LIMIT
+
+
+def _cheap_zero(e: sp.Expr) -> bool:
+    if e == 0:
+        return True
+    if not _small(e):
+        return False
+    try:
+        return _fast_zero(e)
+    except (TypeError, ValueError, NotImplementedError):  # SymPy could not decide
+        return False
+
+
+def _fast_zero(e: sp.Expr) -> bool:
+    if e.has(sp.Piecewise):
+        e = sp.piecewise_fold(e)
+        if isinstance(e, sp.Piecewise):
+            return all(_fast_zero(piece) for piece, _ in e.args)
+    e = sp.expand(e)
+    if e == 0 or sp.powsimp(e) == 0:  # powsimp: x**n/x against x**(n - 1)
+        return True
+    if e.has(*_KINKY):
+        return False
+    return sp.cancel(sp.together(e)) == 0
+
+
+def spot_check(a: sp.Expr, b: sp.Expr, points=_POINTS) -> bool:
+    """``a`` and ``b`` agree (relative 1e-35) at exact rational points, 50 digits."""
+    syms = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
+    n = len(points)
+    for k in range(n):
+        vals = {s: sp.Rational(points[(k + 3 * i) % n].numerator,
+                               points[(k + 3 * i) % n].denominator) for i, s in enumerate(syms)}
+        try:
+            va, vb = (complex(e.xreplace(vals).evalf(50)) for e in (a, b))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return False
+        if abs(va - vb) > 1e-35 * max(1.0, abs(va), abs(vb)):
+            return False
+    return True
+
+
+_STRENGTH = {"identical": 0, "symbolic": 1, "numeric": 2}
+
+
+def weakest(*methods: str) -> str:
+    """The weakest of check methods: ``numeric`` < ``symbolic`` < ``identical``."""
+    return max(methods, key=_STRENGTH.__getitem__, default="identical")
+
+
+@lru_cache(maxsize=None)
+def op_forms_check(name: str) -> tuple:
+    """``(ok, method)``: do the derivative forms of op ``name`` (one per argument,
+    parameters included) equal ``sympy.diff`` of its declaration ``OPS[name].expr``?
+    ``method`` is the weakest method any argument needed."""
+    fn = op_function(name)
+    args = sp.symbols(f"u0:{max(fn.nargs)}", real=True)
+    call = fn(*args)
+    ok, method = True, "identical"
+    for k, u in enumerate(args):
+        ok_k, m = verify_equal(expand_ops(op_derivative(call, k)), sp.diff(call.expansion(), u))
+        ok = ok and ok_k
+        method = weakest(method, m)
+    return ok and OPS[name] is not None, method
+
+
+def op_forms_verified(name: str) -> bool:
+    """Whether :func:`op_forms_check` of op ``name`` passed."""
+    return op_forms_check(name)[0]

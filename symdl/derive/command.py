@@ -1,0 +1,110 @@
+"""The ``symdl derive`` subcommand: a step-by-step derivative of one expression.
+
+The main CLI calls :func:`add_parser` on its subparsers (which sets
+``args.run``) and calls ``args.run(args)``.  Errors are raised, not printed: a
+:class:`~symdl.derive.parse.ParseError` or other :class:`~symdl.errors.UsageError`
+(exit code 2).  A parse error's ``cli_detail`` (also :func:`format_error`) is
+the expression with a caret under the offending column.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import sympy as sp
+
+from ..errors import UsageError
+from .parse import CONSTANTS, ParseError, format_caret, parse
+from .steps import derive
+
+__all__ = ["add_parser", "run", "format_error", "FORMATS"]
+
+FORMATS = ("text", "latex", "markdown", "json")
+
+_DESCRIPTION = """\
+Differentiate EXPR step by step, naming the rule used at each step (sum, product,
+quotient, power, chain, exp, log, trig, piecewise, known op, ...) and checking
+every step with SymPy.
+
+EXPR is Python syntax: numbers, names, + - * / ** and calls of
+  exp log sqrt sin cos tan sinh cosh tanh abs erf max min
+and of symdl's ops: sigmoid softplus relu leaky_relu(x, alpha) elu gelu silu ...
+Every other name is a real variable (beta1, gamma, lambda, E, N); pi and e are
+the constants. Nothing in EXPR is ever executed.
+"""
+_EPILOG = """\
+examples:
+  symdl derive "1/(1+exp(-z))"
+  symdl derive "sigmoid(z)" --format latex
+  symdl derive "log(1+exp(x))" --format markdown
+  symdl derive "(x - t)**2" --wrt x --format json
+  symdl derive -- "-x**2"          (-- before an expression that starts with -)
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``derive`` on an argparse ``subparsers`` object; return its parser."""
+    p = subparsers.add_parser(
+        "derive", help="differentiate an expression step by step",
+        description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("expr", metavar="EXPR", help='the expression, e.g. "x**2 * sigmoid(x)"')
+    p.add_argument("--wrt", metavar="VAR",
+                   help="the variable to differentiate by (needed only when EXPR has several)")
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="output format (default: text)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the derivation of ``args.expr`` on stdout; 0 on success.
+
+    Raises
+    ------
+    ParseError
+        EXPR is not an allowed expression (exit code 2).
+    UsageError
+        ``--wrt`` is missing although EXPR has several variables, or is not a name.
+    """
+    expr = parse(args.expr)
+    wrt = None
+    if args.wrt is not None:
+        wrt = _variable(args.wrt)
+    text = derive(expr, wrt).render(args.format)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _variable(name: str) -> sp.Symbol:
+    try:
+        sym = parse(name)
+    except ParseError:
+        sym = None
+    if not isinstance(sym, sp.Symbol):
+        why = f"the constant {name.strip()}" if name.strip() in CONSTANTS else repr(name)
+        raise UsageError(f"--wrt needs a variable name, not {why}")
+    return sym
+
+
+def format_error(exc: BaseException, text: str | None = None) -> str:
+    """The error's message and, for a parse error, the expression with a caret.
+
+    ``text`` defaults to the expression the error carries.
+
+    Examples
+    --------
+    >>> try:
+    ...     parse("x.y")
+    ... except ParseError as exc:
+    ...     print(format_error(exc))
+    attribute access is not allowed (column 3)
+      x.y
+        ^
+    """
+    message = str(exc)
+    if isinstance(exc, ParseError):
+        text = exc.text if text is None else text
+        if text is not None:
+            return f"{message}\n{format_caret(text, exc.column)}"
+    return message

@@ -1,0 +1,20 @@
+"""Printers: SymPy expressions and symdl derivations as text, LaTeX, Markdown, JSON.
+
+The printers subclass SymPy's (``_print_<Class>`` methods): op calls print by
+name (``σ(z)``, ``\\operatorname{softplus}``), ``Heaviside`` and 0/1
+``Piecewise`` as indicators ``𝟙[x > 0]``, Greek symbol names as Greek.
+Importing this package lets :class:`symdl.derive.steps.Derivation` render
+itself (``str()``, ``_repr_latex_`` in Jupyter).
+"""
+from ..derive.steps import register_renderer
+from .derivation import (FORMATS, derivation_dict, derivation_json, derivation_latex,
+                         derivation_markdown, derivation_text, render)
+from .latex import SymdlLatexPrinter, latex
+from .text import TextPrinter, text
+
+for _fmt, _fn in FORMATS.items():
+    register_renderer(_fmt, _fn)
+
+__all__ = ["SymdlLatexPrinter", "TextPrinter", "latex", "text", "render", "FORMATS",
+           "derivation_text", "derivation_latex", "derivation_markdown", "derivation_dict",
+           "derivation_json"]

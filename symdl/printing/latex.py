@@ -1,0 +1,117 @@
+r"""LaTeX printing: op calls by name, indicators for steps, derivations in ``align*``.
+
+``σ(x)²`` prints as ``\sigma^{2}\left(x\right)`` (the ``exp=`` argument SymPy
+passes for powers of functions is honoured), ``Heaviside(x)`` as
+``\mathbb{1}\left[x > 0\right]``, Greek symbol names as Greek.  Output uses
+``amsmath`` (``align*``) and ``amssymb`` (``\mathbb``).
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from .common import indicator_condition, op_latex_name, split_mul
+
+__all__ = ["SymdlLatexPrinter", "latex", "latex_text"]
+
+_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                 "^": r"\textasciicircum{}"}
+
+
+def latex_text(s: str) -> str:
+    r"""``s`` escaped for ``\text{...}``."""
+    return "".join(_TEXT_ESCAPES.get(c, c) for c in s)
+
+
+class SymdlLatexPrinter(LatexPrinter):
+    r"""SymPy's LaTeX printer with symdl's op calls, indicators and derivations.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from symdl.derive.opfuncs import op_function
+    >>> z = sp.Symbol("z", real=True)
+    >>> SymdlLatexPrinter().doprint(op_function("sigmoid")(z)**2)
+    '\\sigma^{2}\\left(z\\right)'
+    """
+
+    # products ----------------------------------------------------------
+    def _join(self, factors: list) -> str:
+        if len(factors) == 1:  # alone above or below a bar: no brackets
+            return self._print(factors[0])
+        out = ""
+        for i, f in enumerate(factors):
+            s = self.parenthesize(f, PRECEDENCE["Mul"], strict=False)
+            if isinstance(f, sp.Derivative) and i < len(factors) - 1:
+                s = r"\left(%s\right)" % s
+            if i:
+                numeric = s[:1].isdigit() or s.startswith("-") or (
+                    factors[i - 1].is_Number and s.startswith(r"\frac"))
+                out += r" \cdot " if numeric else " "
+            out += s
+        return out
+
+    def _print_Mul(self, expr):
+        negative, num, den = split_mul(expr, lambda e: e.as_ordered_factors())
+        top = self._join(num) or "1"
+        out = r"\frac{%s}{%s}" % (top, self._join(den)) if den else top
+        return ("- " if negative else "") + out
+
+    # functions ---------------------------------------------------------
+    def _with_exp(self, name: str, args: str, exp=None, brackets="()") -> str:
+        if exp is not None:
+            name = "%s^{%s}" % (name, exp)
+        return r"%s\left%s%s\right%s" % (name, brackets[0], args, brackets[1])
+
+    def _print_OpFunctionBase(self, expr, exp=None):
+        if expr.op_name == "step" and len(expr.args) == 1:
+            cond = sp.Gt(expr.args[0], 0, evaluate=False)
+            return self._indicator(cond, exp)
+        args = ", ".join(self._print(a) for a in expr.args)
+        return self._with_exp(op_latex_name(expr), args, exp)
+
+    def _indicator(self, cond, exp=None) -> str:
+        tex = r"\mathbb{1}\left[%s\right]" % self._print(cond)
+        return r"\left(%s\right)^{%s}" % (tex, exp) if exp is not None else tex
+
+    def _print_Heaviside(self, expr, exp=None):
+        return self._indicator(indicator_condition(expr), exp)
+
+    def _print_Piecewise(self, expr, exp=None):
+        cond = indicator_condition(expr)
+        if cond is not None:
+            return self._indicator(cond, exp)
+        tex = super()._print_Piecewise(expr)
+        return r"\left(%s\right)^{%s}" % (tex, exp) if exp is not None else tex
+
+    # derivations -------------------------------------------------------
+    def _annotation(self, step) -> str:
+        out = r"\text{%s}" % latex_text(step.rule)
+        if step.u is not None:
+            out += r",\ u = %s" % self._print(step.u)
+        if not step.verified:
+            out += r"\ \text{(not verified)}"
+        return out
+
+    def _print_Step(self, step) -> str:
+        return r"&= %s && %s" % (self._print(step.after), self._annotation(step))
+
+    def _print_Derivation(self, dv) -> str:
+        rows = [self._print_Step(s) for s in dv.steps]
+        if rows:
+            rows[0] = self._print(dv.start) + " " + rows[0]
+        else:
+            rows = [self._print(dv.start) + r" &= " + self._print(dv.result)]
+        if not dv.verified:
+            rows.append(r"&\text{(the result was not verified against SymPy's diff)}")
+        return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
+
+
+_PRINTER = SymdlLatexPrinter()
+
+
+def latex(expr) -> str:
+    """``expr`` (a SymPy expression, a Step or a Derivation) as LaTeX."""
+    return _PRINTER.doprint(expr)
