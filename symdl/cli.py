@@ -118,11 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Subcommands contributed by other modules (``add_parser(subparsers)``)."""
-    out = []
+    from .derive.command import add_parser as derive_parser
+    out = [derive_parser]
     try:
-        from .derive.command import add_parser as derive_parser
-        out.append(derive_parser)
-    except ImportError:  # pragma: no cover - the derivations are optional at this layer
+        from .commands.gallery import add_parser as gallery_parser
+        out.append(gallery_parser)
+    except ImportError:  # pragma: no cover - the gallery command is being written
         pass
     return out
 
