@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Subcommands contributed by other modules (``add_parser(subparsers)``)."""
-    from .derive.command import add_parser as derive_parser
+    from .commands.derive import add_parser as derive_parser
     out = [derive_parser]
     try:
         from .commands.gallery import add_parser as gallery_parser

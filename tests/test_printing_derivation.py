@@ -10,7 +10,7 @@ import sys
 import pytest
 import sympy as sp
 
-from symdl.derive.command import add_parser, format_error, run
+from symdl.commands.derive import add_parser, format_error, run
 from symdl.derive.opfuncs import op_function
 from symdl.derive.parse import ParseError
 from symdl.derive.steps import derive

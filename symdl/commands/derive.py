@@ -13,9 +13,9 @@ import sys
 
 import sympy as sp
 
+from ..derive.parse import CONSTANTS, ParseError, format_caret, parse
+from ..derive.steps import derive
 from ..errors import UsageError
-from .parse import CONSTANTS, ParseError, format_caret, parse
-from .steps import derive
 
 __all__ = ["add_parser", "run", "format_error", "FORMATS"]
 
@@ -39,6 +39,8 @@ examples:
   symdl derive "log(1+exp(x))" --format markdown
   symdl derive "(x - t)**2" --wrt x --format json
   symdl derive -- "-x**2"          (-- before an expression that starts with -)
+  symdl derive --optimizer adam    (an optimizer's update rule, as declared)
+  symdl derive --schedule "cosine:T_max=50" --format latex
 """
 
 
@@ -48,7 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "derive", help="differentiate an expression step by step",
         description=_DESCRIPTION, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("expr", metavar="EXPR", help='the expression, e.g. "x**2 * sigmoid(x)"')
+    p.add_argument("expr", metavar="EXPR", nargs="?", help='the expression, e.g. "x**2 * sigmoid(x)"')
+    p.add_argument("--optimizer", metavar="NAME",
+                   help="instead: print an optimizer's update rule (sgd, adam, adamw, rmsprop, ...)")
+    p.add_argument("--schedule", metavar="NAME[:k=v,...]",
+                   help="instead: print a learning-rate schedule (step, cosine, cyclic, ...)")
     p.add_argument("--wrt", metavar="VAR",
                    help="the variable to differentiate by (needed only when EXPR has several)")
     p.add_argument("--format", choices=FORMATS, default="text",
@@ -67,12 +73,28 @@ def run(args: argparse.Namespace) -> int:
     UsageError
         ``--wrt`` is missing although EXPR has several variables, or is not a name.
     """
+    if args.optimizer or args.schedule:
+        return _rules(args)
+    if args.expr is None:
+        raise UsageError("give an expression, --optimizer NAME or --schedule NAME")
     expr = parse(args.expr)
     wrt = None
     if args.wrt is not None:
         wrt = _variable(args.wrt)
     text = derive(expr, wrt).render(args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _rules(args) -> int:
+    from ..optim.derivation import rule_latex, rule_text, schedule_latex, schedule_text
+    latex = args.format == "latex"
+    parts = []
+    if args.optimizer:
+        parts.append((rule_latex if latex else rule_text)(args.optimizer.lower()))
+    if args.schedule:
+        parts.append((schedule_latex if latex else schedule_text)(args.schedule))
+    sys.stdout.write("\n".join(p if p.endswith("\n") else p + "\n" for p in parts))
     return 0
 
 

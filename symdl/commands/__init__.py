@@ -1,0 +1,1 @@
+"""Subcommands of the ``symdl`` CLI that sit above every other layer."""
