@@ -24,6 +24,15 @@ def _csv_ints(text: str):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _batch_size(text: str):
+    if text == "full":
+        return "full"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Model and data flags shared by ``train``, ``graph`` and ``explain``."""
     from .data import DATASETS
@@ -58,10 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "Example: symdl train --dataset xor --epochs 50", epilog=EPILOG)
     add_model_args(t)
     t.add_argument("--epochs", type=int, default=30, help="passes over the training set (default: 30)")
-    t.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    t.add_argument("--optimizer", default="sgd", help="optimizer (default: sgd with momentum 0.9)")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.05 for sgd)")
+    t.add_argument("--batch-size", type=_batch_size, default=32,
+                   help="mini-batch size, or 'full' for full-batch gradient descent (default: 32)")
+    t.add_argument("--optimizer", default="sgd", help="sgd (momentum 0.9), adam, adamw, rmsprop, "
+                   "adagrad, adadelta, adamax, nadam (default: sgd)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.05 for sgd, the torch.optim default otherwise)")
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    t.add_argument("--schedule", metavar="NAME[:k=v,...]",
+                   help="learning-rate schedule per epoch, e.g. cosine:T_max=30 or step:step_size=10,gamma=0.5")
+    t.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay (coupled in sgd/adam, decoupled in adamw)")
+    t.add_argument("--l1", type=float, default=0.0, help="L1 penalty λ·Σ|W| on weight matrices")
+    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty (λ/2)·Σ W² on weight matrices")
+    t.add_argument("--dropout", type=float, default=0.0, help="inverted dropout after each hidden layer")
+    t.add_argument("--label-smoothing", type=float, default=0.0, help="ε of label smoothing")
+    t.add_argument("--clip-norm", type=float, default=None, help="clip the gradient's global norm")
+    t.add_argument("--clip-value", type=float, default=None, help="clip each gradient entry")
+    t.add_argument("--input-noise", type=float, default=0.0, help="σ of Gaussian noise added to inputs")
+    t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without validation improvement; keep the best weights")
+    t.add_argument("--divergence", type=float, default=1e4, metavar="FACTOR",
+                   help="a batch loss over FACTOR times the first one counts as divergence (0: off)")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="fraction of the training set held out for validation (default: 0.1)")
     t.add_argument("--drop-last", action="store_true", help="drop the last, partial batch of each epoch")
@@ -154,7 +181,8 @@ def _make(args, train, init_ss):
     validate(train)
     n_out = train.n_classes if train.task == "classification" else train.y.reshape(len(train), -1).shape[1]
     return make_model(args.model, train.X.shape[1], n_out, args.hidden, args.activation,
-                      np.random.default_rng(init_ss), args.dtype, train.task)
+                      np.random.default_rng(init_ss), args.dtype, train.task,
+                      getattr(args, "dropout", 0.0), getattr(args, "label_smoothing", 0.0))
 
 
 def _optimizer(args):
@@ -169,6 +197,8 @@ def _optimizer(args):
     if name == "sgd":
         kw.setdefault("lr", 0.05)
         kw["momentum"] = args.momentum
+    if args.weight_decay is not None:
+        kw["weight_decay"] = args.weight_decay
     return lambda params: cls(params, **kw)
 
 
@@ -185,8 +215,12 @@ def _device(args):
 def cmd_train(args) -> int:
     from .train import Trainer
     _device(args)
-    if args.epochs < 0 or args.batch_size < 1:
+    if args.epochs < 0 or (args.batch_size != "full" and args.batch_size < 1):
         raise UsageError("--epochs must be >= 0 and --batch-size >= 1")
+    schedule = None
+    if args.schedule:
+        from .optim.schedules import make_schedule
+        schedule = make_schedule(args.schedule, args.lr if args.lr is not None else 0.05)
     t0 = time.perf_counter()
     train, val, test, init_ss, train_ss = _load_data(args)
     spec = _make(args, train, init_ss)
@@ -194,7 +228,9 @@ def cmd_train(args) -> int:
                       args.batch_size, args.epochs, train_ss, args.progress, args.dtype,
                       checkpoint=args.checkpoint, every=args.every, keep_last=args.keep_last,
                       resume=args.resume, on_nonfinite=args.on_nonfinite, max_skips=args.max_skips,
-                      drop_last=args.drop_last)
+                      divergence=args.divergence, drop_last=args.drop_last, schedule=schedule,
+                      l1=args.l1, l2=args.l2, clip_norm=args.clip_norm, clip_value=args.clip_value,
+                      input_noise=args.input_noise, early_stopping=args.early_stopping)
     if not args.json:
         arch = "-".join(str(w) for w in [train.X.shape[1], *(args.hidden if args.model == "mlp" else ()),
                                           spec.module.layers[-1].n_out])

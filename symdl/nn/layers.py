@@ -75,3 +75,25 @@ class Sequential(Module):
 
     def __repr__(self):
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
+
+
+class Dropout(Module):
+    """Inverted dropout: units kept with probability 1 − p and scaled by
+    1/(1 − p) in training; the identity in evaluation.  The mask is a graph
+    input the trainer fills from its seeded generator each step."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise UsageError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def build(self, g, x, prefix=""):
+        if self.p == 0:
+            return x
+        mask = g.input(f"{prefix}mask", g.shape(x), g.node(x)["dtype"])
+        g.node(mask)["params"]["dropout"] = self.p
+        return g.add("mul", x, mask, name=f"{prefix}dropout")
+
+    def __repr__(self):
+        return f"Dropout({self.p})"

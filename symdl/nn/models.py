@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from .layers import Activation, Dense, Sequential
+from .layers import Activation, Dense, Dropout, Sequential
 
 MODELS = ("mlp", "logreg", "perceptron")
 RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
@@ -20,7 +20,8 @@ class ModelSpec:
 
 
 def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: str = "relu",
-               rng=None, dtype: str = "float32", task: str = "classification") -> ModelSpec:
+               rng=None, dtype: str = "float32", task: str = "classification",
+               dropout: float = 0.0, label_smoothing: float = 0.0) -> ModelSpec:
     """``mlp`` (Dense+activation per hidden layer), ``logreg`` (one Dense,
     softmax cross-entropy) or ``perceptron`` (one Dense trained with the
     perceptron criterion: multiclass hinge with margin 0)."""
@@ -33,6 +34,8 @@ def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: st
             if int(h) < 1:
                 raise UsageError(f"hidden layer sizes must be positive, got {h}")
             layers += [Dense(width, int(h), rng, init, dtype=dtype), Activation(activation)]
+            if dropout:
+                layers.append(Dropout(dropout))
             width = int(h)
     layers.append(Dense(width, n_out, rng, "xavier_uniform", dtype=dtype))
     model = Sequential(*layers)
@@ -41,4 +44,7 @@ def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: st
         return ModelSpec(model, "mse", {})
     if kind == "perceptron":
         return ModelSpec(model, "multi_hinge", {"margin": 0.0})
-    return ModelSpec(model, "softmax_cross_entropy", {})
+    if not 0 <= label_smoothing < 1:
+        raise UsageError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+    return ModelSpec(model, "softmax_cross_entropy",
+                     {"epsilon": label_smoothing} if label_smoothing else {})

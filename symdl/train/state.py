@@ -27,6 +27,7 @@ class LoopState:
     total: float = 0.0
     correct: int = 0
     skips: int = 0
+    loss0: float | None = None
     history: dict = field(default_factory=dict)
 
 
@@ -47,9 +48,10 @@ def capture(trainer, state: LoopState, reason: str) -> tuple:
         "epoch": state.epoch,
         "global_step": state.global_step,
         "position": {"pos": state.pos, "total": state.total, "correct": state.correct,
-                     "skips": state.skips},
+                     "skips": state.skips, "loss0": state.loss0},
         "optimizer": {"name": type(opt).__name__, "hyper": opt.hyper, "t": opt.t},
         "rng": trainer.rng.bit_generator.state,
+        "noise_rng": trainer.noise_rng.bit_generator.state,
         "batch_size": trainer.batch_size,
         "history": trainer.history.as_dict(),
     }
@@ -80,11 +82,14 @@ def restore(trainer, ckpt) -> LoopState:
     except KeyError as exc:
         raise CheckpointError(f"{where} lacks optimizer state {exc.args[0]}") from None
     trainer.rng.bit_generator.state = meta["rng"]
+    trainer.noise_rng.bit_generator.state = meta["noise_rng"]
+    trainer.optimizer.hyper.update(meta["optimizer"]["hyper"])  # a schedule's current rate
     pos = meta["position"]
     trainer.history.__init__(**meta["history"])
     return LoopState(epoch=int(meta["epoch"]), global_step=int(meta["global_step"]),
                      perm=arrays.get("data/perm"), pos=int(pos["pos"]), total=float(pos["total"]),
-                     correct=int(pos["correct"]), skips=int(pos.get("skips", 0)))
+                     correct=int(pos["correct"]), skips=int(pos.get("skips", 0)),
+                     loss0=pos.get("loss0"))
 
 
 def _param_diff(own: dict, theirs: dict) -> str:

@@ -3,9 +3,8 @@
 One graph (forward, loss, reverse mode) is compiled once per batch size;
 each step fills the input buffers in place, runs the step function, checks
 the loss and the gradient norm, and applies the optimizer's fused update.
-A non-finite value stops training before the update is applied
-(:class:`~symdl.errors.NumericalError`, exit code 3), naming the first node
-whose value went bad.
+A non-finite or diverging value stops training before the update is
+applied (:mod:`symdl.train.guard`).  Regularizers: :mod:`symdl.train.regularize`.
 """
 from __future__ import annotations
 
@@ -22,12 +21,14 @@ import numpy as np
 
 from ..backends.numpy_backend import compile_graph
 from ..derive import grad
-from ..errors import CheckpointError, DataError, NumericalError, UsageError
-from ..graph import Graph
+from ..errors import CheckpointError, DataError, UsageError
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
 from .checkpoint import check_writable, latest_good, load_checkpoint, save_checkpoint
+from .graphs import build_training_graph
+from .guard import Guard
 from .progress import progress_bar
+from .regularize import EarlyStopping, add_input_noise, clip, dropout_masks, fill_masks
 from .state import LoopState, capture, restore
 
 
@@ -49,20 +50,6 @@ class History:
         return asdict(self)
 
 
-def build_training_graph(model, n_features: int, loss: str, loss_params: dict, dtype: str,
-                         target_shape=("N",)):
-    """Forward graph ``x -> model -> loss L`` (mean over the batch)."""
-    g = Graph()
-    x = g.input("x", ("N", n_features), dtype)
-    opdef = OPS[loss]
-    ydtype = "int64" if isinstance(opdef, RowLossOp) else dtype
-    y = g.input("y", target_shape, ydtype)
-    out = model.build(g, x)
-    per_example = g.add(loss, out, y, name="loss", **loss_params)
-    L = g.add("mean", per_example, name="L")
-    return g, out, L
-
-
 class Trainer:
     """Mini-batch training.
 
@@ -78,23 +65,30 @@ class Trainer:
     def __init__(self, model, optimizer, loss="softmax_cross_entropy", loss_params=None,
                  batch_size=32, epochs=10, seed=0, progress=None, dtype="float32", *,
                  checkpoint=None, every=1, keep_last=2, resume="never", on_nonfinite="raise",
-                 max_skips=10, drop_last=False, say=None):
-        if int(batch_size) < 1:
+                 max_skips=10, divergence=1e4, drop_last=False, schedule=None, l1=0.0, l2=0.0,
+                 clip_norm=None, clip_value=None, input_noise=0.0, early_stopping=None, say=None):
+        if batch_size != "full" and int(batch_size) < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if int(epochs) < 0:
             raise UsageError(f"epochs must be non-negative, got {epochs}")
-        if on_nonfinite not in ("raise", "skip", "warn"):
-            raise UsageError(f"on_nonfinite must be raise, skip or warn, not {on_nonfinite!r}")
         if int(every) < 1 or int(keep_last) < 1:
             raise UsageError("checkpoint every and keep_last must be at least 1")
+        if min(l1, l2, input_noise, clip_norm or 0, clip_value or 0) < 0:
+            raise UsageError("penalties, noise and clipping thresholds must be non-negative")
         self.model, self.loss, self.loss_params = model, loss, dict(loss_params or {})
-        self.batch_size, self.epochs, self.dtype = int(batch_size), int(epochs), dtype
+        self.batch_size = batch_size if batch_size == "full" else int(batch_size)
+        self.epochs, self.dtype = int(epochs), dtype
         ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        self.rng = np.random.default_rng(ss.spawn(1)[0])
+        order_ss, noise_ss = ss.spawn(2)
+        self.rng = np.random.default_rng(order_ss)        # data order
+        self.noise_rng = np.random.default_rng(noise_ss)  # dropout masks, input noise
         self.progress = progress
         self.checkpoint, self.every, self.keep_last = checkpoint, int(every), int(keep_last)
-        self.resume, self.on_nonfinite, self.max_skips = str(resume), on_nonfinite, int(max_skips)
-        self.drop_last = bool(drop_last)
+        self.resume, self.drop_last = str(resume), bool(drop_last)
+        self.guard = Guard(on_nonfinite, int(max_skips), float(divergence))
+        self.schedule, self.l1, self.l2 = schedule, float(l1), float(l2)
+        self.clip_norm, self.clip_value, self.input_noise = clip_norm, clip_value, float(input_noise)
+        self.early = EarlyStopping(int(early_stopping)) if early_stopping else None
         self.say = say or (lambda msg: print(f"symdl: {msg}", file=sys.stderr))
         self.history = History()
         model.name_parameters()
@@ -106,13 +100,14 @@ class Trainer:
         self._graph = None
 
     # ----------------------------------------------------------- compiling
-    def _prepare(self, X, y):
+    def _prepare(self, X, y=None):
         if self._graph is None:
-            tshape = ("N",) if y.ndim == 1 else ("N", y.shape[1])
+            tshape = None if y is None else ("N",) if y.ndim == 1 else ("N", y.shape[1])
             g, out, L = build_training_graph(self.model, X.shape[1], self.loss, self.loss_params,
-                                             self.dtype, tshape)
+                                             self.dtype, tshape, self.l1, self.l2)
             self._graph, self._out, self._L = g, out, L
             self._grad = grad(g, L, [p.name for p in self.params])
+            self._masks = dropout_masks(g)
         elif X.shape[1] != self._graph.shape("x")[1]:
             raise DataError(f"data has {X.shape[1]} features, the model was built for "
                             f"{self._graph.shape('x')[1]}")
@@ -128,6 +123,7 @@ class Trainer:
                 self._programs[key] = compile_graph(gg.graph, outs, bind, {"N": n})
             else:
                 self._programs[key] = compile_graph(self._graph, [self._L, self._out], bind, {"N": n})
+                fill_masks(self._programs[key], self._masks, None, train=False)
         return self._programs[key]
 
     # ------------------------------------------------------------- running
@@ -198,6 +194,8 @@ class Trainer:
         """
         X, y = train.X, self._targets(train)
         self._prepare(X, y)
+        if self.batch_size == "full":
+            self.batch_size = len(X)
         self._preflight(X, y)
         state = self._start()
         n, B = len(X), self.batch_size
@@ -212,6 +210,8 @@ class Trainer:
                     if state.perm is None:
                         state.perm = self.rng.permutation(n)
                         state.pos, state.total, state.correct = 0, 0.0, 0
+                        if self.schedule is not None:
+                            self.schedule.apply(self.optimizer, state.epoch)
                     while state.pos < steps:
                         if interrupted():
                             self.save(state, "interrupted")
@@ -220,10 +220,20 @@ class Trainer:
                         bar.update(1)
                     self._end_epoch(state, n if not self.drop_last else steps * B, val, t0)
                     bar.set_postfix_str(_postfix(self.history))
-                    if self.checkpoint and (state.epoch % self.every == 0 or state.epoch == self.epochs):
+                    stop = self.early is not None and self.early.update(
+                        self.history.val_loss[-1], state.epoch, self.params)
+                    if self.checkpoint and (stop or state.epoch % self.every == 0
+                                            or state.epoch == self.epochs):
                         self.save(state, "epoch")
+                    if stop:
+                        self.say(f"early stopping after epoch {state.epoch}: no validation "
+                                 f"improvement for {self.early.patience} epochs; best weights "
+                                 f"(epoch {self.early.best_epoch}) restored")
+                        break
             finally:
                 bar.close()
+        if self.early is not None and self.early.weights:
+            self.early.restore(self.params)
         return self.history
 
     def _train_step(self, X, y, state: LoopState):
@@ -231,10 +241,16 @@ class Trainer:
         idx = state.perm[state.pos * B:(state.pos + 1) * B]
         prog = self.program(len(idx), True)
         self._batch(prog, X, y, idx)
+        if self._masks:
+            fill_masks(prog, self._masks, self.noise_rng, train=True)
+        if self.input_noise:
+            add_input_noise(prog, self.input_noise, self.noise_rng)
         prog.run()
         loss = float(prog.value(self._L))
-        ok = self._check_finite(prog, loss, state)
-        if ok:
+        gsq = self.guard.check(self, prog, loss, state)
+        if gsq is not None:
+            if self.clip_norm or self.clip_value:
+                clip(self.pack.grad, gsq, self.clip_norm, self.clip_value)
             self.optimizer.step()
             state.total += loss * len(idx)
             if self.classification:
@@ -253,41 +269,6 @@ class Trainer:
         state.epoch += 1
         state.perm = None
         state.pos = 0
-
-    def _check_finite(self, prog, loss, state) -> bool:
-        """True when the step may be applied; otherwise the policy decides."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            gsq = float(np.dot(self.pack.grad, self.pack.grad))
-        if math.isfinite(loss) and math.isfinite(gsq):
-            state.skips = 0
-            return True
-        what = "loss" if not math.isfinite(loss) else "gradient norm"
-        where = f"epoch {state.epoch + 1}, step {state.pos + 1}"
-        if self.on_nonfinite in ("skip", "warn"):
-            state.skips += 1
-            if self.on_nonfinite == "warn":
-                self.say(f"warning: non-finite {what} at {where}; batch skipped")
-            if state.skips < self.max_skips:
-                return False
-            raise NumericalError(f"{state.skips} consecutive batches gave a non-finite {what} "
-                                 f"(last at {where}); stopping, no update applied from them")
-        raise NumericalError(f"non-finite {what} at {where}; update not applied; first bad value at "
-                             f"node {self.diagnose(prog)} (try a lower learning rate)")
-
-    def diagnose(self, prog) -> str:
-        """Re-run the batch with every node kept and name the first bad one."""
-        gg = self._grad
-        guard = compile_graph(gg.graph, [self._L] + [gg.grads[p.name] for p in self.params],
-                              {p.name: p.data for p in self.params}, {"N": prog.dims["N"]}, fuse=False)
-        for k, buf in prog.inputs.items():
-            guard.inputs[k][...] = buf
-        with np.errstate(all="ignore"):
-            guard.run()
-        bad = first_nonfinite(guard)
-        if bad is None:
-            big = max(self.params, key=lambda q: float(np.max(np.abs(q.grad))))
-            bad = f"{big.name} (gradient overflows: max |g| = {float(np.max(np.abs(big.grad))):.3g})"
-        return bad
 
     def _targets(self, ds):
         y = ds.y
@@ -314,6 +295,7 @@ class Trainer:
     def predict(self, X, batch: int = 1024) -> np.ndarray:
         """Model outputs (logits) for ``X``."""
         X = np.asarray(X, self.dtype)
+        self._prepare(X)
         outs = []
         for s in range(0, len(X), batch):
             chunk = X[s:s + batch]
@@ -322,15 +304,6 @@ class Trainer:
             prog.run()
             outs.append(prog.value(self._out).copy())
         return np.concatenate(outs)
-
-
-def first_nonfinite(prog) -> str | None:
-    """The first node, in execution order, holding a NaN or an infinity."""
-    for n in prog.graph.order():
-        v = prog.value(n)
-        if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
-            return f"{n} ({prog.graph.op(n)})"
-    return None
 
 
 @contextlib.contextmanager

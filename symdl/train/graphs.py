@@ -1,0 +1,38 @@
+"""The training graph: model, per-example loss, mean, and penalty terms."""
+from __future__ import annotations
+
+from ..graph import Graph
+from ..ops import OPS, RowLossOp
+
+
+def build_training_graph(model, n_features: int, loss: str, loss_params: dict, dtype: str,
+                         target_shape=None, l1: float = 0.0, l2: float = 0.0):
+    """``x -> model -> loss``, ``L = mean(loss) + (λ₂/2) Σ‖W‖² + λ₁ Σ|W|``.
+
+    Penalties cover weight matrices (parameters of two or more dimensions),
+    not biases; their gradients come from reverse mode like any other.
+    ``target_shape`` defaults to class labels ``("N",)`` for a row loss and
+    to the output's shape otherwise.  Returns ``(graph, output node, L)``.
+    """
+    g = Graph()
+    x = g.input("x", ("N", n_features), dtype)
+    out = model.build(g, x)
+    rowloss = isinstance(OPS[loss], RowLossOp)
+    if target_shape is None:
+        target_shape = ("N",) if rowloss else g.shape(out)
+    y = g.input("y", target_shape, "int64" if rowloss else dtype)
+    per_example = g.add(loss, out, y, name="loss", **loss_params)
+    L = g.add("mean", per_example, name="L" if not (l1 or l2) else "data_loss")
+    terms = [L]
+    weights = [p for p in g.params() if len(g.shape(p)) >= 2]
+    for lam, op, scale, tag in ((l2, "square", 0.5, "l2"), (l1, "abs", 1.0, "l1")):
+        if lam:
+            for w in weights:
+                s = g.add("sum", g.add(op, w, name=f"{tag}.{w}.{op}"), name=f"{tag}.{w}.sum")
+                terms.append(g.add("scale", s, factor=lam * scale, name=f"{tag}.{w}"))
+    if len(terms) > 1:
+        acc = terms[0]
+        for k, t in enumerate(terms[1:]):
+            acc = g.add("add", acc, t, name="L" if k == len(terms) - 2 else None)
+        L = acc
+    return g, out, L
