@@ -70,7 +70,7 @@ def run_on(name, data):
 @SETTINGS
 @given(data=st.data())
 def test_finite_inputs_give_finite_outputs_and_gradients(name, data):
-    prog, dxs, _ = run_on(name, data)
+    prog, dxs, values = run_on(name, data)
     assert np.all(np.isfinite(prog.value("y")))
     for d in dxs:
         assert np.all(np.isfinite(prog.value(d))), (name, values)
