@@ -1,6 +1,6 @@
 """MLP 784-256-256-10 training throughput on the CPU: symdl against its peers.
 
-ReLU, softmax cross-entropy, batch 128, float32, plain SGD, on random
+ReLU, softmax cross-entropy, batch 128, float32, plain SGD (or Adam), on random
 MNIST-shaped data (60,000 x 784).  Measured in the same run:
 
 * symdl (generated step function, numba kernels, BLAS with ``out=``);
@@ -10,7 +10,7 @@ MNIST-shaped data (60,000 x 784).  Measured in the same run:
   sgemm rate of these exact shapes.
 
 Prints samples/second (median of several epochs-worth of steps) and the ratios.
-Run: ``python benchmarks/mlp_cpu.py [--steps 200] [--repeats 5]``.
+Run: ``python benchmarks/mlp_cpu.py [--optimizer sgd|adam] [--steps 200] [--repeats 5]``.
 """
 from __future__ import annotations
 
@@ -44,30 +44,28 @@ def timed(step, steps, repeats):
     return statistics.median(rates)
 
 
-def bench_symdl(X, y, steps, repeats):
+def bench_symdl(X, y, steps, repeats, optimizer="sgd"):
+    """Real ``Trainer.fit`` epochs (shuffle, batch copy, step, guard, update)."""
+    from symdl.data import Dataset
     from symdl.nn import make_model
-    from symdl.optim import SGD
+    from symdl.optim import SGD, Adam
     from symdl.train import Trainer
     spec = make_model("mlp", 784, 10, SIZES[1:-1], "relu", np.random.default_rng(0))
-    tr = Trainer(spec.module, lambda ps: SGD(ps, lr=0.01), spec.loss, batch_size=BATCH, epochs=0,
-                 progress=False)
-    tr._prepare(X, y)
-    prog = tr.program(BATCH, True)
-    perm = np.random.default_rng(1).permutation(len(X))
-    nb = len(X) // BATCH
-    L = tr._L
-
-    def step(s=0):
-        idx = perm[(s % nb) * BATCH:(s % nb + 1) * BATCH]
-        np.take(X, idx, axis=0, out=prog.inputs["x"])
-        np.take(y, idx, axis=0, out=prog.inputs["y"])
-        prog.run()
-        tr._check_finite(prog, float(prog.value(L)), 0, s)
-        tr.optimizer.step()
-    return timed(step, steps, repeats)
+    opt = (lambda ps: SGD(ps, lr=0.01)) if optimizer == "sgd" else (lambda ps: Adam(ps, lr=1e-3))
+    tr = Trainer(spec.module, opt, spec.loss, batch_size=BATCH, epochs=1, progress=False,
+                 divergence=0)
+    chunk = Dataset(X[:steps * BATCH], y[:steps * BATCH], 10, "random")
+    tr.fit(Dataset(X[:4 * BATCH], y[:4 * BATCH], 10, "random"))  # compile, warm caches
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tr.fit(chunk)
+        tr.history.__init__()
+        rates.append(steps * BATCH / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
-def bench_torch(X, y, steps, repeats, threads):
+def bench_torch(X, y, steps, repeats, threads, optimizer="sgd"):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -75,7 +73,8 @@ def bench_torch(X, y, steps, repeats, threads):
     for a, b in zip(SIZES[:-1], SIZES[1:]):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = (torch.optim.SGD(model.parameters(), lr=0.01) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=1e-3, fused=True))
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     perm = torch.from_numpy(np.random.default_rng(1).permutation(len(X)))
     nb = len(X) // BATCH
@@ -157,14 +156,14 @@ def gemm_limit(repeats=20):
     return BATCH / t, flops / t / 1e9, flops, expected
 
 
-def run_one(name, steps, repeats, threads):
+def run_one(name, steps, repeats, threads, optimizer="sgd"):
     """One contender in this process (thread pools of different libraries
     spinning on the same two cores would distort each other's figures)."""
     X, y = data()
     if name == "symdl":
-        return bench_symdl(X, y, steps, repeats)
+        return bench_symdl(X, y, steps, repeats, optimizer)
     if name == "pytorch eager":
-        return bench_torch(X, y, steps, repeats, threads)
+        return bench_torch(X, y, steps, repeats, threads, optimizer)
     if name == "numpy by hand":
         return bench_numpy(X, y, steps, repeats)
     return gemm_limit()[0]
@@ -175,16 +174,20 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                    help="sgd (vs torch SGD) or adam (vs torch Adam(fused=True))")
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.only:
-        print(json.dumps(run_one(args.only, args.steps, args.repeats, args.threads)))
+        print(json.dumps(run_one(args.only, args.steps, args.repeats, args.threads, args.optimizer)))
         return
     limit, gflops, flops, expected = gemm_limit()
     rows = []
-    for name in ("symdl", "pytorch eager", "numpy by hand"):
+    names = ("symdl", "pytorch eager") + (("numpy by hand",) if args.optimizer == "sgd" else ())
+    for name in names:
         cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
-               "--repeats", str(args.repeats), "--threads", str(args.threads)]
+               "--repeats", str(args.repeats), "--threads", str(args.threads),
+               "--optimizer", args.optimizer]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             print(f"({name} failed: {out.stderr.strip().splitlines()[-1:]})")

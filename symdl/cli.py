@@ -202,6 +202,15 @@ def _optimizer(args):
     return lambda params: cls(params, **kw)
 
 
+def _default_lr(args) -> float:
+    import inspect
+    from .optim import OPTIMIZERS
+    if args.optimizer.lower() == "sgd":
+        return 0.05
+    cls = OPTIMIZERS.get(args.optimizer.lower())
+    return float(inspect.signature(cls).parameters["lr"].default) if cls else 0.05
+
+
 def _device(args):
     if args.device == "cpu":
         return
@@ -220,7 +229,7 @@ def cmd_train(args) -> int:
     schedule = None
     if args.schedule:
         from .optim.schedules import make_schedule
-        schedule = make_schedule(args.schedule, args.lr if args.lr is not None else 0.05)
+        schedule = make_schedule(args.schedule, args.lr if args.lr is not None else _default_lr(args))
     t0 = time.perf_counter()
     train, val, test, init_ss, train_ss = _load_data(args)
     spec = _make(args, train, init_ss)
