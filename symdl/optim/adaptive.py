@@ -64,12 +64,6 @@ class _Adaptive(Optimizer):
     def extra_hyper(self) -> tuple:
         return self.flags
 
-    def derivation(self):
-        """The update rule this optimizer runs, with its hyperparameter values
-        (a :class:`~symdl.optim.derivation.RuleDerivation`: ``.text``, ``.latex``)."""
-        from .derivation import derivation
-        return derivation(self)
-
 
 def _check_range(owner: str, name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -97,6 +97,12 @@ class Optimizer:
             self._kernels[key] = load_function(update_kernel_source(self.rule, key[0], flavor, key[1]))
         return self._kernels[key]
 
+    def derivation(self):
+        """The update rule this optimizer runs, with its hyperparameter values
+        (text, LaTeX, and ``_repr_latex_`` for Jupyter)."""
+        from .derivation import derivation
+        return derivation(self)
+
     def state_arrays(self) -> dict:
         """``{"<param>.<state>": array}`` (a copy), for checkpoints."""
         out = {}
