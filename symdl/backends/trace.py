@@ -22,13 +22,15 @@ class NodeValues:
     upstream: object
 
 
-def numeric_backprop(g: Graph, loss: str, feeds: dict, params: dict) -> list:
+def numeric_backprop(g: Graph, loss: str, feeds: dict, params: dict, flavor: str = "auto") -> list:
     """Forward values and upstream gradients at every node for one input,
-    computed by the NumPy backend (unfused, so every value is kept)."""
+    computed by the NumPy backend (unfused, so every value is kept); ``flavor``
+    ``"numpy"`` skips numba compilation, quicker for one-off small graphs."""
     gg = grad(g, loss)
     outs = [loss, *gg.totals.values()]
     dims = {"N": len(next(iter(feeds.values())))}
-    prog = compile_graph(gg.graph, outs + [n for n in g.order()], dict(params), dims, fuse=False)
+    prog = compile_graph(gg.graph, outs + [n for n in g.order()], dict(params), dims, flavor,
+                        fuse=False)
     for k, v in feeds.items():
         prog.inputs[k][...] = v
     prog.run()

@@ -23,7 +23,7 @@ SOFTPLUS_STABLE = sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x)))
 elementwise("identity", x, x, grad_forms={0: sp.Integer(1)}, doc="linear activation")
 elementwise("step", x, sp.Piecewise((1, x > 0), (0, True)), smooth=False,
             doc="Heaviside step (perceptron output); its derivative is 0 almost everywhere",
-            latex=r"\mathbb{1}")
+            latex=r"\mathbf{1}")
 elementwise("sigmoid", x, 1 / (1 + sp.exp(-x)), stable=SIGMOID_STABLE,
             grad_forms={0: Y * (1 - Y)}, latex=r"\sigma")
 elementwise("tanh", x, sp.tanh(x), grad_forms={0: 1 - Y**2})

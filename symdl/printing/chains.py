@@ -42,7 +42,10 @@ def factor_text(f) -> str:
 
 def factor_latex(f) -> str:
     if f.kind == "elementwise":
-        body = "1" if f.expr == 1 else r"\odot\, " + sp.latex(f.expr, symbol_names=_names(f.expr))
+        tex = sp.latex(f.expr, symbol_names=_names(f.expr))
+        if isinstance(f.expr, sp.Add):
+            tex = r"\left(" + tex + r"\right)"
+        body = "1" if f.expr == 1 else r"\odot\, " + tex
         return body + (r" \text{, summed over the broadcast axes}" if f.operand else "")
     if f.kind == "right":
         return r"\cdot\, " + _tex_name(f.operand) + r"^{\top}"
@@ -79,8 +82,11 @@ def derivation_latex(gd) -> str:
     lines = [r"\begin{align*}"]
     for p, chains in gd.chains.items():
         for ch in chains:
-            prod = r" \cdot ".join(r"\frac{\partial " + _tex_name(f.node) + r"}{\partial "
-                                   + _tex_name(f.arg) + "}" for f in ch.factors)
+            fracs = [r"\frac{\partial " + _tex_name(f.node) + r"}{\partial " + _tex_name(f.arg) + "}"
+                     for f in ch.factors]
+            # three factors a line, so long chains stay on the page
+            prod = r" \\ &\qquad \cdot ".join(r" \cdot ".join(fracs[k:k + 3])
+                                                for k in range(0, len(fracs), 3))
             lines.append(r"\frac{\partial " + _tex_name(gd.loss) + r"}{\partial " + _tex_name(p)
                          + r"} &= " + prod + r" \\")
             for f in ch.factors:
@@ -118,8 +124,8 @@ def _arr(v) -> str:
     a = np.asarray(v)
     if a.ndim == 0:
         return f"{float(a):.6g}"
-    return np.array2string(a, precision=4, suppress_small=True, separator=", ",
-                           max_line_width=10**6).replace("\n", "")
+    return np.array2string(a, separator=", ", max_line_width=10**6,
+                           formatter={"float_kind": lambda v: f"{v:.4g}"}).replace("\n", "")
 
 
 def backprop_text(rows) -> str:
@@ -139,6 +145,8 @@ def backprop_json(rows) -> str:
 
 def backprop_latex(rows) -> str:
     lines = [r"\begin{tabular}{lll}", r"node & value & $\partial L/\partial\,$node \\ \hline"]
+    def cell(v):
+        return "--" if v is None else f"${_arr(v)}$"
     for r in rows:
-        lines.append(f"{_tex_name(r.node).join('$$')} & ${_arr(r.value)}$ & ${_arr(r.upstream)}$ \\\\")
+        lines.append(f"${_tex_name(r.node)}$ & {cell(r.value)} & {cell(r.upstream)} \\\\")
     return "\n".join(lines + [r"\end{tabular}"]) + "\n"

@@ -72,7 +72,7 @@ def indicator_condition(expr: sp.Expr):
 def op_latex_name(f: OpFunctionBase) -> str:
     """The LaTeX name of an op call: the registry's ``latex`` when it is a name."""
     latex = getattr(f.op, "latex", None)
-    if latex and _NAME_LIKE.match(latex) and latex != r"\mathbb{1}":
+    if latex and _NAME_LIKE.match(latex) and latex != r"\mathbf{1}":
         return latex
     return r"\operatorname{%s}" % f.op_name.replace("_", r"\_")
 

@@ -2,7 +2,7 @@ r"""LaTeX printing: op calls by name, indicators for steps, derivations in ``ali
 
 ``σ(x)²`` prints as ``\sigma^{2}\left(x\right)`` (the ``exp=`` argument SymPy
 passes for powers of functions is honoured), ``Heaviside(x)`` as
-``\mathbb{1}\left[x > 0\right]``, Greek symbol names as Greek.  Output uses
+``\mathbf{1}\left[x > 0\right]``, Greek symbol names as Greek.  Output uses
 ``amsmath`` (``align*``) and ``amssymb`` (``\mathbb``).
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ class SymdlLatexPrinter(LatexPrinter):
         return self._with_exp(op_latex_name(expr), args, exp)
 
     def _indicator(self, cond, exp=None) -> str:
-        tex = r"\mathbb{1}\left[%s\right]" % self._print(cond)
+        tex = r"\mathbf{1}\left[%s\right]" % self._print(cond)
         return r"\left(%s\right)^{%s}" % (tex, exp) if exp is not None else tex
 
     def _print_Heaviside(self, expr, exp=None):
