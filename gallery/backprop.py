@@ -89,9 +89,7 @@ def _chain_latex(gd) -> str:
                 if (f.node, f.arg) in seen:
                     continue
                 seen.add((f.node, f.arg))
-                body = factor_latex(f)
-                if f.kind == "elementwise" and isinstance(f.expr, sp.Add):
-                    body = body.replace(r"\odot\, ", r"\odot\, \left(", 1) + r"\right)"
+                body = factor_latex(f)  # parenthesises a sum after the ⊙
                 cells.append(f"{dd(f.node, f.arg)} &= {body}")
     for i in range(0, len(cells), 2):
         out.append(" & ".join(cells[i:i + 2]) + r" \\")
