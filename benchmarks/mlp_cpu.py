@@ -182,25 +182,27 @@ def main():
         print(json.dumps(run_one(args.only, args.steps, args.repeats, args.threads, args.optimizer)))
         return
     limit, gflops, flops, expected = gemm_limit()
-    rows = []
     names = ("symdl", "pytorch eager") + (("numpy by hand",) if args.optimizer == "sgd" else ())
+    # rounds interleave the contenders, each in a fresh process, so that the
+    # machine's drifting speed hits all of them alike; ratios are taken per round
+    rates = {n: [] for n in names + ("gemm limit",)}
+    for _ in range(args.repeats):
+        for name in names + ("gemm limit",):
+            cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
+                   "--repeats", "2", "--threads", str(args.threads), "--optimizer", args.optimizer]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{name} failed: {out.stderr.strip().splitlines()[-1:]}")
+            rates[name].append(float(out.stdout.split()[-1]))
+    med = {n: statistics.median(v) for n, v in rates.items()}
+    print(f"GEMM limit: {med['gemm limit']:,.0f} samples/s (the 8 GEMMs of a step, {flops:,} FLOPs, "
+          f"at {gflops:.1f} GFLOP/s in the first measurement; 6*B*sum(in*out) = {expected:,})")
     for name in names:
-        cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
-               "--repeats", str(args.repeats), "--threads", str(args.threads),
-               "--optimizer", args.optimizer]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            print(f"({name} failed: {out.stderr.strip().splitlines()[-1:]})")
-            continue
-        rows.append((name, float(out.stdout.split()[-1])))
-    print(f"GEMM limit: {limit:,.0f} samples/s ({gflops:.1f} GFLOP/s over the 8 GEMMs of a step, "
-          f"{flops:,} FLOPs; 6*B*sum(in*out) = {expected:,})")
-    for name, rate in rows:
-        print(f"{name:<14} {rate:>10,.0f} samples/s  {rate / limit:5.2f} of the GEMM limit")
-    rates = dict(rows)
-    for peer in ("pytorch eager", "numpy by hand"):
-        if peer in rates and "symdl" in rates:
-            print(f"symdl / {peer} = {rates['symdl'] / rates[peer]:.2f}")
+        ratio = statistics.median(a / b for a, b in zip(rates[name], rates["gemm limit"]))
+        print(f"{name:<14} {med[name]:>10,.0f} samples/s  {ratio:5.2f} of the GEMM limit")
+    for peer in names[1:]:
+        ratio = statistics.median(a / b for a, b in zip(rates["symdl"], rates[peer]))
+        print(f"symdl / {peer} = {ratio:.2f}  (median over {args.repeats} interleaved rounds)")
 
 
 if __name__ == "__main__":

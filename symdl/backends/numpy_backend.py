@@ -14,7 +14,8 @@ import re
 import numpy as np
 import sympy as sp
 
-from ..codegen.kernels import KernelInput, elementwise_kernel, module_header, rowloss_kernel
+from ..codegen.kernels import (KernelInput, elementwise_kernel, module_header, reduction_kernel,
+                               rowloss_kernel)
 from ..errors import UsageError
 from ..graph import Graph
 from ..ops import OPS, G, RowGradOp, RowLossOp, Y
@@ -138,12 +139,31 @@ class Program:
                 axes = tuple(range(len(src))) if p.get("axes") is None else p["axes"]
             kept = tuple(s for i, s in enumerate(src) if i not in {a % len(src) for a in axes})
             view = f"{b(n)}" if kept == self.shapes[n] else self._view(n, kept)
+            fast = self._fast_reduction(n, args[0], axes, src, op == "mean", view)
+            if fast:
+                return [comment, fast]
             fn = "np.mean" if op == "mean" else "np.sum"
             return [comment, f"    {fn}({b(args[0])}, axis={axes}, out={view})"]
         opdef = OPS[op]
         if isinstance(opdef, (RowLossOp, RowGradOp)):
             return [comment] + self._emit_rowloss(n, opdef, args, p)
         raise UsageError(f"the NumPy backend cannot run op {op} (node {n})")
+
+    def _fast_reduction(self, n, arg, axes, src, mean, view) -> str | None:
+        """A generated loop for the reductions training does every step (bias
+        gradients, the batch mean): NumPy's call overhead dominates at these sizes."""
+        x = self.buffers[arg]
+        if self.flavor != "numba" or not x.flags.c_contiguous or x.dtype.kind != "f":
+            return None
+        if len(src) == 2 and tuple(axes) == (0,) and src[0] >= 1:
+            how = "rows"
+        elif len(src) == 1 and tuple(axes) == (0,) and src[0] >= 1:
+            how = "all"
+        else:
+            return None
+        lines = module_header("numba") + reduction_kernel(
+            "kernel", how, x.dtype.name, mean, [f"{'mean' if mean else 'sum'} over {how}"])
+        return f"    {self._kernel(lines)}({self._var(arg)}, {view})"
 
     def _view(self, n, shape) -> str:
         key = f"{n}@view{len(shape)}"
@@ -157,8 +177,10 @@ class Program:
         if labels == "index" and self.graph.node(args[1])["dtype"] != "int64":
             raise UsageError(f"{n}: class labels {args[1]} must be int64")
         dtype = self.graph.node(args[0])["dtype"]
+        big = int(np.prod(self.shapes[args[0]])) >= PARALLEL_MIN
         src = module_header(self.flavor) + rowloss_kernel(
-            "kernel", loss, dtype, labels, grad, self.flavor, comment=[f"{opdef.name}, {labels} labels"])
+            "kernel", loss, dtype, labels, grad, self.flavor, comment=[f"{opdef.name}, {labels} labels"],
+            parallel=big)
         kname = self._kernel(src)
         vals = loss.param_values(p)
         params = "".join(f", {vals[s.name]!r}" for s in loss.params)

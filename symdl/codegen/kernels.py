@@ -98,8 +98,26 @@ def _target_lines(op: RowLossOp, labels: str, dtype: str, indent: str) -> list:
     return [f"{indent}t_j = {base}"]
 
 
+def reduction_kernel(name: str, how: str, dtype: str, mean: bool = False, comment=()) -> list:
+    """Numba source of a sum (or mean) over the rows of ``x`` (N, C) into
+    ``out`` (C,) (``how="rows"``), or over all of a 1-D ``x`` into a 0-d
+    ``out`` (``how="all"``), accumulating in the array's dtype row by row
+    like NumPy's own axis-0 reduction."""
+    c = f"np.{dtype}"
+    lines = [f"# {x}" for x in comment] + ["@njit(cache=True)", f"def {name}(x, out):"]
+    if how == "rows":
+        lines += ["    N, C = x.shape", "    for j in range(C):", "        out[j] = x[0, j]",
+                  "    for i in range(1, N):", "        for j in range(C):", "            out[j] += x[i, j]"]
+        if mean:
+            lines += ["    for j in range(C):", f"        out[j] /= {c}(N)"]
+    else:
+        lines += [f"    acc = {c}(0.0)", "    for i in range(x.shape[0]):", "        acc += x[i]"]
+        lines += [f"    out[()] = acc / {c}(x.shape[0])" if mean else "    out[()] = acc"]
+    return lines + [""]
+
+
 def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",
-                   grad: bool = False, flavor: str = "numba", comment=()) -> list:
+                   grad: bool = False, flavor: str = "numba", comment=(), parallel: bool = True) -> list:
     """Source of a row-loss kernel: ``name(z, lab, out, <params>)`` writing the
     per-row losses, or with ``grad`` ``name(z, lab, g, out, <params>)`` writing
     ``g[i] * ∂loss_i/∂z[i, j]``.  Rows run in parallel under numba; the
@@ -110,8 +128,8 @@ def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",
     lines = [f"# {c}" for c in comment]
     loop = "range"
     if flavor == "numba":
-        lines.append("@njit(parallel=True, cache=True)")
-        loop = "prange"
+        lines.append(_decorator(parallel))
+        loop = "prange" if parallel else "range"
     lines.append(f"def {name}({sig}{''.join(', ' + p.name for p in params)}):")
     lines += _param_casts(params, dtype, "    ")
     lines += ["    N, C = z.shape", f"    for i in {loop}(N):", f"        {ZY.name} = np.{dtype}(0.0)",
