@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: Abs(x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def abs_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -17,7 +17,7 @@ def abs_f_32(a_x, out0):
             out0[i, j] = np.abs(x)
 
 # backward d/dx, float32: g*sign(x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def abs_b0_32(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -27,7 +27,7 @@ def abs_b0_32(a_x, a_g, out0):
             out0[i, j] = g*np.sign(x)
 
 # forward, float64: Abs(x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def abs_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -36,7 +36,7 @@ def abs_f_64(a_x, out0):
             out0[i, j] = np.abs(x)
 
 # backward d/dx, float64: g*sign(x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def abs_b0_64(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

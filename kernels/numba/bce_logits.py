@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: -t*x + log1p(exp(-Abs(x))) + Max(0, x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_f_32(a_x, a_t, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -20,7 +20,7 @@ def bce_logits_f_32(a_x, a_t, out0):
             out0[i, j] = -t*x + np.log1p(np.exp(-np.abs(x))) + max(np.float32(0.0), x)
 
 # backward d/dx, float32: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b0_32(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -31,7 +31,7 @@ def bce_logits_b0_32(a_x, a_t, a_g, out0):
             out0[i, j] = g*(-t + np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x))))
 
 # backward d/dt, float32: -g*x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b1_32(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -41,7 +41,7 @@ def bce_logits_b1_32(a_x, a_g, out0):
             out0[i, j] = -g*x
 
 # forward, float64: -t*x + log1p(exp(-Abs(x))) + Max(0, x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_f_64(a_x, a_t, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -51,7 +51,7 @@ def bce_logits_f_64(a_x, a_t, out0):
             out0[i, j] = -t*x + np.log1p(np.exp(-np.abs(x))) + max(np.float64(0.0), x)
 
 # backward d/dx, float64: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b0_64(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -62,7 +62,7 @@ def bce_logits_b0_64(a_x, a_t, a_g, out0):
             out0[i, j] = g*(-t + np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x))))
 
 # backward d/dt, float64: -g*x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b1_64(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

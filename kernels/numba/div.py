@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: a/b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def div_f_32(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def div_f_32(a_a, a_b, out0):
             out0[i, j] = a/b
 
 # backward d/da, float32: g/b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def div_b0_32(a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -28,7 +28,7 @@ def div_b0_32(a_b, a_g, out0):
             out0[i, j] = g/b
 
 # backward d/db, float32: -a*g/b**2
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def div_b1_32(a_a, a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -39,7 +39,7 @@ def div_b1_32(a_a, a_b, a_g, out0):
             out0[i, j] = -a*g/(b * b)
 
 # forward, float64: a/b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def div_f_64(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -49,7 +49,7 @@ def div_f_64(a_a, a_b, out0):
             out0[i, j] = a/b
 
 # backward d/da, float64: g/b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def div_b0_64(a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -59,7 +59,7 @@ def div_b0_64(a_b, a_g, out0):
             out0[i, j] = g/b
 
 # backward d/db, float64: -a*g/b**2
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def div_b1_64(a_a, a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

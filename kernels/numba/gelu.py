@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: x*(erf(sqrt(2)*x/2) + 1)/2
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def gelu_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def gelu_f_32(a_x, out0):
             out0[i, j] = t0*(math.erf(np.sqrt(np.float32(2.0))*t0) + np.float32(1.0))
 
 # backward d/dx, float32: g*(sqrt(2)*x*exp(-x**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*x/2)/2 + 1/2)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def gelu_b0_32(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -29,7 +29,7 @@ def gelu_b0_32(a_x, a_g, out0):
             out0[i, j] = g*(t0*np.exp(-np.float32(0.5)*(x * x))/np.sqrt(np.float32(3.141592653589793)) + (np.float32(0.5))*math.erf(t0) + np.float32(0.5))
 
 # forward, float64: x*(erf(sqrt(2)*x/2) + 1)/2
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def gelu_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -39,7 +39,7 @@ def gelu_f_64(a_x, out0):
             out0[i, j] = t0*(math.erf(np.sqrt(np.float64(2.0))*t0) + np.float64(1.0))
 
 # backward d/dx, float64: g*(sqrt(2)*x*exp(-x**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*x/2)/2 + 1/2)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def gelu_b0_64(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: Piecewise((-t*x + 1, t*x < 1), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def hinge_f_32(a_x, a_t, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -19,7 +19,7 @@ def hinge_f_32(a_x, a_t, out0):
             out0[i, j] = (np.float32(1.0) - t0 if (t0 < np.float32(1.0)) else np.float32(0.0))
 
 # backward d/dx, float32: g*Piecewise((-t, t*x < 1), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def hinge_b0_32(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -30,7 +30,7 @@ def hinge_b0_32(a_x, a_t, a_g, out0):
             out0[i, j] = g*(-t if (t*x < np.float32(1.0)) else np.float32(0.0))
 
 # backward d/dt, float32: g*Piecewise((-x, t*x < 1), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def hinge_b1_32(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -41,7 +41,7 @@ def hinge_b1_32(a_x, a_t, a_g, out0):
             out0[i, j] = g*(-x if (t*x < np.float32(1.0)) else np.float32(0.0))
 
 # forward, float64: Piecewise((-t*x + 1, t*x < 1), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def hinge_f_64(a_x, a_t, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -52,7 +52,7 @@ def hinge_f_64(a_x, a_t, out0):
             out0[i, j] = (np.float64(1.0) - t0 if (t0 < np.float64(1.0)) else np.float64(0.0))
 
 # backward d/dx, float64: g*Piecewise((-t, t*x < 1), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def hinge_b0_64(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -63,7 +63,7 @@ def hinge_b0_64(a_x, a_t, a_g, out0):
             out0[i, j] = g*(-t if (t*x < np.float64(1.0)) else np.float64(0.0))
 
 # backward d/dt, float64: g*Piecewise((-x, t*x < 1), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def hinge_b1_64(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

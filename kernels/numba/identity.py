@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def identity_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def identity_f_32(a_x, out0):
             out0[i, j] = x
 
 # backward d/dx, float32: g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def identity_b0_32(a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -27,7 +27,7 @@ def identity_b0_32(a_g, out0):
             out0[i, j] = g
 
 # forward, float64: x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def identity_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -36,7 +36,7 @@ def identity_f_64(a_x, out0):
             out0[i, j] = x
 
 # backward d/dx, float64: g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def identity_b0_64(a_g, out0):
     R, C = out0.shape
     for i in prange(R):

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: Piecewise((x, x > 0), (alpha*x, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_f_32(a_x, out0, alpha):
     alpha = np.float32(alpha)
     R, C = out0.shape
@@ -19,7 +19,7 @@ def leaky_relu_f_32(a_x, out0, alpha):
             out0[i, j] = (x if (x > np.float32(0.0)) else alpha*x)
 
 # backward d/dx, float32: g*Piecewise((1, x > 0), (alpha, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_b0_32(a_x, a_g, out0, alpha):
     alpha = np.float32(alpha)
     R, C = out0.shape
@@ -30,7 +30,7 @@ def leaky_relu_b0_32(a_x, a_g, out0, alpha):
             out0[i, j] = g*(np.float32(1.0) if (x > np.float32(0.0)) else alpha)
 
 # forward, float64: Piecewise((x, x > 0), (alpha*x, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_f_64(a_x, out0, alpha):
     alpha = np.float64(alpha)
     R, C = out0.shape
@@ -40,7 +40,7 @@ def leaky_relu_f_64(a_x, out0, alpha):
             out0[i, j] = (x if (x > np.float64(0.0)) else alpha*x)
 
 # backward d/dx, float64: g*Piecewise((1, x > 0), (alpha, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_b0_64(a_x, a_g, out0, alpha):
     alpha = np.float64(alpha)
     R, C = out0.shape

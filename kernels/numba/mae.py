@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: Abs(t - x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mae_f_32(a_x, a_t, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def mae_f_32(a_x, a_t, out0):
             out0[i, j] = np.abs(t - x)
 
 # backward d/dx, float32: -g*sign(t - x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mae_b0_32(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -29,7 +29,7 @@ def mae_b0_32(a_x, a_t, a_g, out0):
             out0[i, j] = -g*np.sign(t - x)
 
 # backward d/dt, float32: g*sign(t - x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mae_b1_32(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -40,7 +40,7 @@ def mae_b1_32(a_x, a_t, a_g, out0):
             out0[i, j] = g*np.sign(t - x)
 
 # forward, float64: Abs(t - x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mae_f_64(a_x, a_t, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -50,7 +50,7 @@ def mae_f_64(a_x, a_t, out0):
             out0[i, j] = np.abs(t - x)
 
 # backward d/dx, float64: -g*sign(t - x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mae_b0_64(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -61,7 +61,7 @@ def mae_b0_64(a_x, a_t, a_g, out0):
             out0[i, j] = -g*np.sign(t - x)
 
 # backward d/dt, float64: g*sign(t - x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mae_b1_64(a_x, a_t, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: a*b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mul_f_32(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def mul_f_32(a_a, a_b, out0):
             out0[i, j] = a*b
 
 # backward d/da, float32: b*g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mul_b0_32(a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -28,7 +28,7 @@ def mul_b0_32(a_b, a_g, out0):
             out0[i, j] = b*g
 
 # backward d/db, float32: a*g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mul_b1_32(a_a, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -38,7 +38,7 @@ def mul_b1_32(a_a, a_g, out0):
             out0[i, j] = a*g
 
 # forward, float64: a*b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mul_f_64(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -48,7 +48,7 @@ def mul_f_64(a_a, a_b, out0):
             out0[i, j] = a*b
 
 # backward d/da, float64: b*g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mul_b0_64(a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -58,7 +58,7 @@ def mul_b0_64(a_b, a_g, out0):
             out0[i, j] = b*g
 
 # backward d/db, float64: a*g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def mul_b1_64(a_a, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, index labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_f_index_32(z, lab, out, margin):
     margin = np.float32(margin)
     N, C = z.shape
@@ -32,7 +32,7 @@ def multi_hinge_f_index_32(z, lab, out, margin):
         out[i] = h
 
 # backward, index labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_b_index_32(z, lab, g, out, margin):
     margin = np.float32(margin)
     N, C = z.shape
@@ -57,7 +57,7 @@ def multi_hinge_b_index_32(z, lab, g, out, margin):
             out[i, j] = g[i] * (-c*t_j + (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0)))
 
 # forward, dense labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_f_dense_32(z, lab, out, margin):
     margin = np.float32(margin)
     N, C = z.shape
@@ -79,7 +79,7 @@ def multi_hinge_f_dense_32(z, lab, out, margin):
         out[i] = h
 
 # backward, dense labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_b_dense_32(z, lab, g, out, margin):
     margin = np.float32(margin)
     N, C = z.shape
@@ -104,7 +104,7 @@ def multi_hinge_b_dense_32(z, lab, g, out, margin):
             out[i, j] = g[i] * (-c*t_j + (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0)))
 
 # forward, index labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_f_index_64(z, lab, out, margin):
     margin = np.float64(margin)
     N, C = z.shape
@@ -126,7 +126,7 @@ def multi_hinge_f_index_64(z, lab, out, margin):
         out[i] = h
 
 # backward, index labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_b_index_64(z, lab, g, out, margin):
     margin = np.float64(margin)
     N, C = z.shape
@@ -151,7 +151,7 @@ def multi_hinge_b_index_64(z, lab, g, out, margin):
             out[i, j] = g[i] * (-c*t_j + (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0)))
 
 # forward, dense labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_f_dense_64(z, lab, out, margin):
     margin = np.float64(margin)
     N, C = z.shape
@@ -173,7 +173,7 @@ def multi_hinge_f_dense_64(z, lab, out, margin):
         out[i] = h
 
 # backward, dense labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def multi_hinge_b_dense_64(z, lab, g, out, margin):
     margin = np.float64(margin)
     N, C = z.shape

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: -x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def neg_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -17,7 +17,7 @@ def neg_f_32(a_x, out0):
             out0[i, j] = -x
 
 # backward d/dx, float32: -g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def neg_b0_32(a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -26,7 +26,7 @@ def neg_b0_32(a_g, out0):
             out0[i, j] = -g
 
 # forward, float64: -x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def neg_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -35,7 +35,7 @@ def neg_f_64(a_x, out0):
             out0[i, j] = -x
 
 # backward d/dx, float64: -g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def neg_b0_64(a_g, out0):
     R, C = out0.shape
     for i in prange(R):

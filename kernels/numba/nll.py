@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, index labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_f_index_32(z, lab, out):
     N, C = z.shape
     for i in prange(N):
@@ -21,7 +21,7 @@ def nll_f_index_32(z, lab, out):
         out[i] = -z_y
 
 # backward, index labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_b_index_32(z, lab, g, out):
     N, C = z.shape
     for i in prange(N):
@@ -35,7 +35,7 @@ def nll_b_index_32(z, lab, g, out):
             out[i, j] = g[i] * (-t_j)
 
 # forward, dense labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_f_dense_32(z, lab, out):
     N, C = z.shape
     for i in prange(N):
@@ -46,7 +46,7 @@ def nll_f_dense_32(z, lab, out):
         out[i] = -z_y
 
 # backward, dense labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_b_dense_32(z, lab, g, out):
     N, C = z.shape
     for i in prange(N):
@@ -60,7 +60,7 @@ def nll_b_dense_32(z, lab, g, out):
             out[i, j] = g[i] * (-t_j)
 
 # forward, index labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_f_index_64(z, lab, out):
     N, C = z.shape
     for i in prange(N):
@@ -71,7 +71,7 @@ def nll_f_index_64(z, lab, out):
         out[i] = -z_y
 
 # backward, index labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_b_index_64(z, lab, g, out):
     N, C = z.shape
     for i in prange(N):
@@ -85,7 +85,7 @@ def nll_b_index_64(z, lab, g, out):
             out[i, j] = g[i] * (-t_j)
 
 # forward, dense labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_f_dense_64(z, lab, out):
     N, C = z.shape
     for i in prange(N):
@@ -96,7 +96,7 @@ def nll_f_dense_64(z, lab, out):
         out[i] = -z_y
 
 # backward, dense labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nll_b_dense_64(z, lab, g, out):
     N, C = z.shape
     for i in prange(N):

@@ -9,7 +9,7 @@ from numba import njit, prange
 # delta <- g_w*sqrt(eps + u)/sqrt(eps + v)
 # u <- flush(delta**2*(1 - rho) + rho*u)
 # p <- -delta*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adadelta_32(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay):
     eps = np.float32(eps)
     lr = np.float32(lr)
@@ -36,7 +36,7 @@ def adadelta_32(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay
 # delta <- g_w*sqrt(eps + u)/sqrt(eps + v)
 # u <- flush(delta**2*(1 - rho) + rho*u)
 # p <- -delta*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adadelta_64(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay):
     eps = np.float64(eps)
     lr = np.float64(lr)

@@ -7,7 +7,7 @@ from numba import njit, prange
 # g_w <- g + p*weight_decay
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adagrad_32(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
     clr = np.float32(clr)
     eps = np.float32(eps)
@@ -26,7 +26,7 @@ def adagrad_32(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
 # g_w <- g + p*weight_decay
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adagrad_64(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
     clr = np.float64(clr)
     eps = np.float64(eps)

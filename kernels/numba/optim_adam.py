@@ -10,7 +10,7 @@ from numba import njit, prange
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -39,7 +39,7 @@ def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
@@ -69,7 +69,7 @@ def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -102,7 +102,7 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

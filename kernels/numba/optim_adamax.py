@@ -8,7 +8,7 @@ from numba import njit, prange
 # m <- flush(beta1*m + g_w*(1 - beta1))
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adamax_32(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -34,7 +34,7 @@ def adamax_32(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, w
 # m <- flush(beta1*m + g_w*(1 - beta1))
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adamax_64(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

@@ -9,7 +9,7 @@ from numba import njit, prange
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -36,7 +36,7 @@ def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
@@ -64,7 +64,7 @@ def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -95,7 +95,7 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

@@ -9,7 +9,7 @@ from numba import njit, prange
 # v <- flush(beta2*v + g_w**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -40,7 +40,7 @@ def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
 # v <- flush(beta2*v + g_w**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
@@ -70,7 +70,7 @@ def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
 # v <- flush(beta2*v + g**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -99,7 +99,7 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
 # v <- flush(beta2*v + g**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def nadam_decoupled_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

@@ -7,7 +7,7 @@ from numba import njit, prange
 # g_w <- g + p*weight_decay
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_32(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -27,7 +27,7 @@ def rmsprop_32(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
 # g_w <- g + p*weight_decay
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_64(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
@@ -48,7 +48,7 @@ def rmsprop_64(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_momentum_32(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -73,7 +73,7 @@ def rmsprop_momentum_32(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, mo
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_momentum_64(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
@@ -99,7 +99,7 @@ def rmsprop_momentum_64(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, mo
 # gbar <- flush(alpha*gbar + g_w*(1 - alpha))
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -125,7 +125,7 @@ def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr,
 # gbar <- flush(alpha*gbar + g_w*(1 - alpha))
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
@@ -152,7 +152,7 @@ def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr,
 # vtilde <- -gbar**2 + v
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, out3, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -183,7 +183,7 @@ def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, o
 # vtilde <- -gbar**2 + v
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, out3, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)

@@ -6,7 +6,7 @@ from numba import njit, prange
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_32(a_p, a_g, out0, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
@@ -19,7 +19,7 @@ def sgd_32(a_p, a_g, out0, lr, weight_decay):
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_64(a_p, a_g, out0, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
@@ -33,7 +33,7 @@ def sgd_64(a_p, a_g, out0, lr, weight_decay):
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_momentum_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
@@ -54,7 +54,7 @@ def sgd_momentum_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, w
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_momentum_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)
@@ -75,7 +75,7 @@ def sgd_momentum_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, w
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_nesterov_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
@@ -96,7 +96,7 @@ def sgd_nesterov_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, w
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sgd_nesterov_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)

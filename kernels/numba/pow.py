@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: a**b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pow_f_32(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def pow_f_32(a_a, a_b, out0):
             out0[i, j] = a ** b
 
 # backward d/da, float32: a**b*b*g/a
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pow_b0_32(a_a, a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -29,7 +29,7 @@ def pow_b0_32(a_a, a_b, a_g, out0):
             out0[i, j] = a ** b*b*g/a
 
 # backward d/db, float32: a**b*g*log(a)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pow_b1_32(a_a, a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -40,7 +40,7 @@ def pow_b1_32(a_a, a_b, a_g, out0):
             out0[i, j] = a ** b*g*np.log(a)
 
 # forward, float64: a**b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pow_f_64(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -50,7 +50,7 @@ def pow_f_64(a_a, a_b, out0):
             out0[i, j] = a ** b
 
 # backward d/da, float64: a**b*b*g/a
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pow_b0_64(a_a, a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -61,7 +61,7 @@ def pow_b0_64(a_a, a_b, a_g, out0):
             out0[i, j] = a ** b*b*g/a
 
 # backward d/db, float64: a**b*g*log(a)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pow_b1_64(a_a, a_b, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

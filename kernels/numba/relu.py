@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: Piecewise((x, x > 0), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def relu_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -17,7 +17,7 @@ def relu_f_32(a_x, out0):
             out0[i, j] = (x if (x > np.float32(0.0)) else np.float32(0.0))
 
 # backward d/dx, float32: g*Piecewise((1, x > 0), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def relu_b0_32(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -27,7 +27,7 @@ def relu_b0_32(a_x, a_g, out0):
             out0[i, j] = g*(np.float32(1.0) if (x > np.float32(0.0)) else np.float32(0.0))
 
 # forward, float64: Piecewise((x, x > 0), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def relu_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -36,7 +36,7 @@ def relu_f_64(a_x, out0):
             out0[i, j] = (x if (x > np.float64(0.0)) else np.float64(0.0))
 
 # backward d/dx, float64: g*Piecewise((1, x > 0), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def relu_b0_64(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

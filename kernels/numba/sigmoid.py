@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -19,7 +19,7 @@ def sigmoid_f_32(a_x, out0):
             out0[i, j] = np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
 
 # backward d/dx, float32: g*y*(1 - y)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_b0_32(a_y, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -29,7 +29,7 @@ def sigmoid_b0_32(a_y, a_g, out0):
             out0[i, j] = g*y*(np.float32(1.0) - y)
 
 # forward, float64: exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -38,7 +38,7 @@ def sigmoid_f_64(a_x, out0):
             out0[i, j] = np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
 
 # backward d/dx, float64: g*y*(1 - y)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_b0_64(a_y, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, index labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_f_index_32(z, lab, out, epsilon):
     epsilon = np.float32(epsilon)
     N, C = z.shape
@@ -32,7 +32,7 @@ def softmax_cross_entropy_f_index_32(z, lab, out, epsilon):
         out[i] = m - z_y + np.log(s)
 
 # backward, index labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_b_index_32(z, lab, g, out, epsilon):
     epsilon = np.float32(epsilon)
     N, C = z.shape
@@ -57,7 +57,7 @@ def softmax_cross_entropy_b_index_32(z, lab, g, out, epsilon):
             out[i, j] = g[i] * (-t_j + np.exp(-m + z_j)/s)
 
 # forward, dense labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_f_dense_32(z, lab, out, epsilon):
     epsilon = np.float32(epsilon)
     N, C = z.shape
@@ -79,7 +79,7 @@ def softmax_cross_entropy_f_dense_32(z, lab, out, epsilon):
         out[i] = m - z_y + np.log(s)
 
 # backward, dense labels, float32
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_b_dense_32(z, lab, g, out, epsilon):
     epsilon = np.float32(epsilon)
     N, C = z.shape
@@ -104,7 +104,7 @@ def softmax_cross_entropy_b_dense_32(z, lab, g, out, epsilon):
             out[i, j] = g[i] * (-t_j + np.exp(-m + z_j)/s)
 
 # forward, index labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_f_index_64(z, lab, out, epsilon):
     epsilon = np.float64(epsilon)
     N, C = z.shape
@@ -126,7 +126,7 @@ def softmax_cross_entropy_f_index_64(z, lab, out, epsilon):
         out[i] = m - z_y + np.log(s)
 
 # backward, index labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_b_index_64(z, lab, g, out, epsilon):
     epsilon = np.float64(epsilon)
     N, C = z.shape
@@ -151,7 +151,7 @@ def softmax_cross_entropy_b_index_64(z, lab, g, out, epsilon):
             out[i, j] = g[i] * (-t_j + np.exp(-m + z_j)/s)
 
 # forward, dense labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_f_dense_64(z, lab, out, epsilon):
     epsilon = np.float64(epsilon)
     N, C = z.shape
@@ -173,7 +173,7 @@ def softmax_cross_entropy_f_dense_64(z, lab, out, epsilon):
         out[i] = m - z_y + np.log(s)
 
 # backward, dense labels, float64
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy_b_dense_64(z, lab, g, out, epsilon):
     epsilon = np.float64(epsilon)
     N, C = z.shape

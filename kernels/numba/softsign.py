@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: x/(Abs(x) + 1)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softsign_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -17,7 +17,7 @@ def softsign_f_32(a_x, out0):
             out0[i, j] = x/(np.abs(x) + np.float32(1.0))
 
 # backward d/dx, float32: g*(-x*sign(x)/(Abs(x) + 1)**2 + 1/(Abs(x) + 1))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softsign_b0_32(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -28,7 +28,7 @@ def softsign_b0_32(a_x, a_g, out0):
             out0[i, j] = g*((np.float32(1.0) / t0) - x*np.sign(x)/(t0 * t0))
 
 # forward, float64: x/(Abs(x) + 1)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softsign_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -37,7 +37,7 @@ def softsign_f_64(a_x, out0):
             out0[i, j] = x/(np.abs(x) + np.float64(1.0))
 
 # backward d/dx, float64: g*(-x*sign(x)/(Abs(x) + 1)**2 + 1/(Abs(x) + 1))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softsign_b0_64(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

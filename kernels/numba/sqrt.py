@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: sqrt(x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def sqrt_f_32(a_x, out0):
             out0[i, j] = np.sqrt(x)
 
 # backward d/dx, float32: g/(2*y)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_b0_32(a_y, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -28,7 +28,7 @@ def sqrt_b0_32(a_y, a_g, out0):
             out0[i, j] = (np.float32(0.5))*g/y
 
 # forward, float64: sqrt(x)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -37,7 +37,7 @@ def sqrt_f_64(a_x, out0):
             out0[i, j] = np.sqrt(x)
 
 # backward d/dx, float64: g/(2*y)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_b0_64(a_y, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

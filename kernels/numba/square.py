@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: x**2
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def square_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -17,7 +17,7 @@ def square_f_32(a_x, out0):
             out0[i, j] = (x * x)
 
 # backward d/dx, float32: 2*g*x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def square_b0_32(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -27,7 +27,7 @@ def square_b0_32(a_x, a_g, out0):
             out0[i, j] = np.float32(2.0)*g*x
 
 # forward, float64: x**2
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def square_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -36,7 +36,7 @@ def square_f_64(a_x, out0):
             out0[i, j] = (x * x)
 
 # backward d/dx, float64: 2*g*x
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def square_b0_64(a_x, a_g, out0):
     R, C = out0.shape
     for i in prange(R):

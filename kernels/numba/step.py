@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: Piecewise((1, x > 0), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def step_f_32(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -17,7 +17,7 @@ def step_f_32(a_x, out0):
             out0[i, j] = (np.float32(1.0) if (x > np.float32(0.0)) else np.float32(0.0))
 
 # backward d/dx, float32: 0
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def step_b0_32(out0):
     R, C = out0.shape
     for i in prange(R):
@@ -25,7 +25,7 @@ def step_b0_32(out0):
             out0[i, j] = np.float32(0.0)
 
 # forward, float64: Piecewise((1, x > 0), (0, True))
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def step_f_64(a_x, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -34,7 +34,7 @@ def step_f_64(a_x, out0):
             out0[i, j] = (np.float64(1.0) if (x > np.float64(0.0)) else np.float64(0.0))
 
 # backward d/dx, float64: 0
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def step_b0_64(out0):
     R, C = out0.shape
     for i in prange(R):

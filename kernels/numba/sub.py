@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 # forward, float32: a - b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sub_f_32(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -18,7 +18,7 @@ def sub_f_32(a_a, a_b, out0):
             out0[i, j] = a - b
 
 # backward d/da, float32: g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sub_b0_32(a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -27,7 +27,7 @@ def sub_b0_32(a_g, out0):
             out0[i, j] = g
 
 # backward d/db, float32: -g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sub_b1_32(a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -36,7 +36,7 @@ def sub_b1_32(a_g, out0):
             out0[i, j] = -g
 
 # forward, float64: a - b
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sub_f_64(a_a, a_b, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -46,7 +46,7 @@ def sub_f_64(a_a, a_b, out0):
             out0[i, j] = a - b
 
 # backward d/da, float64: g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sub_b0_64(a_g, out0):
     R, C = out0.shape
     for i in prange(R):
@@ -55,7 +55,7 @@ def sub_b0_64(a_g, out0):
             out0[i, j] = g
 
 # backward d/db, float64: -g
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def sub_b1_64(a_g, out0):
     R, C = out0.shape
     for i in prange(R):

@@ -44,7 +44,10 @@ def module_header(flavor: str) -> list:
 
 
 def _decorator(parallel: bool) -> str:
-    return "@njit(parallel=True, cache=True)" if parallel else "@njit(cache=True)"
+    """NumPy's error model: x/0 gives inf or nan (which the step guard catches)
+    instead of a per-division exception check that blocks vectorisation."""
+    opts = 'cache=True, error_model="numpy"'
+    return f"@njit(parallel=True, {opts})" if parallel else f"@njit({opts})"
 
 
 def _param_casts(params, dtype, indent) -> list:
@@ -104,7 +107,7 @@ def reduction_kernel(name: str, how: str, dtype: str, mean: bool = False, commen
     ``out`` (``how="all"``), accumulating in the array's dtype row by row
     like NumPy's own axis-0 reduction."""
     c = f"np.{dtype}"
-    lines = [f"# {x}" for x in comment] + ["@njit(cache=True)", f"def {name}(x, out):"]
+    lines = [f"# {x}" for x in comment] + ['@njit(cache=True, error_model="numpy")', f"def {name}(x, out):"]
     if how == "rows":
         lines += ["    N, C = x.shape", "    for j in range(C):", "        out[j] = x[0, j]",
                   "    for i in range(1, N):", "        for j in range(C):", "            out[j] += x[i, j]"]
