@@ -272,15 +272,20 @@ def cmd_train(args) -> int:
 
 
 # ------------------------------------------------------------ graph, info
+def _model_graph(args):
+    """``(train set, model spec, forward graph, loss node)`` from the model flags."""
+    from .train import build_training_graph
+    train, _, _, init_ss, _ = _load_data(args)
+    spec = _make(args, train, init_ss)
+    g, _, L = build_training_graph(spec.module, train.X.shape[1], spec.loss, spec.loss_params,
+                                   args.dtype)
+    return train, spec, g, L
+
+
 def cmd_graph(args) -> int:
     from .derive import grad
     from .printing.listing import graph_listing
-    from .train import build_training_graph
-    train, val, test, init_ss, _ = _load_data(args)
-    spec = _make(args, train, init_ss)
-    tshape = ("N",) if train.task == "classification" else ("N", 1)
-    g, out, L = build_training_graph(spec.module, train.X.shape[1], spec.loss, spec.loss_params,
-                                     args.dtype, tshape)
+    _, _, g, L = _model_graph(args)
     if args.no_grad:
         print(graph_listing(g, [L]), end="")
         return 0
@@ -294,18 +299,13 @@ def cmd_explain(args) -> int:
     from .backends.trace import numeric_backprop
     from .derive.chains import derive_graph
     from .printing import chains as pc
-    from .train import build_training_graph
     if args.layer:
         from .derive.layers import layer_derivation
         from .printing.layers import layer_latex, layer_text
         d = layer_derivation(args.layer)
         print((layer_latex if args.format == "latex" else layer_text)(d), end="")
         return 0
-    train, _, _, init_ss, _ = _load_data(args)
-    spec = _make(args, train, init_ss)
-    tshape = ("N",) if train.task == "classification" else ("N", 1)
-    g, out, L = build_training_graph(spec.module, train.X.shape[1], spec.loss, spec.loss_params,
-                                     args.dtype, tshape)
+    train, spec, g, L = _model_graph(args)
     params = g.params()
     if args.param is not None:
         if args.param not in params:
