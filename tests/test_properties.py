@@ -26,7 +26,8 @@ def _floats(lo, hi):
 DOMAINS = {
     "real": arrays(np.float64, N, elements=_floats(-40, 40)),
     "positive": arrays(np.float64, N, elements=_floats(1e-3, 40)),
-    "nonzero": arrays(np.float64, N, elements=_floats(1e-3, 40)).map(lambda a: a * np.sign(a - 20)),
+    # |a| >= 1e-3 on both sides of 0 (a * sign(a - 20) would give 0 at a = 20)
+    "nonzero": arrays(np.float64, N, elements=_floats(1e-3, 40)).map(lambda a: np.where(a < 20, -a, a)),
     "unit": arrays(np.float64, N, elements=_floats(0, 1)),
     "sign": arrays(np.float64, N, elements=st.sampled_from([-1.0, 1.0])),
 }
