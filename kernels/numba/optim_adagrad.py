@@ -8,18 +8,18 @@ from numba import njit, prange
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adagrad_32(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
+def adagrad_32(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float32(clr)
     eps = np.float32(eps)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         s = a_s[i]
         t0 = g + p*weight_decay
         t1 = s + (t0 * t0)
-        out0[i] = -clr*t0/(eps + np.sqrt(t1)) + p
-        out1[i] = t1
+        a_p[i] = -clr*t0/(eps + np.sqrt(t1)) + p
+        a_s[i] = t1
 
 
 # adagrad: Adagrad: accumulated squared gradients s, decayed rate lr/(1 + (t-1) lr_decay)
@@ -27,16 +27,16 @@ def adagrad_32(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adagrad_64(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
+def adagrad_64(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float64(clr)
     eps = np.float64(eps)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         s = a_s[i]
         t0 = g + p*weight_decay
         t1 = s + (t0 * t0)
-        out0[i] = -clr*t0/(eps + np.sqrt(t1)) + p
-        out1[i] = t1
+        a_p[i] = -clr*t0/(eps + np.sqrt(t1)) + p
+        a_s[i] = t1
 

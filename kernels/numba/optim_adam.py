@@ -11,7 +11,7 @@ from numba import njit, prange
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -19,17 +19,21 @@ def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = -lr/c1
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         t0 = g + p*weight_decay
-        t1 = (beta1*m + t0*(np.float32(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t2 = (beta2*v + (t0 * t0)*(np.float32(1.0) - beta2) if (np.abs(beta2*v + (t0 * t0)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = p - lr*t1/(c1*(eps + np.sqrt(t2/c2)))
-        out1[i] = t1
-        out2[i] = t2
+        t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = h3*t1/(eps + np.sqrt(h1*t2)) + p
+        a_m[i] = t1
+        a_v[i] = t2
 
 
 # adam: Adam
@@ -40,7 +44,7 @@ def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -48,17 +52,21 @@ def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = -lr/c1
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         t0 = g + p*weight_decay
-        t1 = (beta1*m + t0*(np.float64(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t2 = (beta2*v + (t0 * t0)*(np.float64(1.0) - beta2) if (np.abs(beta2*v + (t0 * t0)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = p - lr*t1/(c1*(eps + np.sqrt(t2/c2)))
-        out1[i] = t1
-        out2[i] = t2
+        t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = h3*t1/(eps + np.sqrt(h1*t2)) + p
+        a_m[i] = t1
+        a_v[i] = t2
 
 
 # adam: Adam, AMSGrad (running maximum of v)
@@ -70,7 +78,7 @@ def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -78,20 +86,24 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = -lr/c1
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         vmax = a_vmax[i]
         t0 = g + p*weight_decay
-        t1 = (beta1*m + t0*(np.float32(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t2 = (beta2*v + (t0 * t0)*(np.float32(1.0) - beta2) if (np.abs(beta2*v + (t0 * t0)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t3 = max(t2, vmax)
-        out0[i] = p - lr*t1/(c1*(eps + np.sqrt(t3/c2)))
-        out1[i] = t1
-        out2[i] = t2
-        out3[i] = t3
+        a_p[i] = h3*t1/(eps + np.sqrt(h1*t3)) + p
+        a_m[i] = t1
+        a_v[i] = t2
+        a_vmax[i] = t3
 
 
 # adam: Adam, AMSGrad (running maximum of v)
@@ -103,7 +115,7 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -111,18 +123,22 @@ def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = -lr/c1
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         vmax = a_vmax[i]
         t0 = g + p*weight_decay
-        t1 = (beta1*m + t0*(np.float64(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t2 = (beta2*v + (t0 * t0)*(np.float64(1.0) - beta2) if (np.abs(beta2*v + (t0 * t0)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t3 = max(t2, vmax)
-        out0[i] = p - lr*t1/(c1*(eps + np.sqrt(t3/c2)))
-        out1[i] = t1
-        out2[i] = t2
-        out3[i] = t3
+        a_p[i] = h3*t1/(eps + np.sqrt(h1*t3)) + p
+        a_m[i] = t1
+        a_v[i] = t2
+        a_vmax[i] = t3
 

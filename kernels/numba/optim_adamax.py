@@ -9,24 +9,26 @@ from numba import njit, prange
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
 @njit(parallel=True, cache=True, error_model="numpy")
-def adamax_32(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, weight_decay):
+def adamax_32(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - beta1
+    h1 = -lr/c1
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         u = a_u[i]
         t0 = g + p*weight_decay
-        t1 = max(beta2*u, eps + np.abs(t0))
-        t2 = (beta1*m + t0*(np.float32(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = p - lr*t2/(c1*t1)
-        out1[i] = t2
-        out2[i] = t1
+        t1 = (beta1*m + h0*t0 if (np.abs(beta1*m + h0*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t2 = max(beta2*u, eps + np.abs(t0))
+        a_p[i] = h1*t1/t2 + p
+        a_m[i] = t1
+        a_u[i] = t2
 
 
 # adamax: Adamax: Adam with the infinity norm u (u >= eps, never subnormal)
@@ -35,22 +37,24 @@ def adamax_32(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, w
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
 @njit(parallel=True, cache=True, error_model="numpy")
-def adamax_64(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, weight_decay):
+def adamax_64(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - beta1
+    h1 = -lr/c1
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         u = a_u[i]
         t0 = g + p*weight_decay
-        t1 = max(beta2*u, eps + np.abs(t0))
-        t2 = (beta1*m + t0*(np.float64(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = p - lr*t2/(c1*t1)
-        out1[i] = t2
-        out2[i] = t1
+        t1 = (beta1*m + h0*t0 if (np.abs(beta1*m + h0*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t2 = max(beta2*u, eps + np.abs(t0))
+        a_p[i] = h1*t1/t2 + p
+        a_m[i] = t1
+        a_u[i] = t2
 

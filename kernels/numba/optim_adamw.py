@@ -10,7 +10,7 @@ from numba import njit, prange
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -18,16 +18,20 @@ def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = (np.float32(1.0) / c1)
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
-        t0 = (beta1*m + g*(np.float32(1.0) - beta1) if (np.abs(beta1*m + g*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t1 = (beta2*v + (g * g)*(np.float32(1.0) - beta2) if (np.abs(beta2*v + (g * g)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t1/c2)))) + p
-        out1[i] = t0
-        out2[i] = t1
+        t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
+        a_m[i] = t0
+        a_v[i] = t1
 
 
 # adamw: AdamW: Adam with decoupled weight decay
@@ -37,7 +41,7 @@ def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -45,16 +49,20 @@ def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = (np.float64(1.0) / c1)
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
-        t0 = (beta1*m + g*(np.float64(1.0) - beta1) if (np.abs(beta1*m + g*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t1 = (beta2*v + (g * g)*(np.float64(1.0) - beta2) if (np.abs(beta2*v + (g * g)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t1/c2)))) + p
-        out1[i] = t0
-        out2[i] = t1
+        t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
+        a_m[i] = t0
+        a_v[i] = t1
 
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
@@ -65,7 +73,7 @@ def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -73,19 +81,23 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = (np.float32(1.0) / c1)
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         vmax = a_vmax[i]
-        t0 = (beta1*m + g*(np.float32(1.0) - beta1) if (np.abs(beta1*m + g*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t1 = (beta2*v + (g * g)*(np.float32(1.0) - beta2) if (np.abs(beta2*v + (g * g)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = max(t1, vmax)
-        out0[i] = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t2/c2)))) + p
-        out1[i] = t0
-        out2[i] = t1
-        out3[i] = t2
+        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
+        a_m[i] = t0
+        a_v[i] = t1
+        a_vmax[i] = t2
 
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
@@ -96,7 +108,7 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -104,17 +116,21 @@ def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = (np.float64(1.0) / c1)
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         vmax = a_vmax[i]
-        t0 = (beta1*m + g*(np.float64(1.0) - beta1) if (np.abs(beta1*m + g*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t1 = (beta2*v + (g * g)*(np.float64(1.0) - beta2) if (np.abs(beta2*v + (g * g)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = max(t1, vmax)
-        out0[i] = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t2/c2)))) + p
-        out1[i] = t0
-        out2[i] = t1
-        out3[i] = t2
+        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
+        a_m[i] = t0
+        a_v[i] = t1
+        a_vmax[i] = t2
 

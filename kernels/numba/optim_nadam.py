@@ -10,7 +10,7 @@ from numba import njit, prange
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c2 = np.float32(c2)
@@ -20,18 +20,23 @@ def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
     mu_prod = np.float32(mu_prod)
     mu_t = np.float32(mu_t)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = -lr*mu_next/(-mu_next*mu_prod + np.float32(1.0))
+    h4 = -lr*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         t0 = g + p*weight_decay
-        t1 = (beta2*v + (t0 * t0)*(np.float32(1.0) - beta2) if (np.abs(beta2*v + (t0 * t0)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t2 = lr/(eps + np.sqrt(t1/c2))
-        t3 = (beta1*m + t0*(np.float32(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -mu_next*t2*t3/(-mu_next*mu_prod + np.float32(1.0)) + p - t0*t2*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
-        out1[i] = t3
-        out2[i] = t1
+        t1 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t2 = (np.float32(1.0) / (eps + np.sqrt(h1*t1)))
+        t3 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = h3*t2*t3 + h4*t0*t2 + p
+        a_m[i] = t3
+        a_v[i] = t1
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t
@@ -41,7 +46,7 @@ def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c2 = np.float64(c2)
@@ -51,18 +56,23 @@ def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
     mu_prod = np.float64(mu_prod)
     mu_t = np.float64(mu_t)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = -lr*mu_next/(-mu_next*mu_prod + np.float64(1.0))
+    h4 = -lr*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
         t0 = g + p*weight_decay
-        t1 = (beta2*v + (t0 * t0)*(np.float64(1.0) - beta2) if (np.abs(beta2*v + (t0 * t0)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t2 = lr/(eps + np.sqrt(t1/c2))
-        t3 = (beta1*m + t0*(np.float64(1.0) - beta1) if (np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -mu_next*t2*t3/(-mu_next*mu_prod + np.float64(1.0)) + p - t0*t2*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
-        out1[i] = t3
-        out2[i] = t1
+        t1 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t2 = (np.float64(1.0) / (eps + np.sqrt(h1*t1)))
+        t3 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = h3*t2*t3 + h4*t0*t2 + p
+        a_m[i] = t3
+        a_v[i] = t1
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
@@ -71,7 +81,7 @@ def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_decoupled_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c2 = np.float32(c2)
@@ -81,17 +91,23 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
     mu_prod = np.float32(mu_prod)
     mu_t = np.float32(mu_t)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = -lr*weight_decay
+    h1 = np.float32(1.0) - beta2
+    h2 = (np.float32(1.0) / c2)
+    h3 = -lr*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
+    h4 = np.float32(1.0) - beta1
+    h5 = -lr*mu_next/(-mu_next*mu_prod + np.float32(1.0))
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
-        t0 = (beta2*v + (g * g)*(np.float32(1.0) - beta2) if (np.abs(beta2*v + (g * g)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t1 = lr/(eps + np.sqrt(t0/c2))
-        t2 = (beta1*m + g*(np.float32(1.0) - beta1) if (np.abs(beta1*m + g*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -g*t1*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod) - lr*p*weight_decay - mu_next*t1*t2/(-mu_next*mu_prod + np.float32(1.0)) + p
-        out1[i] = t2
-        out2[i] = t0
+        t0 = (beta2*v + (g * g)*h1 if (np.abs(beta2*v + (g * g)*h1) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t1 = (np.float32(1.0) / (eps + np.sqrt(h2*t0)))
+        t2 = (beta1*m + g*h4 if (np.abs(beta1*m + g*h4) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = g*h3*t1 + h0*p + h5*t1*t2 + p
+        a_m[i] = t2
+        a_v[i] = t0
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
@@ -100,7 +116,7 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def nadam_decoupled_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_decoupled_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c2 = np.float64(c2)
@@ -110,15 +126,21 @@ def nadam_decoupled_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
     mu_prod = np.float64(mu_prod)
     mu_t = np.float64(mu_t)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = -lr*weight_decay
+    h1 = np.float64(1.0) - beta2
+    h2 = (np.float64(1.0) / c2)
+    h3 = -lr*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
+    h4 = np.float64(1.0) - beta1
+    h5 = -lr*mu_next/(-mu_next*mu_prod + np.float64(1.0))
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         m = a_m[i]
         v = a_v[i]
-        t0 = (beta2*v + (g * g)*(np.float64(1.0) - beta2) if (np.abs(beta2*v + (g * g)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t1 = lr/(eps + np.sqrt(t0/c2))
-        t2 = (beta1*m + g*(np.float64(1.0) - beta1) if (np.abs(beta1*m + g*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -g*t1*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod) - lr*p*weight_decay - mu_next*t1*t2/(-mu_next*mu_prod + np.float64(1.0)) + p
-        out1[i] = t2
-        out2[i] = t0
+        t0 = (beta2*v + (g * g)*h1 if (np.abs(beta2*v + (g * g)*h1) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t1 = (np.float64(1.0) / (eps + np.sqrt(h2*t0)))
+        t2 = (beta1*m + g*h4 if (np.abs(beta1*m + g*h4) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = g*h3*t1 + h0*p + h5*t1*t2 + p
+        a_m[i] = t2
+        a_v[i] = t0
 

@@ -8,19 +8,20 @@ from numba import njit, prange
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_32(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
+def rmsprop_32(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         t0 = g + p*weight_decay
-        t1 = (alpha*v + (t0 * t0)*(np.float32(1.0) - alpha) if (np.abs(alpha*v + (t0 * t0)*(np.float32(1.0) - alpha)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -lr*t0/(eps + np.sqrt(t1)) + p
-        out1[i] = t1
+        t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = -lr*t0/(eps + np.sqrt(t1)) + p
+        a_v[i] = t1
 
 
 # rmsprop: RMSprop
@@ -28,19 +29,20 @@ def rmsprop_32(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_64(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
+def rmsprop_64(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         t0 = g + p*weight_decay
-        t1 = (alpha*v + (t0 * t0)*(np.float64(1.0) - alpha) if (np.abs(alpha*v + (t0 * t0)*(np.float64(1.0) - alpha)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -lr*t0/(eps + np.sqrt(t1)) + p
-        out1[i] = t1
+        t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = -lr*t0/(eps + np.sqrt(t1)) + p
+        a_v[i] = t1
 
 
 # rmsprop: RMSprop with momentum
@@ -49,23 +51,24 @@ def rmsprop_64(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_momentum_32(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_momentum_32(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = (alpha*v + (t0 * t0)*(np.float32(1.0) - alpha) if (np.abs(alpha*v + (t0 * t0)*(np.float32(1.0) - alpha)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (b*momentum + t0/(eps + np.sqrt(t1)) if (np.abs(b*momentum + t0/(eps + np.sqrt(t1))) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -lr*t2 + p
-        out1[i] = t1
-        out2[i] = t2
+        a_p[i] = -lr*t2 + p
+        a_v[i] = t1
+        a_b[i] = t2
 
 
 # rmsprop: RMSprop with momentum
@@ -74,23 +77,24 @@ def rmsprop_momentum_32(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, mo
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_momentum_64(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_momentum_64(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = (alpha*v + (t0 * t0)*(np.float64(1.0) - alpha) if (np.abs(alpha*v + (t0 * t0)*(np.float64(1.0) - alpha)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (b*momentum + t0/(eps + np.sqrt(t1)) if (np.abs(b*momentum + t0/(eps + np.sqrt(t1))) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -lr*t2 + p
-        out1[i] = t1
-        out2[i] = t2
+        a_p[i] = -lr*t2 + p
+        a_v[i] = t1
+        a_b[i] = t2
 
 
 # rmsprop: RMSprop centered
@@ -100,23 +104,23 @@ def rmsprop_momentum_64(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, mo
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr, weight_decay):
+def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         gbar = a_gbar[i]
         t0 = g + p*weight_decay
-        t1 = np.float32(1.0) - alpha
-        t2 = (alpha*gbar + t0*t1 if (np.abs(alpha*gbar + t0*t1) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t3 = (alpha*v + (t0 * t0)*t1 if (np.abs(alpha*v + (t0 * t0)*t1) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -lr*t0/(eps + np.sqrt(-(t2 * t2) + t3)) + p
-        out1[i] = t3
-        out2[i] = t2
+        t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
+        a_v[i] = t2
+        a_gbar[i] = t1
 
 
 # rmsprop: RMSprop centered
@@ -126,23 +130,23 @@ def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr,
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr, weight_decay):
+def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         gbar = a_gbar[i]
         t0 = g + p*weight_decay
-        t1 = np.float64(1.0) - alpha
-        t2 = (alpha*gbar + t0*t1 if (np.abs(alpha*gbar + t0*t1) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t3 = (alpha*v + (t0 * t0)*t1 if (np.abs(alpha*v + (t0 * t0)*t1) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -lr*t0/(eps + np.sqrt(-(t2 * t2) + t3)) + p
-        out1[i] = t3
-        out2[i] = t2
+        t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
+        a_v[i] = t2
+        a_gbar[i] = t1
 
 
 # rmsprop: RMSprop centered with momentum
@@ -153,27 +157,27 @@ def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr,
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, out3, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         gbar = a_gbar[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = np.float32(1.0) - alpha
-        t2 = (alpha*gbar + t0*t1 if (np.abs(alpha*gbar + t0*t1) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t3 = (alpha*v + (t0 * t0)*t1 if (np.abs(alpha*v + (t0 * t0)*t1) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        t4 = (b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3)) if (np.abs(b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3))) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        out0[i] = -lr*t4 + p
-        out1[i] = t3
-        out2[i] = t2
-        out3[i] = t4
+        t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        t3 = (b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2)) if (np.abs(b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2))) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i] = -lr*t3 + p
+        a_v[i] = t2
+        a_gbar[i] = t1
+        a_b[i] = t3
 
 
 # rmsprop: RMSprop centered with momentum
@@ -184,25 +188,25 @@ def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, o
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, out3, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - alpha
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         v = a_v[i]
         gbar = a_gbar[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = np.float64(1.0) - alpha
-        t2 = (alpha*gbar + t0*t1 if (np.abs(alpha*gbar + t0*t1) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t3 = (alpha*v + (t0 * t0)*t1 if (np.abs(alpha*v + (t0 * t0)*t1) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        t4 = (b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3)) if (np.abs(b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3))) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        out0[i] = -lr*t4 + p
-        out1[i] = t3
-        out2[i] = t2
-        out3[i] = t4
+        t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        t3 = (b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2)) if (np.abs(b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2))) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i] = -lr*t3 + p
+        a_v[i] = t2
+        a_gbar[i] = t1
+        a_b[i] = t3
 

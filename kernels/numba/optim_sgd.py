@@ -7,26 +7,26 @@ from numba import njit, prange
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def sgd_32(a_p, a_g, out0, lr, weight_decay):
+def sgd_32(a_p, a_g, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
-        out0[i] = -lr*(g + p*weight_decay) + p
+        a_p[i] = -lr*(g + p*weight_decay) + p
 
 
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def sgd_64(a_p, a_g, out0, lr, weight_decay):
+def sgd_64(a_p, a_g, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
-        out0[i] = -lr*(g + p*weight_decay) + p
+        a_p[i] = -lr*(g + p*weight_decay) + p
 
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
@@ -34,20 +34,22 @@ def sgd_64(a_p, a_g, out0, lr, weight_decay):
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def sgd_momentum_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_momentum_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - dampening
+    h1 = np.float32(1.0) - first
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float32(1.0) - first)*(b*momentum + t0*(np.float32(1.0) - dampening))
-        out0[i] = -lr*t1 + p
-        out1[i] = t1
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
+        a_p[i] = -lr*t1 + p
+        a_b[i] = t1
 
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
@@ -55,20 +57,22 @@ def sgd_momentum_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, w
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def sgd_momentum_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_momentum_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - dampening
+    h1 = np.float64(1.0) - first
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float64(1.0) - first)*(b*momentum + t0*(np.float64(1.0) - dampening))
-        out0[i] = -lr*t1 + p
-        out1[i] = t1
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
+        a_p[i] = -lr*t1 + p
+        a_b[i] = t1
 
 
 # sgd: SGD with Nesterov momentum
@@ -76,20 +80,22 @@ def sgd_momentum_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, w
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def sgd_nesterov_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_nesterov_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float32(1.0) - dampening
+    h1 = np.float32(1.0) - first
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float32(1.0) - first)*(b*momentum + t0*(np.float32(1.0) - dampening))
-        out0[i] = -lr*(momentum*t1 + t0) + p
-        out1[i] = t1
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
+        a_p[i] = -lr*(momentum*t1 + t0) + p
+        a_b[i] = t1
 
 
 # sgd: SGD with Nesterov momentum
@@ -97,18 +103,20 @@ def sgd_nesterov_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, w
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
 @njit(parallel=True, cache=True, error_model="numpy")
-def sgd_nesterov_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_nesterov_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
-    for i in prange(out0.shape[0]):
+    h0 = np.float64(1.0) - dampening
+    h1 = np.float64(1.0) - first
+    for i in prange(a_p.shape[0]):
         p = a_p[i]
         g = a_g[i]
         b = a_b[i]
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float64(1.0) - first)*(b*momentum + t0*(np.float64(1.0) - dampening))
-        out0[i] = -lr*(momentum*t1 + t0) + p
-        out1[i] = t1
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
+        a_p[i] = -lr*(momentum*t1 + t0) + p
+        a_b[i] = t1
 

@@ -2,6 +2,7 @@
 """
 relu
 declared: relu(x) = Piecewise((x, x > 0), (0, True))
+stated d/dx (checked against sympy.diff): Piecewise((1, y > 0), (0, True))
 """
 import math
 import numpy as np
@@ -16,15 +17,15 @@ def relu_f_32(a_x, out0):
             x = a_x[i, j]
             out0[i, j] = (x if (x > np.float32(0.0)) else np.float32(0.0))
 
-# backward d/dx, float32: g*Piecewise((1, x > 0), (0, True))
+# backward d/dx, float32: g*Piecewise((1, y > 0), (0, True))
 @njit(parallel=True, cache=True, error_model="numpy")
-def relu_b0_32(a_x, a_g, out0):
+def relu_b0_32(a_y, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
         for j in range(C):
-            x = a_x[i, j]
+            y = a_y[i, j]
             g = a_g[i, j]
-            out0[i, j] = g*(np.float32(1.0) if (x > np.float32(0.0)) else np.float32(0.0))
+            out0[i, j] = g*(np.float32(1.0) if (y > np.float32(0.0)) else np.float32(0.0))
 
 # forward, float64: Piecewise((x, x > 0), (0, True))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -35,13 +36,13 @@ def relu_f_64(a_x, out0):
             x = a_x[i, j]
             out0[i, j] = (x if (x > np.float64(0.0)) else np.float64(0.0))
 
-# backward d/dx, float64: g*Piecewise((1, x > 0), (0, True))
+# backward d/dx, float64: g*Piecewise((1, y > 0), (0, True))
 @njit(parallel=True, cache=True, error_model="numpy")
-def relu_b0_64(a_x, a_g, out0):
+def relu_b0_64(a_y, a_g, out0):
     R, C = out0.shape
     for i in prange(R):
         for j in range(C):
-            x = a_x[i, j]
+            y = a_y[i, j]
             g = a_g[i, j]
-            out0[i, j] = g*(np.float64(1.0) if (x > np.float64(0.0)) else np.float64(0.0))
+            out0[i, j] = g*(np.float64(1.0) if (y > np.float64(0.0)) else np.float64(0.0))
 

@@ -9,11 +9,12 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # delta <- g_w*sqrt(eps + u)/sqrt(eps + v)
 # u <- flush(delta**2*(1 - rho) + rho*u)
 # p <- -delta*lr + p
-def adadelta_32(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay):
+def adadelta_32(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
     eps = np.float32(eps)
     lr = np.float32(lr)
     rho = np.float32(rho)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - rho
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
@@ -21,15 +22,15 @@ def adadelta_32(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay
         u = a_u
         t0 = eps + u
         t1 = g + p*weight_decay
-        t2 = (t1 * t1)*(np.float32(1.0) - rho)
+        t2 = h0*(t1 * t1)
         t3 = np.where((np.abs(rho*v + t2) >= np.float32(1.1754943508222875e-38)), rho*v + t2, np.float32(0.0))
         t4 = eps + t3
         r0 = -lr*np.sqrt(t0)*t1/np.sqrt(t4) + p
         r1 = t3
         r2 = np.where((np.abs(rho*u + t0*t2/t4) >= np.float32(1.1754943508222875e-38)), rho*u + t0*t2/t4, np.float32(0.0))
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_v[...] = r1
+        a_u[...] = r2
 
 
 # adadelta: Adadelta: running averages of squared gradients v and squared updates u
@@ -38,11 +39,12 @@ def adadelta_32(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay
 # delta <- g_w*sqrt(eps + u)/sqrt(eps + v)
 # u <- flush(delta**2*(1 - rho) + rho*u)
 # p <- -delta*lr + p
-def adadelta_64(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay):
+def adadelta_64(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
     eps = np.float64(eps)
     lr = np.float64(lr)
     rho = np.float64(rho)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - rho
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
@@ -50,13 +52,13 @@ def adadelta_64(a_p, a_g, a_v, a_u, out0, out1, out2, eps, lr, rho, weight_decay
         u = a_u
         t0 = eps + u
         t1 = g + p*weight_decay
-        t2 = (t1 * t1)*(np.float64(1.0) - rho)
+        t2 = h0*(t1 * t1)
         t3 = np.where((np.abs(rho*v + t2) >= np.float64(2.2250738585072014e-308)), rho*v + t2, np.float64(0.0))
         t4 = eps + t3
         r0 = -lr*np.sqrt(t0)*t1/np.sqrt(t4) + p
         r1 = t3
         r2 = np.where((np.abs(rho*u + t0*t2/t4) >= np.float64(2.2250738585072014e-308)), rho*u + t0*t2/t4, np.float64(0.0))
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_v[...] = r1
+        a_u[...] = r2
 

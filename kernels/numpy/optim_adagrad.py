@@ -7,7 +7,7 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # g_w <- g + p*weight_decay
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
-def adagrad_32(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
+def adagrad_32(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float32(clr)
     eps = np.float32(eps)
     weight_decay = np.float32(weight_decay)
@@ -19,15 +19,15 @@ def adagrad_32(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
         t1 = s + (t0 * t0)
         r0 = -clr*t0/(eps + np.sqrt(t1)) + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_s[...] = r1
 
 
 # adagrad: Adagrad: accumulated squared gradients s, decayed rate lr/(1 + (t-1) lr_decay)
 # g_w <- g + p*weight_decay
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
-def adagrad_64(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
+def adagrad_64(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float64(clr)
     eps = np.float64(eps)
     weight_decay = np.float64(weight_decay)
@@ -39,6 +39,6 @@ def adagrad_64(a_p, a_g, a_s, out0, out1, clr, eps, weight_decay):
         t1 = s + (t0 * t0)
         r0 = -clr*t0/(eps + np.sqrt(t1)) + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_s[...] = r1
 

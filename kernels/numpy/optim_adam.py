@@ -10,7 +10,7 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -18,20 +18,24 @@ def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = -lr/c1
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + t0*(np.float32(1.0) - beta1), np.float32(0.0))
-        t2 = np.where((np.abs(beta2*v + (t0 * t0)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)), beta2*v + (t0 * t0)*(np.float32(1.0) - beta2), np.float32(0.0))
-        r0 = p - lr*t1/(c1*(eps + np.sqrt(t2/c2)))
+        t1 = np.where((np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)), beta1*m + h2*t0, np.float32(0.0))
+        t2 = np.where((np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), beta2*v + h0*(t0 * t0), np.float32(0.0))
+        r0 = h3*t1/(eps + np.sqrt(h1*t2)) + p
         r1 = t1
         r2 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # adam: Adam
@@ -41,7 +45,7 @@ def adam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -49,20 +53,24 @@ def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = -lr/c1
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + t0*(np.float64(1.0) - beta1), np.float64(0.0))
-        t2 = np.where((np.abs(beta2*v + (t0 * t0)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)), beta2*v + (t0 * t0)*(np.float64(1.0) - beta2), np.float64(0.0))
-        r0 = p - lr*t1/(c1*(eps + np.sqrt(t2/c2)))
+        t1 = np.where((np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)), beta1*m + h2*t0, np.float64(0.0))
+        t2 = np.where((np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), beta2*v + h0*(t0 * t0), np.float64(0.0))
+        r0 = h3*t1/(eps + np.sqrt(h1*t2)) + p
         r1 = t1
         r2 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # adam: Adam, AMSGrad (running maximum of v)
@@ -73,7 +81,7 @@ def adam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr,
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -81,6 +89,10 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = -lr/c1
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
@@ -88,17 +100,17 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
         v = a_v
         vmax = a_vmax
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + t0*(np.float32(1.0) - beta1), np.float32(0.0))
-        t2 = np.where((np.abs(beta2*v + (t0 * t0)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)), beta2*v + (t0 * t0)*(np.float32(1.0) - beta2), np.float32(0.0))
+        t1 = np.where((np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)), beta1*m + h2*t0, np.float32(0.0))
+        t2 = np.where((np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), beta2*v + h0*(t0 * t0), np.float32(0.0))
         t3 = np.maximum(t2, vmax)
-        r0 = p - lr*t1/(c1*(eps + np.sqrt(t3/c2)))
+        r0 = h3*t1/(eps + np.sqrt(h1*t3)) + p
         r1 = t1
         r2 = t2
         r3 = t3
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
-        out3[...] = r3
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
+        a_vmax[...] = r3
 
 
 # adam: Adam, AMSGrad (running maximum of v)
@@ -109,7 +121,7 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -117,6 +129,10 @@ def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = -lr/c1
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
@@ -124,15 +140,15 @@ def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, b
         v = a_v
         vmax = a_vmax
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + t0*(np.float64(1.0) - beta1), np.float64(0.0))
-        t2 = np.where((np.abs(beta2*v + (t0 * t0)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)), beta2*v + (t0 * t0)*(np.float64(1.0) - beta2), np.float64(0.0))
+        t1 = np.where((np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)), beta1*m + h2*t0, np.float64(0.0))
+        t2 = np.where((np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), beta2*v + h0*(t0 * t0), np.float64(0.0))
         t3 = np.maximum(t2, vmax)
-        r0 = p - lr*t1/(c1*(eps + np.sqrt(t3/c2)))
+        r0 = h3*t1/(eps + np.sqrt(h1*t3)) + p
         r1 = t1
         r2 = t2
         r3 = t3
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
-        out3[...] = r3
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
+        a_vmax[...] = r3
 

@@ -8,27 +8,29 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # m <- flush(beta1*m + g_w*(1 - beta1))
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
-def adamax_32(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, weight_decay):
+def adamax_32(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - beta1
+    h1 = -lr/c1
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         u = a_u
         t0 = g + p*weight_decay
-        t1 = np.maximum(beta2*u, eps + np.abs(t0))
-        t2 = np.where((np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + t0*(np.float32(1.0) - beta1), np.float32(0.0))
-        r0 = p - lr*t2/(c1*t1)
-        r1 = t2
-        r2 = t1
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        t1 = np.where((np.abs(beta1*m + h0*t0) >= np.float32(1.1754943508222875e-38)), beta1*m + h0*t0, np.float32(0.0))
+        t2 = np.maximum(beta2*u, eps + np.abs(t0))
+        r0 = h1*t1/t2 + p
+        r1 = t1
+        r2 = t2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_u[...] = r2
 
 
 # adamax: Adamax: Adam with the infinity norm u (u >= eps, never subnormal)
@@ -36,25 +38,27 @@ def adamax_32(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, w
 # m <- flush(beta1*m + g_w*(1 - beta1))
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
-def adamax_64(a_p, a_g, a_m, a_u, out0, out1, out2, beta1, beta2, c1, eps, lr, weight_decay):
+def adamax_64(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - beta1
+    h1 = -lr/c1
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         u = a_u
         t0 = g + p*weight_decay
-        t1 = np.maximum(beta2*u, eps + np.abs(t0))
-        t2 = np.where((np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + t0*(np.float64(1.0) - beta1), np.float64(0.0))
-        r0 = p - lr*t2/(c1*t1)
-        r1 = t2
-        r2 = t1
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        t1 = np.where((np.abs(beta1*m + h0*t0) >= np.float64(2.2250738585072014e-308)), beta1*m + h0*t0, np.float64(0.0))
+        t2 = np.maximum(beta2*u, eps + np.abs(t0))
+        r0 = h1*t1/t2 + p
+        r1 = t1
+        r2 = t2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_u[...] = r2
 

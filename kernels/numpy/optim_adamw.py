@@ -9,7 +9,7 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -17,19 +17,23 @@ def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = (np.float32(1.0) / c1)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
-        t0 = np.where((np.abs(beta1*m + g*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + g*(np.float32(1.0) - beta1), np.float32(0.0))
-        t1 = np.where((np.abs(beta2*v + (g * g)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)), beta2*v + (g * g)*(np.float32(1.0) - beta2), np.float32(0.0))
-        r0 = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t1/c2)))) + p
+        t0 = np.where((np.abs(beta1*m + g*h2) >= np.float32(1.1754943508222875e-38)), beta1*m + g*h2, np.float32(0.0))
+        t1 = np.where((np.abs(beta2*v + (g * g)*h0) >= np.float32(1.1754943508222875e-38)), beta2*v + (g * g)*h0, np.float32(0.0))
+        r0 = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
         r1 = t0
         r2 = t1
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # adamw: AdamW: Adam with decoupled weight decay
@@ -38,7 +42,7 @@ def adamw_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -46,19 +50,23 @@ def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = (np.float64(1.0) / c1)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
-        t0 = np.where((np.abs(beta1*m + g*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + g*(np.float64(1.0) - beta1), np.float64(0.0))
-        t1 = np.where((np.abs(beta2*v + (g * g)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)), beta2*v + (g * g)*(np.float64(1.0) - beta2), np.float64(0.0))
-        r0 = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t1/c2)))) + p
+        t0 = np.where((np.abs(beta1*m + g*h2) >= np.float64(2.2250738585072014e-308)), beta1*m + g*h2, np.float64(0.0))
+        t1 = np.where((np.abs(beta2*v + (g * g)*h0) >= np.float64(2.2250738585072014e-308)), beta2*v + (g * g)*h0, np.float64(0.0))
+        r0 = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
         r1 = t0
         r2 = t1
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
@@ -68,7 +76,7 @@ def adamw_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c1, c2, eps, lr
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c1 = np.float32(c1)
@@ -76,23 +84,27 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = (np.float32(1.0) / c1)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
         vmax = a_vmax
-        t0 = np.where((np.abs(beta1*m + g*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + g*(np.float32(1.0) - beta1), np.float32(0.0))
-        t1 = np.where((np.abs(beta2*v + (g * g)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)), beta2*v + (g * g)*(np.float32(1.0) - beta2), np.float32(0.0))
+        t0 = np.where((np.abs(beta1*m + g*h2) >= np.float32(1.1754943508222875e-38)), beta1*m + g*h2, np.float32(0.0))
+        t1 = np.where((np.abs(beta2*v + (g * g)*h0) >= np.float32(1.1754943508222875e-38)), beta2*v + (g * g)*h0, np.float32(0.0))
         t2 = np.maximum(t1, vmax)
-        r0 = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t2/c2)))) + p
+        r0 = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
         r1 = t0
         r2 = t1
         r3 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
-        out3[...] = r3
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
+        a_vmax[...] = r3
 
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
@@ -102,7 +114,7 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, beta2, c1, c2, eps, lr, weight_decay):
+def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c1 = np.float64(c1)
@@ -110,21 +122,25 @@ def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, out0, out1, out2, out3, beta1, 
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = (np.float64(1.0) / c1)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
         vmax = a_vmax
-        t0 = np.where((np.abs(beta1*m + g*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + g*(np.float64(1.0) - beta1), np.float64(0.0))
-        t1 = np.where((np.abs(beta2*v + (g * g)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)), beta2*v + (g * g)*(np.float64(1.0) - beta2), np.float64(0.0))
+        t0 = np.where((np.abs(beta1*m + g*h2) >= np.float64(2.2250738585072014e-308)), beta1*m + g*h2, np.float64(0.0))
+        t1 = np.where((np.abs(beta2*v + (g * g)*h0) >= np.float64(2.2250738585072014e-308)), beta2*v + (g * g)*h0, np.float64(0.0))
         t2 = np.maximum(t1, vmax)
-        r0 = -lr*(p*weight_decay + t0/(c1*(eps + np.sqrt(t2/c2)))) + p
+        r0 = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
         r1 = t0
         r2 = t1
         r3 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
-        out3[...] = r3
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
+        a_vmax[...] = r3
 

@@ -9,7 +9,7 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # v <- flush(beta2*v + g_w**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
-def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c2 = np.float32(c2)
@@ -19,21 +19,26 @@ def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
     mu_prod = np.float32(mu_prod)
     mu_t = np.float32(mu_t)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - beta2
+    h1 = (np.float32(1.0) / c2)
+    h2 = np.float32(1.0) - beta1
+    h3 = -lr*mu_next/(-mu_next*mu_prod + np.float32(1.0))
+    h4 = -lr*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(beta2*v + (t0 * t0)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)), beta2*v + (t0 * t0)*(np.float32(1.0) - beta2), np.float32(0.0))
-        t2 = lr/(eps + np.sqrt(t1/c2))
-        t3 = np.where((np.abs(beta1*m + t0*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + t0*(np.float32(1.0) - beta1), np.float32(0.0))
-        r0 = -mu_next*t2*t3/(-mu_next*mu_prod + np.float32(1.0)) + p - t0*t2*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
+        t1 = np.where((np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), beta2*v + h0*(t0 * t0), np.float32(0.0))
+        t2 = (np.float32(1.0) / (eps + np.sqrt(h1*t1)))
+        t3 = np.where((np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)), beta1*m + h2*t0, np.float32(0.0))
+        r0 = h3*t2*t3 + h4*t0*t2 + p
         r1 = t3
         r2 = t1
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t
@@ -42,7 +47,7 @@ def nadam_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
 # v <- flush(beta2*v + g_w**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
-def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c2 = np.float64(c2)
@@ -52,21 +57,26 @@ def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
     mu_prod = np.float64(mu_prod)
     mu_t = np.float64(mu_t)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - beta2
+    h1 = (np.float64(1.0) / c2)
+    h2 = np.float64(1.0) - beta1
+    h3 = -lr*mu_next/(-mu_next*mu_prod + np.float64(1.0))
+    h4 = -lr*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(beta2*v + (t0 * t0)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)), beta2*v + (t0 * t0)*(np.float64(1.0) - beta2), np.float64(0.0))
-        t2 = lr/(eps + np.sqrt(t1/c2))
-        t3 = np.where((np.abs(beta1*m + t0*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + t0*(np.float64(1.0) - beta1), np.float64(0.0))
-        r0 = -mu_next*t2*t3/(-mu_next*mu_prod + np.float64(1.0)) + p - t0*t2*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
+        t1 = np.where((np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), beta2*v + h0*(t0 * t0), np.float64(0.0))
+        t2 = (np.float64(1.0) / (eps + np.sqrt(h1*t1)))
+        t3 = np.where((np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)), beta1*m + h2*t0, np.float64(0.0))
+        r0 = h3*t2*t3 + h4*t0*t2 + p
         r1 = t3
         r2 = t1
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
@@ -74,7 +84,7 @@ def nadam_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu
 # v <- flush(beta2*v + g**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
-def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_decoupled_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
     c2 = np.float32(c2)
@@ -84,20 +94,26 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
     mu_prod = np.float32(mu_prod)
     mu_t = np.float32(mu_t)
     weight_decay = np.float32(weight_decay)
+    h0 = -lr*weight_decay
+    h1 = np.float32(1.0) - beta2
+    h2 = (np.float32(1.0) / c2)
+    h3 = -lr*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
+    h4 = np.float32(1.0) - beta1
+    h5 = -lr*mu_next/(-mu_next*mu_prod + np.float32(1.0))
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
-        t0 = np.where((np.abs(beta2*v + (g * g)*(np.float32(1.0) - beta2)) >= np.float32(1.1754943508222875e-38)), beta2*v + (g * g)*(np.float32(1.0) - beta2), np.float32(0.0))
-        t1 = lr/(eps + np.sqrt(t0/c2))
-        t2 = np.where((np.abs(beta1*m + g*(np.float32(1.0) - beta1)) >= np.float32(1.1754943508222875e-38)), beta1*m + g*(np.float32(1.0) - beta1), np.float32(0.0))
-        r0 = -g*t1*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod) - lr*p*weight_decay - mu_next*t1*t2/(-mu_next*mu_prod + np.float32(1.0)) + p
+        t0 = np.where((np.abs(beta2*v + (g * g)*h1) >= np.float32(1.1754943508222875e-38)), beta2*v + (g * g)*h1, np.float32(0.0))
+        t1 = (np.float32(1.0) / (eps + np.sqrt(h2*t0)))
+        t2 = np.where((np.abs(beta1*m + g*h4) >= np.float32(1.1754943508222875e-38)), beta1*m + g*h4, np.float32(0.0))
+        r0 = g*h3*t1 + h0*p + h5*t1*t2 + p
         r1 = t2
         r2 = t0
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
@@ -105,7 +121,7 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
 # v <- flush(beta2*v + g**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
-def nadam_decoupled_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
+def nadam_decoupled_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
     c2 = np.float64(c2)
@@ -115,18 +131,24 @@ def nadam_decoupled_64(a_p, a_g, a_m, a_v, out0, out1, out2, beta1, beta2, c2, e
     mu_prod = np.float64(mu_prod)
     mu_t = np.float64(mu_t)
     weight_decay = np.float64(weight_decay)
+    h0 = -lr*weight_decay
+    h1 = np.float64(1.0) - beta2
+    h2 = (np.float64(1.0) / c2)
+    h3 = -lr*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
+    h4 = np.float64(1.0) - beta1
+    h5 = -lr*mu_next/(-mu_next*mu_prod + np.float64(1.0))
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         m = a_m
         v = a_v
-        t0 = np.where((np.abs(beta2*v + (g * g)*(np.float64(1.0) - beta2)) >= np.float64(2.2250738585072014e-308)), beta2*v + (g * g)*(np.float64(1.0) - beta2), np.float64(0.0))
-        t1 = lr/(eps + np.sqrt(t0/c2))
-        t2 = np.where((np.abs(beta1*m + g*(np.float64(1.0) - beta1)) >= np.float64(2.2250738585072014e-308)), beta1*m + g*(np.float64(1.0) - beta1), np.float64(0.0))
-        r0 = -g*t1*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod) - lr*p*weight_decay - mu_next*t1*t2/(-mu_next*mu_prod + np.float64(1.0)) + p
+        t0 = np.where((np.abs(beta2*v + (g * g)*h1) >= np.float64(2.2250738585072014e-308)), beta2*v + (g * g)*h1, np.float64(0.0))
+        t1 = (np.float64(1.0) / (eps + np.sqrt(h2*t0)))
+        t2 = np.where((np.abs(beta1*m + g*h4) >= np.float64(2.2250738585072014e-308)), beta1*m + g*h4, np.float64(0.0))
+        r0 = g*h3*t1 + h0*p + h5*t1*t2 + p
         r1 = t2
         r2 = t0
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_m[...] = r1
+        a_v[...] = r2
 

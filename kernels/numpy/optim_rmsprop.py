@@ -7,42 +7,44 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # g_w <- g + p*weight_decay
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
-def rmsprop_32(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
+def rmsprop_32(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         v = a_v
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(alpha*v + (t0 * t0)*(np.float32(1.0) - alpha)) >= np.float32(1.1754943508222875e-38)), alpha*v + (t0 * t0)*(np.float32(1.0) - alpha), np.float32(0.0))
+        t1 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), alpha*v + h0*(t0 * t0), np.float32(0.0))
         r0 = -lr*t0/(eps + np.sqrt(t1)) + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_v[...] = r1
 
 
 # rmsprop: RMSprop
 # g_w <- g + p*weight_decay
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
-def rmsprop_64(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
+def rmsprop_64(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         v = a_v
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(alpha*v + (t0 * t0)*(np.float64(1.0) - alpha)) >= np.float64(2.2250738585072014e-308)), alpha*v + (t0 * t0)*(np.float64(1.0) - alpha), np.float64(0.0))
+        t1 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), alpha*v + h0*(t0 * t0), np.float64(0.0))
         r0 = -lr*t0/(eps + np.sqrt(t1)) + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_v[...] = r1
 
 
 # rmsprop: RMSprop with momentum
@@ -50,26 +52,27 @@ def rmsprop_64(a_p, a_g, a_v, out0, out1, alpha, eps, lr, weight_decay):
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
-def rmsprop_momentum_32(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_momentum_32(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         v = a_v
         b = a_b
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(alpha*v + (t0 * t0)*(np.float32(1.0) - alpha)) >= np.float32(1.1754943508222875e-38)), alpha*v + (t0 * t0)*(np.float32(1.0) - alpha), np.float32(0.0))
+        t1 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), alpha*v + h0*(t0 * t0), np.float32(0.0))
         t2 = np.where((np.abs(b*momentum + t0/(eps + np.sqrt(t1))) >= np.float32(1.1754943508222875e-38)), b*momentum + t0/(eps + np.sqrt(t1)), np.float32(0.0))
         r0 = -lr*t2 + p
         r1 = t1
         r2 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_v[...] = r1
+        a_b[...] = r2
 
 
 # rmsprop: RMSprop with momentum
@@ -77,26 +80,27 @@ def rmsprop_momentum_32(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, mo
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
-def rmsprop_momentum_64(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_momentum_64(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         v = a_v
         b = a_b
         t0 = g + p*weight_decay
-        t1 = np.where((np.abs(alpha*v + (t0 * t0)*(np.float64(1.0) - alpha)) >= np.float64(2.2250738585072014e-308)), alpha*v + (t0 * t0)*(np.float64(1.0) - alpha), np.float64(0.0))
+        t1 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), alpha*v + h0*(t0 * t0), np.float64(0.0))
         t2 = np.where((np.abs(b*momentum + t0/(eps + np.sqrt(t1))) >= np.float64(2.2250738585072014e-308)), b*momentum + t0/(eps + np.sqrt(t1)), np.float64(0.0))
         r0 = -lr*t2 + p
         r1 = t1
         r2 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        a_p[...] = r0
+        a_v[...] = r1
+        a_b[...] = r2
 
 
 # rmsprop: RMSprop centered
@@ -105,26 +109,26 @@ def rmsprop_momentum_64(a_p, a_g, a_v, a_b, out0, out1, out2, alpha, eps, lr, mo
 # gbar <- flush(alpha*gbar + g_w*(1 - alpha))
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
-def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr, weight_decay):
+def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         v = a_v
         gbar = a_gbar
         t0 = g + p*weight_decay
-        t1 = np.float32(1.0) - alpha
-        t2 = np.where((np.abs(alpha*gbar + t0*t1) >= np.float32(1.1754943508222875e-38)), alpha*gbar + t0*t1, np.float32(0.0))
-        t3 = np.where((np.abs(alpha*v + (t0 * t0)*t1) >= np.float32(1.1754943508222875e-38)), alpha*v + (t0 * t0)*t1, np.float32(0.0))
-        r0 = -lr*t0/(eps + np.sqrt(-(t2 * t2) + t3)) + p
-        r1 = t3
-        r2 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        t1 = np.where((np.abs(alpha*gbar + h0*t0) >= np.float32(1.1754943508222875e-38)), alpha*gbar + h0*t0, np.float32(0.0))
+        t2 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), alpha*v + h0*(t0 * t0), np.float32(0.0))
+        r0 = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
+        r1 = t2
+        r2 = t1
+        a_p[...] = r0
+        a_v[...] = r1
+        a_gbar[...] = r2
 
 
 # rmsprop: RMSprop centered
@@ -133,26 +137,26 @@ def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr,
 # gbar <- flush(alpha*gbar + g_w*(1 - alpha))
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
-def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr, weight_decay):
+def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         v = a_v
         gbar = a_gbar
         t0 = g + p*weight_decay
-        t1 = np.float64(1.0) - alpha
-        t2 = np.where((np.abs(alpha*gbar + t0*t1) >= np.float64(2.2250738585072014e-308)), alpha*gbar + t0*t1, np.float64(0.0))
-        t3 = np.where((np.abs(alpha*v + (t0 * t0)*t1) >= np.float64(2.2250738585072014e-308)), alpha*v + (t0 * t0)*t1, np.float64(0.0))
-        r0 = -lr*t0/(eps + np.sqrt(-(t2 * t2) + t3)) + p
-        r1 = t3
-        r2 = t2
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
+        t1 = np.where((np.abs(alpha*gbar + h0*t0) >= np.float64(2.2250738585072014e-308)), alpha*gbar + h0*t0, np.float64(0.0))
+        t2 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), alpha*v + h0*(t0 * t0), np.float64(0.0))
+        r0 = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
+        r1 = t2
+        r2 = t1
+        a_p[...] = r0
+        a_v[...] = r1
+        a_gbar[...] = r2
 
 
 # rmsprop: RMSprop centered with momentum
@@ -162,12 +166,13 @@ def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, out0, out1, out2, alpha, eps, lr,
 # vtilde <- -gbar**2 + v
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
-def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, out3, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
@@ -175,18 +180,17 @@ def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, o
         gbar = a_gbar
         b = a_b
         t0 = g + p*weight_decay
-        t1 = np.float32(1.0) - alpha
-        t2 = np.where((np.abs(alpha*gbar + t0*t1) >= np.float32(1.1754943508222875e-38)), alpha*gbar + t0*t1, np.float32(0.0))
-        t3 = np.where((np.abs(alpha*v + (t0 * t0)*t1) >= np.float32(1.1754943508222875e-38)), alpha*v + (t0 * t0)*t1, np.float32(0.0))
-        t4 = np.where((np.abs(b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3))) >= np.float32(1.1754943508222875e-38)), b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3)), np.float32(0.0))
-        r0 = -lr*t4 + p
-        r1 = t3
-        r2 = t2
-        r3 = t4
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
-        out3[...] = r3
+        t1 = np.where((np.abs(alpha*gbar + h0*t0) >= np.float32(1.1754943508222875e-38)), alpha*gbar + h0*t0, np.float32(0.0))
+        t2 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)), alpha*v + h0*(t0 * t0), np.float32(0.0))
+        t3 = np.where((np.abs(b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2))) >= np.float32(1.1754943508222875e-38)), b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2)), np.float32(0.0))
+        r0 = -lr*t3 + p
+        r1 = t2
+        r2 = t1
+        r3 = t3
+        a_p[...] = r0
+        a_v[...] = r1
+        a_gbar[...] = r2
+        a_b[...] = r3
 
 
 # rmsprop: RMSprop centered with momentum
@@ -196,12 +200,13 @@ def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, o
 # vtilde <- -gbar**2 + v
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
-def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, out3, alpha, eps, lr, momentum, weight_decay):
+def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - alpha
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
@@ -209,16 +214,15 @@ def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, out0, out1, out2, o
         gbar = a_gbar
         b = a_b
         t0 = g + p*weight_decay
-        t1 = np.float64(1.0) - alpha
-        t2 = np.where((np.abs(alpha*gbar + t0*t1) >= np.float64(2.2250738585072014e-308)), alpha*gbar + t0*t1, np.float64(0.0))
-        t3 = np.where((np.abs(alpha*v + (t0 * t0)*t1) >= np.float64(2.2250738585072014e-308)), alpha*v + (t0 * t0)*t1, np.float64(0.0))
-        t4 = np.where((np.abs(b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3))) >= np.float64(2.2250738585072014e-308)), b*momentum + t0/(eps + np.sqrt(-(t2 * t2) + t3)), np.float64(0.0))
-        r0 = -lr*t4 + p
-        r1 = t3
-        r2 = t2
-        r3 = t4
-        out0[...] = r0
-        out1[...] = r1
-        out2[...] = r2
-        out3[...] = r3
+        t1 = np.where((np.abs(alpha*gbar + h0*t0) >= np.float64(2.2250738585072014e-308)), alpha*gbar + h0*t0, np.float64(0.0))
+        t2 = np.where((np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)), alpha*v + h0*(t0 * t0), np.float64(0.0))
+        t3 = np.where((np.abs(b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2))) >= np.float64(2.2250738585072014e-308)), b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2)), np.float64(0.0))
+        r0 = -lr*t3 + p
+        r1 = t2
+        r2 = t1
+        r3 = t3
+        a_p[...] = r0
+        a_v[...] = r1
+        a_gbar[...] = r2
+        a_b[...] = r3
 

@@ -6,113 +6,121 @@ _erf = np.vectorize(math.erf, otypes=[float])
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
-def sgd_32(a_p, a_g, out0, lr, weight_decay):
+def sgd_32(a_p, a_g, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         r0 = -lr*(g + p*weight_decay) + p
-        out0[...] = r0
+        a_p[...] = r0
 
 
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
-def sgd_64(a_p, a_g, out0, lr, weight_decay):
+def sgd_64(a_p, a_g, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         r0 = -lr*(g + p*weight_decay) + p
-        out0[...] = r0
+        a_p[...] = r0
 
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
-def sgd_momentum_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_momentum_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - dampening
+    h1 = np.float32(1.0) - first
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         b = a_b
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float32(1.0) - first)*(b*momentum + t0*(np.float32(1.0) - dampening))
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
         r0 = -lr*t1 + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_b[...] = r1
 
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
-def sgd_momentum_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_momentum_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - dampening
+    h1 = np.float64(1.0) - first
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         b = a_b
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float64(1.0) - first)*(b*momentum + t0*(np.float64(1.0) - dampening))
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
         r0 = -lr*t1 + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_b[...] = r1
 
 
 # sgd: SGD with Nesterov momentum
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
-def sgd_nesterov_32(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_nesterov_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
     lr = np.float32(lr)
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
+    h0 = np.float32(1.0) - dampening
+    h1 = np.float32(1.0) - first
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         b = a_b
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float32(1.0) - first)*(b*momentum + t0*(np.float32(1.0) - dampening))
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
         r0 = -lr*(momentum*t1 + t0) + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_b[...] = r1
 
 
 # sgd: SGD with Nesterov momentum
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
-def sgd_nesterov_64(a_p, a_g, a_b, out0, out1, dampening, first, lr, momentum, weight_decay):
+def sgd_nesterov_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)
     lr = np.float64(lr)
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
+    h0 = np.float64(1.0) - dampening
+    h1 = np.float64(1.0) - first
     with np.errstate(all='ignore'):
         p = a_p
         g = a_g
         b = a_b
         t0 = g + p*weight_decay
-        t1 = first*t0 + (np.float64(1.0) - first)*(b*momentum + t0*(np.float64(1.0) - dampening))
+        t1 = first*t0 + h1*(b*momentum + h0*t0)
         r0 = -lr*(momentum*t1 + t0) + p
         r1 = t1
-        out0[...] = r0
-        out1[...] = r1
+        a_p[...] = r0
+        a_b[...] = r1
 

@@ -2,6 +2,7 @@
 """
 relu
 declared: relu(x) = Piecewise((x, x > 0), (0, True))
+stated d/dx (checked against sympy.diff): Piecewise((1, y > 0), (0, True))
 """
 import math
 import numpy as np
@@ -14,12 +15,12 @@ def relu_f_32(a_x, out0):
         r0 = np.where((x > np.float32(0.0)), x, np.float32(0.0))
         out0[...] = r0
 
-# backward d/dx, float32: g*Piecewise((1, x > 0), (0, True))
-def relu_b0_32(a_x, a_g, out0):
+# backward d/dx, float32: g*Piecewise((1, y > 0), (0, True))
+def relu_b0_32(a_y, a_g, out0):
     with np.errstate(all='ignore'):
-        x = a_x
+        y = a_y
         g = a_g
-        r0 = g*np.where((x > np.float32(0.0)), np.float32(1.0), np.float32(0.0))
+        r0 = g*np.where((y > np.float32(0.0)), np.float32(1.0), np.float32(0.0))
         out0[...] = r0
 
 # forward, float64: Piecewise((x, x > 0), (0, True))
@@ -29,11 +30,11 @@ def relu_f_64(a_x, out0):
         r0 = np.where((x > np.float64(0.0)), x, np.float64(0.0))
         out0[...] = r0
 
-# backward d/dx, float64: g*Piecewise((1, x > 0), (0, True))
-def relu_b0_64(a_x, a_g, out0):
+# backward d/dx, float64: g*Piecewise((1, y > 0), (0, True))
+def relu_b0_64(a_y, a_g, out0):
     with np.errstate(all='ignore'):
-        x = a_x
+        y = a_y
         g = a_g
-        r0 = g*np.where((x > np.float64(0.0)), np.float64(1.0), np.float64(0.0))
+        r0 = g*np.where((y > np.float64(0.0)), np.float64(1.0), np.float64(0.0))
         out0[...] = r0
 

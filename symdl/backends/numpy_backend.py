@@ -69,11 +69,19 @@ class Program:
         self._ns: dict = {"np": np}
         self._names: dict = {}
         self._bind(dict(bind or {}))
-        lines = ["def step():"]
+        # nodes computed from constants alone (the 1/N seed of a mean's
+        # gradient) are computed once, here, not every step
+        const: set = set()
+        for n in g.order():
+            if g.op(n) == "fill" or (g.op(n) not in ("input", "param") and g.args(n)
+                                     and all(a in const for a in g.args(n))):
+                const.add(n)
+        lines, once = ["def step():"], ["def once():"]
         for unit in plan(g, self.shapes, self.outputs, fuse):
-            lines += self._emit(unit)
-        self.source = "\n".join(lines + ["    return None", ""])
+            (once if all(n in const for n in unit.nodes) else lines).extend(self._emit(unit))
+        self.source = "\n".join(once + ["    return None", ""] + lines + ["    return None", ""])
         exec_source(self.source, self._ns, "step")
+        self._ns["once"]()
         self.run = self._ns["step"]
         self.inputs = {n: self.buffers[n] for n in g.inputs()}
 

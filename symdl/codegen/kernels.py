@@ -54,40 +54,89 @@ def _param_casts(params, dtype, indent) -> list:
     return [f"{indent}{p.name} = np.{dtype}({p.name})" for p in params]
 
 
+def hoist(exprs: list, scalars) -> tuple:
+    """Lift the subexpressions that depend on ``scalars`` only (kernel
+    arguments, the same for every element) out of the array loop.
+
+    Returns ``([(h_k, expr), ...], new_exprs)``: ``h_k`` are computed once
+    per call.  Scalar-only factors of a product and terms of a sum are
+    grouped first (``lr*m/(c1*d)`` becomes ``h0*m/d`` with ``h0 = lr/c1``);
+    plain numbers and lone symbols stay where they are.
+
+    >>> lr, c1, m = sp.symbols("lr c1 m", real=True)
+    >>> hoist([lr * m / c1], {lr, c1})
+    ([(h0, lr/c1)], [h0*m])
+    """
+    scalars = set(scalars)
+    found: dict = {}
+
+    def fixed(e):
+        return e.free_symbols <= scalars
+
+    def lift(e):
+        if not e.free_symbols or e.is_Atom or (-e).is_Atom:  # numbers, x and -x stay
+            return e
+        if e not in found:
+            found[e] = sp.Symbol(f"h{len(found)}", real=True)
+        return found[e]
+
+    def visit(e):
+        if e.is_Atom:
+            return e
+        if fixed(e):
+            return lift(e)
+        if isinstance(e, (sp.Add, sp.Mul)):
+            const = [a for a in e.args if fixed(a)]
+            rest = [visit(a) for a in e.args if not fixed(a)]
+            if const:
+                const = [lift(e.func(*const))]
+            return e.func(*const, *rest)
+        if isinstance(e, sp.Piecewise):
+            return sp.Piecewise(*[(visit(x), visit(c)) for x, c in e.args])
+        return e.func(*[visit(a) for a in e.args])
+
+    new = [visit(e) for e in exprs]
+    return [(h, e) for e, h in found.items()], new
+
+
 def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dtype: str,
                        flavor: str = "numba", parallel: bool = True, comment=(),
-                       flat: bool = False) -> list:
+                       flat: bool = False, inplace: tuple = ()) -> list:
     """Source of ``def name(a_<in>..., out0..., <params>)`` computing each
     ``outputs[k] = expr`` elementwise (outputs share one shape).  With
-    ``flat`` every array is 1-D and indexed ``[i]`` (optimizer updates, which
-    may write in place: every input is read before any output is written)."""
-    args = [i.arg for i in inputs] + [f"out{k}" for k in range(len(outputs))] + [p.name for p in params]
+    ``flat`` every array is 1-D and indexed ``[i]``.  With ``inplace`` (one
+    input symbol per output) each output is written back into that input's
+    array and there are no ``out`` arguments: an optimizer update, where
+    every input of an element is read before any output is written, and the
+    compiler sees loads and stores of the same array (an ``out`` argument
+    that aliases an input defeats its vectorisation).  Subexpressions of the
+    scalar ``params`` alone are computed once, before the loop (:func:`hoist`)."""
+    outs = ([f"a_{s.name}" for s in inplace] if inplace
+            else [f"out{k}" for k in range(len(outputs))])
+    args = [i.arg for i in inputs] + ([] if inplace else outs) + [p.name for p in params]
     lines = [f"# {c}" for c in comment]
-    exprs = [e for e in outputs]
+    lifted, exprs = hoist(outputs, params)
     loop = "prange" if parallel else "range"
+    scalar = ScalarPrinter(dtype)
+    head = _param_casts(params, dtype, "    ") + [f"    {h} = {scalar.doprint(e)}" for h, e in lifted]
     if flavor == "numba" and flat:
-        lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"]
-        lines += _param_casts(params, dtype, "    ")
-        lines += [f"    for i in {loop}(out0.shape[0]):"]
+        lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"] + head
+        lines += [f"    for i in {loop}({outs[0]}.shape[0]):"]
         lines += [f"        {i.symbol.name} = {i.arg}[i]" for i in inputs]
-        names = [f"out{k}[i]" for k in range(len(outputs))]
-        lines += assignments(exprs, names, ScalarPrinter(dtype), "        ")
+        lines += assignments(exprs, [f"{o}[i]" for o in outs], scalar, "        ")
     elif flavor == "numba":
-        lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"]
-        lines += _param_casts(params, dtype, "    ")
-        lines += ["    R, C = out0.shape", f"    for i in {loop}(R):",
+        lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"] + head
+        lines += [f"    R, C = {outs[0]}.shape", f"    for i in {loop}(R):",
                   "        for j in range(C):"]
         lines += [f"            {i.symbol.name} = {i.arg}{_INDEX[i.layout]}" for i in inputs]
-        names = [f"out{k}[i, j]" for k in range(len(outputs))]
-        lines += assignments(exprs, names, ScalarPrinter(dtype), "            ")
+        lines += assignments(exprs, [f"{o}[i, j]" for o in outs], scalar, "            ")
     else:
-        lines += [f"def {name}({', '.join(args)}):"]
-        lines += _param_casts(params, dtype, "    ")
+        lines += [f"def {name}({', '.join(args)}):"] + head
         lines += ["    with np.errstate(all='ignore'):"]
         lines += [f"        {i.symbol.name} = {i.arg}" for i in inputs]
         names = [f"r{k}" for k in range(len(outputs))]  # all read before any write
         lines += assignments(exprs, names, ArrayPrinter(dtype), "        ")
-        lines += [f"        out{k}[...] = r{k}" for k in range(len(outputs))]
+        lines += [f"        {o}[...] = r{k}" for k, o in enumerate(outs)]
     return lines + [""]
 
 
@@ -117,6 +166,17 @@ def reduction_kernel(name: str, how: str, dtype: str, mean: bool = False, commen
         lines += [f"    acc = {c}(0.0)", "    for i in range(x.shape[0]):", "        acc += x[i]"]
         lines += [f"    out[()] = acc / {c}(x.shape[0])" if mean else "    out[()] = acc"]
     return lines + [""]
+
+
+def hits_kernel(name: str) -> list:
+    """Numba source of ``name(z, lab)``: how many rows of ``z`` (N, C) have
+    their largest entry (the first, on ties, as ``np.argmax``) at column
+    ``lab[i]`` (the accuracy count of a classifier's logits)."""
+    return ['@njit(cache=True, error_model="numpy")', f"def {name}(z, lab):",
+            "    N, C = z.shape", "    hits = 0", "    for i in range(N):", "        best = 0",
+            "        top = z[i, 0]", "        for j in range(1, C):",
+            "            if z[i, j] > top:", "                best = j", "                top = z[i, j]",
+            "        if best == lab[i]:", "            hits += 1", "    return hits", ""]
 
 
 def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",

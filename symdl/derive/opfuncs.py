@@ -120,7 +120,8 @@ def _form(name: str, k: int) -> tuple:
         form = op.grad_forms[k]
         if "sigmoid" in OPS:  # stated in the stable form: name it σ
             form = form.subs(SIGMOID_STABLE, op_function("sigmoid")(_X))
-        if not form.has(sp.Min, sp.Max, sp.Abs):
+        # a kinked form (relu' = [y > 0], stated for the kernels) reads better derived
+        if not form.has(sp.Min, sp.Max, sp.Abs, sp.Piecewise):
             return form, True
     return to_ops(sp.diff(op.expr, sym)), False
 

@@ -28,7 +28,7 @@ elementwise("sigmoid", x, 1 / (1 + sp.exp(-x)), stable=SIGMOID_STABLE,
             grad_forms={0: Y * (1 - Y)}, latex=r"\sigma")
 elementwise("tanh", x, sp.tanh(x), grad_forms={0: 1 - Y**2})
 elementwise("relu", x, sp.Piecewise((x, x > 0), (0, True)), smooth=False,
-            latex=r"\operatorname{ReLU}")
+            grad_forms={0: sp.Piecewise((1, Y > 0), (0, True))}, latex=r"\operatorname{ReLU}")
 elementwise("leaky_relu", x, sp.Piecewise((x, x > 0), (alpha * x, True)),
             params={alpha: 0.01}, smooth=False, latex=r"\operatorname{LeakyReLU}")
 elementwise("elu", x, sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),

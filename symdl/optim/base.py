@@ -21,14 +21,15 @@ T = sp.Symbol("t", integer=True, positive=True)
 
 
 def update_kernel_source(rule: UpdateRule, dtype: str, flavor: str, parallel: bool = True) -> str:
-    """Source of the fused in-place kernel ``kernel(p, g, *state, p, *state, *scalars)``."""
+    """Source of the fused in-place kernel ``kernel(p, g, *state, *scalars)``
+    (``p`` and the state are written back into their own arrays)."""
     final = rule.final()
     inputs = [KernelInput(p), KernelInput(g)] + [KernelInput(s) for s in rule.state]
     outputs = [final[t] for t in rule.targets]
     comment = [f"{rule.name}: {rule.doc}"] + [f"{t} <- {e}" for t, e in rule.equations]
     lines = module_header(flavor) + elementwise_kernel(
         "kernel", inputs, list(rule.kernel_scalars), outputs, dtype, flavor, parallel, comment,
-        flat=True)
+        flat=True, inplace=rule.targets)
     return "\n".join(lines)
 
 
@@ -57,8 +58,10 @@ class Optimizer:
                                                              for q in self.params]
         self._groups = [(d, gr, [np.full_like(d, self.rule.init.get(s, 0.0)) for s in self.rule.state])
                         for d, gr in groups]
-        self._scalar_fns = {s: sp.lambdify([T, *self.rule.hyper], e, "math")
-                            for s, e in self.rule.scalars.items()}
+        self._scalar_fns = [(s.name, sp.lambdify([T, *self.rule.hyper], e, "math"))
+                            for s, e in self.rule.scalars.items()]
+        self._hyper_names = [s.name for s in self.rule.hyper]
+        self._scalar_names = [s.name for s in self.rule.kernel_scalars]  # SymPy work: once
         self._kernels = {}
 
     # -- to override ----------------------------------------------------
@@ -82,13 +85,14 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update in place (parameters and state read and written once)."""
         self.t += 1
-        env = {s.name: v for s, v in zip(self.rule.hyper, self.hyper.values())}
-        hyper_vals = [self.hyper[s.name] for s in self.rule.hyper]
-        for s, fn in self._scalar_fns.items():
-            env[s.name] = float(fn(self.t, *hyper_vals))
-        scalars = [env[s.name] for s in self.rule.kernel_scalars]
+        env = dict(self.hyper)
+        if self._scalar_fns:
+            hyper_vals = [self.hyper[n] for n in self._hyper_names]
+            for name, fn in self._scalar_fns:
+                env[name] = float(fn(self.t, *hyper_vals))
+        scalars = [env[n] for n in self._scalar_names]
         for d, gr, state in self._groups:
-            self._kernel(d)(d, gr, *state, d, *state, *scalars)
+            self._kernel(d)(d, gr, *state, *scalars)
 
     def _kernel(self, d: np.ndarray):
         key = (d.dtype.name, d.size >= PARALLEL_MIN)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.metrics import count_hits
 from ..backends.numpy_backend import compile_graph
 from ..derive import grad
 from ..errors import CheckpointError, DataError, UsageError
@@ -254,7 +255,7 @@ class Trainer:
             self.optimizer.step()
             state.total += loss * len(idx)
             if self.classification:
-                state.correct += int(np.count_nonzero(prog.value(self._out).argmax(1) == prog.inputs["y"]))
+                state.correct += count_hits(prog.value(self._out), prog.inputs["y"])
         state.pos += 1
         state.global_step += 1
 
@@ -289,7 +290,7 @@ class Trainer:
             prog.run()
             total += float(prog.value(self._L)) * len(idx)
             if self.classification:
-                correct += int(np.count_nonzero(prog.value(self._out).argmax(1) == prog.inputs["y"]))
+                correct += count_hits(prog.value(self._out), prog.inputs["y"])
         return total / len(X), (correct / len(X) if self.classification else None)
 
     def predict(self, X, batch: int = 1024) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""Code generation passes: scalar hoisting, in-place updates, constant folding, metrics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symdl.backends.metrics import count_hits
+from symdl.backends.numpy_backend import compile_graph
+from symdl.codegen.kernels import hoist
+from symdl.derive import grad
+from symdl.graph import Graph
+from symdl.optim.base import update_kernel_source
+from symdl.optim.rules_adaptive import adam_rule, nadam_rule
+
+lr, c1, c2, m, v, eps = sp.symbols("lr c1 c2 m v eps", real=True)
+
+
+def test_hoist_groups_scalar_factors_and_terms():
+    lifted, (e,) = hoist([lr * m / (c1 * (sp.sqrt(v / c2) + eps))], {lr, c1, c2, eps})
+    assert dict(lifted) == {sp.Symbol("h0", real=True): 1 / c2, sp.Symbol("h1", real=True): lr / c1}
+    h0, h1 = (s for s, _ in lifted)
+    assert e == h1 * m / (sp.sqrt(h0 * v) + eps)
+
+
+def test_hoist_leaves_numbers_lone_and_negated_symbols():
+    lifted, (e,) = hoist([-lr * m + 2 * m + c1], {lr, c1})
+    assert lifted == [] and e == -lr * m + 2 * m + c1
+
+
+@pytest.mark.parametrize("rule", [adam_rule(), nadam_rule()], ids=["adam", "nadam"])
+@pytest.mark.parametrize("flavor", ["numba", "numpy"])
+def test_update_kernels_are_in_place_and_divide_by_no_bias_correction_per_element(rule, flavor):
+    src = update_kernel_source(rule, "float32", flavor)
+    head = next(line for line in src.splitlines() if line.startswith("def kernel("))
+    assert "out" not in head and head.startswith("def kernel(a_p, a_g, a_m, a_v,")
+    body = src.split("for i in prange" if flavor == "numba" else "with np.errstate")[1]
+    for scalar in ("c1", "c2", "mu_t", "mu_prod", "mu_next", "lr"):
+        assert scalar not in body, scalar
+    assert "a_p[i] = " in body if flavor == "numba" else "a_p[...] = r0" in body
+
+
+def test_constant_subgraphs_run_once_not_every_step():
+    g = Graph()
+    x, y = g.input("x", ("N", 3)), g.input("y", ("N",), "int64")
+    W = g.param("W", (4, 3))
+    z = g.add("matmul", x, g.add("transpose", W), name="z")
+    L = g.add("mean", g.add("softmax_cross_entropy", z, y), name="L")
+    gg = grad(g, L)
+    prog = compile_graph(gg.graph, [L, gg.grads["W"]], dims={"N": 5})
+    once, step = prog.source.split("def step():")
+    assert "def once():" in once and "k0(" in once and "k0(" not in step
+    seed = [n for n in gg.graph.order() if gg.graph.op(n) == "scale"][0]
+    np.testing.assert_allclose(prog.value(seed), np.full(5, 1 / 5, np.float32))
+    # the seed is still right after many steps
+    rng = np.random.default_rng(0)
+    prog.inputs["x"][...] = rng.normal(size=(5, 3))
+    prog.inputs["y"][...] = [0, 1, 2, 3, 0]
+    for _ in range(3):
+        prog.run()
+    unfused = compile_graph(gg.graph, [L, gg.grads["W"]], dims={"N": 5}, fuse=False)
+    unfused.value("W")[...] = prog.value("W")
+    unfused.inputs["x"][...] = prog.inputs["x"]
+    unfused.inputs["y"][...] = prog.inputs["y"]
+    unfused.run()
+    np.testing.assert_allclose(prog.value(gg.grads["W"]), unfused.value(gg.grads["W"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_count_hits_matches_numpy_argmax_with_ties(dtype):
+    rng = np.random.default_rng(1)
+    z = rng.integers(0, 3, size=(200, 5)).astype(dtype)  # many ties: first maximum wins
+    labels = rng.integers(0, 5, 200)
+    assert count_hits(z, labels) == int(np.count_nonzero(z.argmax(1) == labels))
+    assert count_hits(np.eye(4, dtype=dtype), np.arange(4)) == 4
