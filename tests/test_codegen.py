@@ -73,3 +73,59 @@ def test_count_hits_matches_numpy_argmax_with_ties(dtype):
     labels = rng.integers(0, 5, 200)
     assert count_hits(z, labels) == int(np.count_nonzero(z.argmax(1) == labels))
     assert count_hits(np.eye(4, dtype=dtype), np.arange(4)) == 4
+
+
+def _mlp_program(n, width, fuse=True):
+    g = Graph()
+    x, y = g.input("x", ("N", 6)), g.input("y", ("N",), "int64")
+    W1, b1 = g.param("W1", (width, 6)), g.param("b1", (width,))
+    W2, b2 = g.param("W2", (3, width)), g.param("b2", (3,))
+    h = g.add("relu", g.add("add", g.add("matmul", x, g.add("transpose", W1)), b1), name="h")
+    z = g.add("add", g.add("matmul", h, g.add("transpose", W2)), b2, name="z")
+    L = g.add("mean", g.add("softmax_cross_entropy", z, y, epsilon=0.1), name="L")
+    gg = grad(g, L)
+    outs = [L] + [gg.grads[p] for p in ("W1", "b1", "W2", "b2")]
+    rng = np.random.default_rng(3)
+    bind = {"W1": rng.normal(size=(width, 6)).astype("float32"), "b1": rng.normal(size=width).astype("float32"),
+            "W2": rng.normal(size=(3, width)).astype("float32"), "b2": np.zeros(3, "float32")}
+    prog = compile_graph(gg.graph, outs, bind, {"N": n}, fuse=fuse)
+    prog.inputs["x"][...] = rng.normal(size=(n, 6))
+    prog.inputs["y"][...] = rng.integers(0, 3, n)
+    prog.run()
+    return prog, outs
+
+
+@pytest.mark.parametrize("n, width", [(7, 5), (300, 256)], ids=["serial", "parallel"])
+def test_fused_reductions_and_loss_with_gradient_equal_the_unfused_program(n, width):
+    prog, outs = _mlp_program(n, width)
+    ref, _ = _mlp_program(n, width, fuse=False)
+    for o in outs:
+        np.testing.assert_allclose(prog.value(o), ref.value(o), rtol=2e-6, atol=1e-7, err_msg=o)
+    step = prog.source.split("def step():")[1]
+    calls, pending = [], []  # (comments naming the nodes, the call) per line of the step
+    for line in (raw.strip() for raw in step.splitlines()):
+        if line.startswith("#"):
+            pending.append(line[2:])
+        elif line.startswith("k"):
+            calls.append(pending)
+        if not line.startswith("#"):
+            pending = []
+    # one kernel computes the loss, its gradient, the batch mean and the last
+    # bias gradient (the logits are small: a serial loop) ...
+    assert ["softmax_cross_entropy1 = softmax_cross_entropy(z, y)",
+            "dz = softmax_cross_entropy.grad0(z, y, dsoftmax_cross_entropy1)",
+            "L = mean(softmax_cross_entropy1)", "db2 = sum_to(dz)"] in calls
+    # ... and the first bias gradient rides on relu's backward when that loop is serial
+    serial = n * width < (1 << 16)
+    assert (["dadd1 = relu.grad0(h, dh)", "db1 = sum_to(dadd1)"] in calls) == serial
+    assert len(calls) == (4 if serial else 5)
+
+
+def test_column_sums_need_a_serial_numba_loop():
+    from symdl.codegen.kernels import KernelInput, elementwise_kernel
+    a = sp.Symbol("a", real=True)
+    with pytest.raises(ValueError, match="serial"):
+        elementwise_kernel("k", [KernelInput(a)], [], [2 * a], "float32", "numba", True, colsums=((0, False),))
+    src = "\n".join(elementwise_kernel("k", [KernelInput(a)], [], [2 * a], "float32", "numba", False,
+                                       colsums=((0, True),)))
+    assert "sum0[j] += out0[i, j]" in src and "sum0 /= np.float32(R)" in src

@@ -116,13 +116,17 @@ def test_matches_torch_float32(name, cls, kw):
 
 
 def test_parallel_kernel_float32():
-    """Above PARALLEL_MIN elements the kernel runs numba's prange loop."""
+    """Above UPDATE_PARALLEL_WORK (arrays x elements) the kernel runs numba's
+    prange loop; below it, a serial loop; both agree with torch."""
     torch.set_default_dtype(torch.float32)
-    init, grads = arrays(3, np.float32, shapes=[(70_000,)])
-    grads = grads[:20]
-    mine, _ = run_symdl("adam", dict(lr=0.01), init, grads, packed=False)
-    ref = run_torch("Adam", dict(lr=0.01), init, grads)
-    np.testing.assert_allclose(mine[0], ref[0], rtol=1e-5, atol=1e-6)
+    for n, parallel in ((400_000, True), (70_000, False)):
+        init, grads = arrays(3, np.float32, shapes=[(n,)])
+        grads = grads[:20]
+        mine, opt = run_symdl("adam", dict(lr=0.01), init, grads, packed=False)
+        assert list(opt._kernels) == [("float32", parallel)]
+        assert ("in prange(" in opt._kernels[("float32", parallel)].__source__) == parallel
+        ref = run_torch("Adam", dict(lr=0.01), init, grads)
+        np.testing.assert_allclose(mine[0], ref[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["adam", "rmsprop", "adadelta", "nadam", "adamax", "adagrad"])

@@ -77,8 +77,22 @@ class Program:
                                      and all(a in const for a in g.args(n))):
                 const.add(n)
         lines, once = ["def step():"], ["def once():"]
-        for unit in plan(g, self.shapes, self.outputs, fuse):
+        units = plan(g, self.shapes, self.outputs, fuse)
+        self._single = {u.name for u in units if not u.fused} if fuse else set()
+        twins = _rowloss_twins(g, units) if fuse else {}
+        done = set(const)
+        self._merged: set = set()  # units computed inside an earlier kernel
+        for unit in units:
+            if unit.name in self._merged:
+                continue
+            twin = twins.get(unit.name)
+            if twin is not None and all(a in done for u in (unit.name, twin) for a in g.args(u)):
+                lines += self._emit_rowloss_pair(*sorted((unit.name, twin), key=g.op))
+                self._merged.add(twin)
+                done.update((unit.name, twin))
+                continue
             (once if all(n in const for n in unit.nodes) else lines).extend(self._emit(unit))
+            done.update(unit.nodes)
         self.source = "\n".join(once + ["    return None", ""] + lines + ["    return None", ""])
         exec_source(self.source, self._ns, "step")
         self._ns["once"]()
@@ -194,6 +208,54 @@ class Program:
         params = "".join(f", {vals[s.name]!r}" for s in loss.params)
         return [f"    {kname}({', '.join(self._var(a) for a in args)}, {self._var(n)}{params})"]
 
+    def _emit_rowloss_pair(self, loss_node, grad_node) -> list:
+        """One kernel for a row loss and its gradient on the same logits and
+        targets: the row statistics (max, sum of exponentials) are computed once."""
+        g = self.graph
+        opdef, args = OPS[g.op(loss_node)], g.args(grad_node)
+        labels = "index" if len(self.shapes[args[1]]) == 1 else "dense"
+        dtype = g.node(args[0])["dtype"]
+        big = int(np.prod(self.shapes[args[0]])) >= PARALLEL_MIN
+        total = colsum = None
+        if not big:  # the batch loss and the bias gradient on the way
+            total, colsum = self._absorb(loss_node, "all"), self._absorb(grad_node, "rows")
+        src = module_header(self.flavor) + rowloss_kernel(
+            "kernel", opdef, dtype, labels, flavor=self.flavor, parallel=big, both=True,
+            comment=[f"{opdef.name} and its gradient, {labels} labels"],
+            loss_total=total and total[1], grad_colsum=colsum and colsum[1])
+        vals = opdef.param_values(g.node(loss_node)["params"])
+        params = "".join(f", {vals[s.name]!r}" for s in opdef.params)
+        argv = [self._var(a) for a in (*args, loss_node, grad_node)]
+        argv += [r[2] for r in (total, colsum) if r]
+        nodes = [loss_node, grad_node] + [r[0] for r in (total, colsum) if r]
+        return [f"    # {n} = {g.op(n)}({', '.join(g.args(n))})" for n in nodes] + [
+            f"    {self._kernel(src)}({', '.join(argv)}{params})"]
+
+    def _absorb(self, n: str, how: str):
+        """A reduction of ``n`` alone (over rows of a 2-D ``n``: ``how="rows"``,
+        or all of a 1-D one: ``"all"``) that the kernel producing ``n`` can
+        compute on the way: ``(node, "sum" | "mean", view)``, marked as merged;
+        else None.  numba only (the reduction's order is the fast path's)."""
+        g = self.graph
+        src = self.shapes[n]
+        if self.flavor != "numba" or len(src) != (2 if how == "rows" else 1) or 0 in src:
+            return None
+        for c in g.consumers(n):
+            op, p = g.op(c), g.node(c)["params"]
+            if c not in self._single or c in self._merged or op not in ("sum", "mean", "sum_to"):
+                continue
+            if op == "sum_to":
+                axes = sum_axes(self.shapes[c], src)
+            else:
+                axes = tuple(range(len(src))) if p.get("axes") is None else p["axes"]
+            if tuple(a % len(src) for a in axes) != (0,):
+                continue
+            kept = src[1:]
+            view = self._var(c) if kept == self.shapes[c] else self._view(c, kept)
+            self._merged.add(c)
+            return c, "mean" if op == "mean" else "sum", view
+        return None
+
     def _kernel(self, lines: list) -> str:
         fn = load_function("\n".join(lines))
         name = f"k{len(self.kernels)}"
@@ -222,14 +284,19 @@ class Program:
         flavor = self.flavor if None not in layouts else "numpy"
         inputs = [KernelInput(s, lay or "full") for s, lay in zip(ext.values(), layouts)]
         size = int(np.prod(out_shape))
-        comment = [f"{n} = {g.op(n)}({', '.join(g.args(n))})" for n in unit.nodes]
+        parallel = size >= PARALLEL_MIN
+        sums = [] if flavor != "numba" or parallel else [
+            (k, r) for k, o in enumerate(unit.outputs) if (r := self._absorb(o, "rows"))]
+        comment = [f"{n} = {g.op(n)}({', '.join(g.args(n))})"
+                   for n in unit.nodes + [r[0] for _, r in sums]]
         src = module_header(flavor) + elementwise_kernel(
             "kernel", inputs, [s for s, _ in params], [expr[o] for o in unit.outputs],
-            g.node(unit.outputs[0])["dtype"], flavor, size >= PARALLEL_MIN, comment)
+            g.node(unit.outputs[0])["dtype"], flavor, parallel, comment,
+            colsums=tuple((k, r[1] == "mean") for k, r in sums))
         kname = self._kernel(src)
         if flavor == "numba":
             argv = [self._var2d(a, lay) for a, lay in zip(ext, layouts)]
-            argv += [self._var2d(o, "full") for o in unit.outputs]
+            argv += [self._var2d(o, "full") for o in unit.outputs] + [r[2] for _, r in sums]
         else:
             argv = [self._var(a) for a in ext] + [self._var(o) for o in unit.outputs]
         argv += [repr(v) for _, v in params]
@@ -258,6 +325,25 @@ class Program:
             params.append((psym, vals[sym.name]))
             sub[sym] = psym
         return opdef.kernel_expr.xreplace(sub)
+
+
+def _rowloss_twins(g: Graph, units) -> dict:
+    """``{node: twin}`` for each row loss whose gradient (same logits, targets
+    and parameters) is also computed, both ways round."""
+    def opdef(n):
+        return OPS.get(g.op(n)) if g.op(n) not in ("input", "param") else None
+
+    def key(n, loss):
+        return (loss.name, g.args(n)[:2], repr(sorted(g.node(n)["params"].items())))
+
+    single = [u.name for u in units if not u.fused]
+    losses = {key(n, opdef(n)): n for n in single if isinstance(opdef(n), RowLossOp)}
+    twins = {}
+    for n in single:
+        if isinstance(opdef(n), RowGradOp) and key(n, opdef(n).loss) in losses:
+            twins[n] = losses[key(n, opdef(n).loss)]
+            twins[twins[n]] = n
+    return twins
 
 
 def compile_graph(graph: Graph, outputs, bind=None, dims=None, flavor="auto", fuse=True) -> Program:

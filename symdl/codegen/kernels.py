@@ -101,7 +101,7 @@ def hoist(exprs: list, scalars) -> tuple:
 
 def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dtype: str,
                        flavor: str = "numba", parallel: bool = True, comment=(),
-                       flat: bool = False, inplace: tuple = ()) -> list:
+                       flat: bool = False, inplace: tuple = (), colsums: tuple = ()) -> list:
     """Source of ``def name(a_<in>..., out0..., <params>)`` computing each
     ``outputs[k] = expr`` elementwise (outputs share one shape).  With
     ``flat`` every array is 1-D and indexed ``[i]``.  With ``inplace`` (one
@@ -110,10 +110,17 @@ def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dty
     every input of an element is read before any output is written, and the
     compiler sees loads and stores of the same array (an ``out`` argument
     that aliases an input defeats its vectorisation).  Subexpressions of the
-    scalar ``params`` alone are computed once, before the loop (:func:`hoist`)."""
+    scalar ``params`` alone are computed once, before the loop (:func:`hoist`).
+    ``colsums``: ``(k, mean)`` pairs, each adding an argument ``sum<k>`` (C,)
+    that receives the sum (or mean) over rows of output ``k``, accumulated
+    row by row as :func:`reduction_kernel` does (2-D serial numba loops only:
+    a bias gradient computed while its upstream gradient is in registers)."""
     outs = ([f"a_{s.name}" for s in inplace] if inplace
             else [f"out{k}" for k in range(len(outputs))])
-    args = [i.arg for i in inputs] + ([] if inplace else outs) + [p.name for p in params]
+    if colsums and (flat or parallel or flavor != "numba"):
+        raise ValueError("column sums need a serial 2-D numba kernel")
+    sums = [f"sum{k}" for k, _ in colsums]
+    args = [i.arg for i in inputs] + ([] if inplace else outs) + sums + [p.name for p in params]
     lines = [f"# {c}" for c in comment]
     lifted, exprs = hoist(outputs, params)
     loop = "prange" if parallel else "range"
@@ -126,10 +133,13 @@ def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dty
         lines += assignments(exprs, [f"{o}[i]" for o in outs], scalar, "        ")
     elif flavor == "numba":
         lines += [_decorator(parallel), f"def {name}({', '.join(args)}):"] + head
-        lines += [f"    R, C = {outs[0]}.shape", f"    for i in {loop}(R):",
-                  "        for j in range(C):"]
+        lines += [f"    R, C = {outs[0]}.shape"]
+        lines += [f"    {sm}[:] = np.{dtype}(0.0)" for sm in sums]
+        lines += [f"    for i in {loop}(R):", "        for j in range(C):"]
         lines += [f"            {i.symbol.name} = {i.arg}{_INDEX[i.layout]}" for i in inputs]
         lines += assignments(exprs, [f"{o}[i, j]" for o in outs], scalar, "            ")
+        lines += [f"            {sm}[j] += {outs[k]}[i, j]" for sm, (k, _) in zip(sums, colsums)]
+        lines += [f"    {sm} /= np.{dtype}(R)" for sm, (_, mean) in zip(sums, colsums) if mean]
     else:
         lines += [f"def {name}({', '.join(args)}):"] + head
         lines += ["    with np.errstate(all='ignore'):"]
@@ -180,14 +190,26 @@ def hits_kernel(name: str) -> list:
 
 
 def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",
-                   grad: bool = False, flavor: str = "numba", comment=(), parallel: bool = True) -> list:
+                   grad: bool = False, flavor: str = "numba", comment=(), parallel: bool = True,
+                   both: bool = False, loss_total: str | None = None, grad_colsum: str | None = None
+                   ) -> list:
     """Source of a row-loss kernel: ``name(z, lab, out, <params>)`` writing the
     per-row losses, or with ``grad`` ``name(z, lab, g, out, <params>)`` writing
-    ``g[i] * ∂loss_i/∂z[i, j]``.  Rows run in parallel under numba; the
-    NumPy flavour runs the same loops in plain Python (reference only)."""
+    ``g[i] * ∂loss_i/∂z[i, j]``, or with ``both`` ``name(z, lab, g, loss, out,
+    <params>)`` writing both from one pass over the row statistics (the
+    training step needs the loss and its gradient).  Rows run in parallel
+    under numba; the NumPy flavour runs the same loops in plain Python
+    (reference only).  In a serial ``both`` kernel, ``loss_total`` (``"sum"``
+    or ``"mean"``) adds an argument ``total`` (0-d) for the batch loss, and
+    ``grad_colsum`` one ``colsum`` (C,) for the gradient summed over rows
+    (or averaged), accumulated in the order :func:`reduction_kernel` uses."""
     params = list(op.params)
     pr = ScalarPrinter(dtype)
-    sig = "z, lab, g, out" if grad else "z, lab, out"
+    grad = grad or both
+    if (loss_total or grad_colsum) and (parallel or not both):
+        raise ValueError("batch totals need a serial kernel computing loss and gradient")
+    sig = ("z, lab, g, loss, out" if both else "z, lab, g, out") if grad else "z, lab, out"
+    sig += ", total" * bool(loss_total) + ", colsum" * bool(grad_colsum)
     lines = [f"# {c}" for c in comment]
     loop = "range"
     if flavor == "numba":
@@ -195,7 +217,9 @@ def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",
         loop = "prange" if parallel else "range"
     lines.append(f"def {name}({sig}{''.join(', ' + p.name for p in params)}):")
     lines += _param_casts(params, dtype, "    ")
-    lines += ["    N, C = z.shape", f"    for i in {loop}(N):", f"        {ZY.name} = np.{dtype}(0.0)",
+    lines += ["    N, C = z.shape"] + [f"    acc = np.{dtype}(0.0)"] * bool(loss_total)
+    lines += [f"    colsum[:] = np.{dtype}(0.0)"] * bool(grad_colsum)
+    lines += [f"    for i in {loop}(N):", f"        {ZY.name} = np.{dtype}(0.0)",
               "        for j in range(C):"]
     lines += _target_lines(op, labels, dtype, "            ")
     lines += [f"            {ZY.name} += t_j * z[i, j]"]
@@ -209,10 +233,16 @@ def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",
             lines.append(f"            {sym.name} = max({sym.name}, {value})")
         else:
             lines.append(f"            {sym.name} += {value}")
+    if not grad or both:
+        lines.append(f"        {'loss' if both else 'out'}[i] = {pr.doprint(op.loss)}")
+        lines += ["        acc += loss[i]"] * bool(loss_total)
     if grad:
         lines += ["        for j in range(C):", f"            {z_j.name} = z[i, j]"]
         lines += _target_lines(op, labels, dtype, "            ")
         lines.append(f"            out[i, j] = g[i] * ({pr.doprint(op.grad)})")
-    else:
-        lines.append(f"        out[i] = {pr.doprint(op.loss)}")
+        lines += ["            colsum[j] += out[i, j]"] * bool(grad_colsum)
+    if loss_total:
+        lines.append(f"    total[()] = acc / np.{dtype}(N)" if loss_total == "mean" else "    total[()] = acc")
+    if grad_colsum == "mean":
+        lines.append(f"    colsum /= np.{dtype}(N)")
     return lines + [""]

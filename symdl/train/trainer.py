@@ -142,8 +142,10 @@ class Trainer:
                 raise DataError(f"label {y[bad[0]]} at row {bad[0]} is outside [0, {n_out})")
 
     def _batch(self, prog, X, y, idx):
-        np.take(X, idx, axis=0, out=prog.inputs["x"])
-        np.take(y, idx, axis=0, out=prog.inputs["y"])
+        # idx is a slice of a permutation (or a range): always in bounds, and
+        # mode="raise" would buffer the whole batch once more
+        np.take(X, idx, axis=0, out=prog.inputs["x"], mode="clip")
+        np.take(y, idx, axis=0, out=prog.inputs["y"], mode="clip")
 
     def graph_hash(self) -> str:
         return self._graph.fingerprint()
