@@ -48,7 +48,9 @@ def median_time(step, repeats, warmup=3):
 
 
 def interleaved(steps: dict, repeats, warmup=3):
-    """Median seconds per call of each step, calling them in turn (load on the machine hits all alike)."""
+    """Median seconds per call of each step, calling them in turn (load on the
+    machine hits all alike), and the median over rounds of each one's time
+    over the first step's in the same round (the machine's speed drifts)."""
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -58,7 +60,9 @@ def interleaved(steps: dict, repeats, warmup=3):
             t0 = time.perf_counter()
             step()
             times[label].append(time.perf_counter() - t0)
-    return {label: statistics.median(ts) for label, ts in times.items()}
+    first = times[next(iter(steps))]
+    ratios = {label: statistics.median(t / f for t, f in zip(ts, first)) for label, ts in times.items()}
+    return {label: statistics.median(ts) for label, ts in times.items()}, ratios
 
 
 def symdl_adam(p0, g0, cls=None):
@@ -161,7 +165,7 @@ def main(argv=None):
     makers = {"symdl fused kernel": lambda: symdl_adam(p0, g0), "naive NumPy": lambda: numpy_adam(p0, g0),
               "torch Adam foreach": lambda: torch_adam(p0, g0, foreach=True),
               "torch Adam fused": lambda: torch_adam(p0, g0, fused=True)}
-    results = interleaved({label: make()[0] for label, make in makers.items()}, args.repeats)
+    results, ratios = interleaved({label: make()[0] for label, make in makers.items()}, args.repeats)
     bw1, bw2 = copy_bandwidth()
     traffic = 28 * args.n
     results["memory limit (np.copyto bandwidth)"] = traffic / bw1
@@ -170,7 +174,7 @@ def main(argv=None):
 
     base = results["symdl fused kernel"]
     if args.json:
-        print(json.dumps({"n": args.n, "threads": THREADS, "seconds": results,
+        print(json.dumps({"n": args.n, "threads": THREADS, "seconds": results, "round_ratios": ratios,
                           "copy_GBps": {"np.copyto": bw1 / 1e9, "2-thread": bw2 / 1e9},
                           "subnormal": sub}, indent=1))
         return 0
@@ -181,7 +185,8 @@ def main(argv=None):
         print(f"  {label:<40} {sec * 1e3:8.2f} ms   {sec / base:5.2f}x symdl's time")
     print("  symdl speed-up: "
           f"{results['naive NumPy'] / base:.2f}x naive NumPy, {results['torch Adam foreach'] / base:.2f}x "
-          f"torch foreach, {results['torch Adam fused'] / base:.2f}x torch fused; "
+          f"torch foreach, {results['torch Adam fused'] / base:.2f}x torch fused "
+          f"({ratios['torch Adam fused']:.2f}x as the median of per-round ratios); "
           f"{results['memory limit (np.copyto bandwidth)'] / base:.2f} of the np.copyto limit, "
           f"{results['memory limit (2-thread copy bandwidth)'] / base:.2f} of the 2-thread copy limit")
     print("  (a copy also reads each destination line before writing it, so 2 x bytes undercounts its traffic;"

@@ -69,6 +69,7 @@ class Optimizer:
         self._hyper_names = [s.name for s in self.rule.hyper]
         self._scalar_names = [s.name for s in self.rule.kernel_scalars]  # SymPy work: once
         self._kernels = {}
+        self._calls = None
 
     # -- to override ----------------------------------------------------
     def make_rule(self, **hyper) -> UpdateRule:
@@ -97,8 +98,10 @@ class Optimizer:
             for name, fn in self._scalar_fns:
                 env[name] = float(fn(self.t, *hyper_vals))
         scalars = [env[n] for n in self._scalar_names]
-        for d, gr, state in self._groups:
-            self._kernel(d)(d, gr, *state, *scalars)
+        if self._calls is None:  # kernels chosen once, on the first step
+            self._calls = [(self._kernel(d), (d, gr, *state)) for d, gr, state in self._groups]
+        for kernel, arrays in self._calls:
+            kernel(*arrays, *scalars)
 
     def _kernel(self, d: np.ndarray):
         key = (d.dtype.name, d.size * (1 + len(self.rule.state)) >= UPDATE_PARALLEL_WORK)
