@@ -89,10 +89,11 @@ class Program:
             if twin is not None and all(a in done for u in (unit.name, twin) for a in g.args(u)):
                 lines += self._emit_rowloss_pair(*sorted((unit.name, twin), key=g.op))
                 self._merged.add(twin)
-                done.update((unit.name, twin))
+                done |= {unit.name, twin} | self._merged
                 continue
             (once if all(n in const for n in unit.nodes) else lines).extend(self._emit(unit))
             done.update(unit.nodes)
+            done |= self._merged
         self.source = "\n".join(once + ["    return None", ""] + lines + ["    return None", ""])
         exec_source(self.source, self._ns, "step")
         self._ns["once"]()
