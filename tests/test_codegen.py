@@ -129,3 +129,15 @@ def test_column_sums_need_a_serial_numba_loop():
     src = "\n".join(elementwise_kernel("k", [KernelInput(a)], [], [2 * a], "float32", "numba", False,
                                        colsums=((0, True),)))
     assert "sum0[j] += out0[i, j]" in src and "sum0 /= np.float32(R)" in src
+
+
+@pytest.mark.parametrize("with_gradient", [False, True])
+def test_row_loss_labels_must_be_int64_fused_or_not(with_gradient):
+    from symdl.errors import UsageError
+    g = Graph()
+    z, y = g.param("z", (4, 3)), g.input("y", (4,), "int32")
+    L = g.add("mean", g.add("softmax_cross_entropy", z, y), name="L")
+    outs = [L, grad(g, L).grads["z"]] if with_gradient else [L]
+    gg = grad(g, L).graph if with_gradient else g
+    with pytest.raises(UsageError, match="must be int64"):
+        compile_graph(gg, outs)

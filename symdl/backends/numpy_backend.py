@@ -196,11 +196,7 @@ class Program:
     def _emit_rowloss(self, n, opdef, args, p) -> list:
         loss = opdef.loss if isinstance(opdef, RowGradOp) else opdef
         grad = isinstance(opdef, RowGradOp)
-        labels = "index" if len(self.shapes[args[1]]) == 1 else "dense"
-        if labels == "index" and self.graph.node(args[1])["dtype"] != "int64":
-            raise UsageError(f"{n}: class labels {args[1]} must be int64")
-        dtype = self.graph.node(args[0])["dtype"]
-        big = int(np.prod(self.shapes[args[0]])) >= PARALLEL_MIN
+        labels, dtype, big = self._rowloss_layout(n, args)
         src = module_header(self.flavor) + rowloss_kernel(
             "kernel", loss, dtype, labels, grad, self.flavor, comment=[f"{opdef.name}, {labels} labels"],
             parallel=big)
@@ -209,14 +205,20 @@ class Program:
         params = "".join(f", {vals[s.name]!r}" for s in loss.params)
         return [f"    {kname}({', '.join(self._var(a) for a in args)}, {self._var(n)}{params})"]
 
+    def _rowloss_layout(self, n, args) -> tuple:
+        """``(labels, dtype, parallel)`` of a row-loss kernel on logits ``args[0]``."""
+        labels = "index" if len(self.shapes[args[1]]) == 1 else "dense"
+        if labels == "index" and self.graph.node(args[1])["dtype"] != "int64":
+            raise UsageError(f"{n}: class labels {args[1]} must be int64")
+        big = int(np.prod(self.shapes[args[0]])) >= PARALLEL_MIN
+        return labels, self.graph.node(args[0])["dtype"], big
+
     def _emit_rowloss_pair(self, loss_node, grad_node) -> list:
         """One kernel for a row loss and its gradient on the same logits and
         targets: the row statistics (max, sum of exponentials) are computed once."""
         g = self.graph
         opdef, args = OPS[g.op(loss_node)], g.args(grad_node)
-        labels = "index" if len(self.shapes[args[1]]) == 1 else "dense"
-        dtype = g.node(args[0])["dtype"]
-        big = int(np.prod(self.shapes[args[0]])) >= PARALLEL_MIN
+        labels, dtype, big = self._rowloss_layout(grad_node, args)
         total = colsum = None
         if not big:  # the batch loss and the bias gradient on the way
             total, colsum = self._absorb(loss_node, "all"), self._absorb(grad_node, "rows")
