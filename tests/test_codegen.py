@@ -141,3 +141,14 @@ def test_row_loss_labels_must_be_int64_fused_or_not(with_gradient):
     gg = grad(g, L).graph if with_gradient else g
     with pytest.raises(UsageError, match="must be int64"):
         compile_graph(gg, outs)
+
+
+def test_values_inside_a_fused_kernel_have_no_buffer_and_say_so():
+    from symdl.errors import UsageError
+    prog, _ = _mlp_program(7, 5)
+    assert "add1" in prog.graph and prog.value("h").shape == (7, 5)  # relu output: materialized
+    with pytest.raises(UsageError, match="add1 is computed inside a fused kernel.*fuse=False"):
+        prog.value("add1")  # the pre-activation lives only in registers
+    assert "b_add1" not in prog.source
+    ref, _ = _mlp_program(7, 5, fuse=False)
+    np.testing.assert_allclose(np.maximum(ref.value("add1"), 0), prog.value("h"), rtol=1e-6)

@@ -55,7 +55,9 @@ def as2d(a: np.ndarray, how: str) -> np.ndarray:
 
 class Program:
     """A compiled graph.  ``run()`` executes one step; ``inputs`` are the
-    input buffers to fill; ``value(n)`` is any node's current array."""
+    input buffers to fill; ``value(n)`` is a node's current array (every
+    node's with ``fuse=False``; a value that lives only inside a fused
+    kernel has no buffer)."""
 
     def __init__(self, graph: Graph, outputs, bind=None, dims=None, flavor="auto", fuse=True):
         self.graph = graph.subgraph(list(outputs))
@@ -68,6 +70,8 @@ class Program:
         self.kernels: dict = {}
         self._ns: dict = {"np": np}
         self._names: dict = {}
+        units = plan(g, self.shapes, self.outputs, fuse)
+        self._inside = {m for u in units if u.fused for m in u.nodes if m not in u.outputs}
         self._bind(dict(bind or {}))
         # nodes computed from constants alone (the 1/N seed of a mean's
         # gradient) are computed once, here, not every step
@@ -77,7 +81,6 @@ class Program:
                                      and all(a in const for a in g.args(n))):
                 const.add(n)
         lines, once = ["def step():"], ["def once():"]
-        units = plan(g, self.shapes, self.outputs, fuse)
         self._single = {u.name for u in units if not u.fused} if fuse else set()
         twins = _rowloss_twins(g, units) if fuse else {}
         done = set(const)
@@ -125,6 +128,8 @@ class Program:
             d = g.node(n)
             if n in bind:
                 self.buffers[n] = bind[n]
+            elif n in self._inside:
+                continue
             elif d["op"] == "fill":
                 self.buffers[n] = np.full(self.shapes[n], d["params"].get("value", 0.0), d["dtype"])
             elif d["op"] == "transpose":
@@ -135,6 +140,9 @@ class Program:
                 self.buffers[n] = np.zeros(self.shapes[n], d["dtype"])
 
     def value(self, n: str) -> np.ndarray:
+        if n in self._inside:
+            raise UsageError(f"node {n} is computed inside a fused kernel and has no buffer; "
+                             "compile with fuse=False to keep every value")
         return self.buffers[n]
 
     # ------------------------------------------------------------- steps
