@@ -21,7 +21,7 @@ the flush, naive NumPy and torch fused (best per-step time of each block: a
 subnormal slowdown hits every step, while other load on the machine only
 hits some).
 
-Run: ``python benchmarks/optim_cpu.py [--n 10000000] [--repeats 15] [--json]``.
+Run: ``python benchmarks/optim_cpu.py [--n 10000000] [--repeats 21] [--json]``.
 """
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def subnormal_check(n, steps=2000, block=100):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000_000, help="parameters (float32)")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--subnormal-n", type=int, default=1_000_000)
     ap.add_argument("--subnormal-steps", type=int, default=2000)
     ap.add_argument("--json", action="store_true")
