@@ -164,10 +164,7 @@ class Program:
             return [comment, f"    np.matmul({b(args[0])}, {b(args[1])}, out={b(n)})"]
         if op in ("sum", "mean", "sum_to"):
             src = self.shapes[args[0]]
-            if op == "sum_to":
-                axes = sum_axes(self.shapes[n], src)
-            else:
-                axes = tuple(range(len(src))) if p.get("axes") is None else p["axes"]
+            axes = self._reduced_axes(n)
             kept = tuple(s for i, s in enumerate(src) if i not in {a % len(src) for a in axes})
             view = f"{b(n)}" if kept == self.shapes[n] else self._view(n, kept)
             fast = self._fast_reduction(n, args[0], axes, src, op == "mean", view)
@@ -179,6 +176,15 @@ class Program:
         if isinstance(opdef, (RowLossOp, RowGradOp)):
             return [comment] + self._emit_rowloss(n, opdef, args, p)
         raise UsageError(f"the NumPy backend cannot run op {op} (node {n})")
+
+    def _reduced_axes(self, n: str) -> tuple:
+        """The axes a ``sum``, ``mean`` or ``sum_to`` node reduces over."""
+        d = self.graph.node(n)
+        src = self.shapes[d["args"][0]]
+        if d["op"] == "sum_to":
+            return sum_axes(self.shapes[n], src)
+        axes = d["params"].get("axes")
+        return tuple(range(len(src))) if axes is None else axes
 
     def _fast_reduction(self, n, arg, axes, src, mean, view) -> str | None:
         """A generated loop for the reductions training does every step (bias
@@ -252,14 +258,10 @@ class Program:
         if self.flavor != "numba" or len(src) != (2 if how == "rows" else 1) or 0 in src:
             return None
         for c in g.consumers(n):
-            op, p = g.op(c), g.node(c)["params"]
+            op = g.op(c)
             if c not in self._single or c in self._merged or op not in ("sum", "mean", "sum_to"):
                 continue
-            if op == "sum_to":
-                axes = sum_axes(self.shapes[c], src)
-            else:
-                axes = tuple(range(len(src))) if p.get("axes") is None else p["axes"]
-            if tuple(a % len(src) for a in axes) != (0,):
+            if tuple(a % len(src) for a in self._reduced_axes(c)) != (0,):
                 continue
             kept = src[1:]
             view = self._var(c) if kept == self.shapes[c] else self._view(c, kept)
