@@ -10,8 +10,8 @@ whole expression to float64.  Two flavours:
 * :class:`ArrayPrinter` for whole NumPy arrays (the reference path):
   ``Piecewise`` prints as ``np.where``.
 
-``Heaviside`` prints with its value at 0 made explicit; ``DiracDelta`` is
-refused.
+``Heaviside`` prints with its value at 0 made explicit, ``sign`` as PyTorch's
+(0 at NaN); ``DiracDelta`` is refused.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sympy.printing.pycode import PythonCodePrinter
 _FUNCS = {
     "exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt", "tanh": "np.tanh", "sinh": "np.sinh",
     "cosh": "np.cosh", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan", "atan": "np.arctan",
-    "log1p": "np.log1p", "expm1": "np.expm1", "sign": "np.sign", "Abs": "np.abs",
+    "log1p": "np.log1p", "expm1": "np.expm1", "Abs": "np.abs",
 }
 
 
@@ -99,6 +99,11 @@ class ScalarPrinter(PythonCodePrinter):
         x = e.args[0]
         h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
         return self._print(sp.Piecewise((0, x < 0), (h0, sp.Eq(x, 0)), (1, True)))
+
+    def _print_sign(self, e):
+        # PyTorch's sign: 0 at NaN (np.sign gives NaN), so |x|' and mae' at NaN are 0 as in torch
+        x = e.args[0]
+        return self._print(sp.Piecewise((1, x > 0), (-1, x < 0), (0, True)))
 
     def _print_DiracDelta(self, e):
         raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")

@@ -27,11 +27,11 @@ elementwise("step", x, sp.Piecewise((1, x > 0), (0, True)), smooth=False,
 elementwise("sigmoid", x, 1 / (1 + sp.exp(-x)), stable=SIGMOID_STABLE,
             grad_forms={0: Y * (1 - Y)}, latex=r"\sigma")
 elementwise("tanh", x, sp.tanh(x), grad_forms={0: 1 - Y**2})
-elementwise("relu", x, sp.Piecewise((x, x > 0), (0, True)), smooth=False,
-            grad_forms={0: sp.Piecewise((1, Y > 0), (0, True))}, latex=r"\operatorname{ReLU}")
+elementwise("relu", x, sp.Piecewise((0, x <= 0), (x, True)), smooth=False,
+            grad_forms={0: sp.Piecewise((0, Y <= 0), (1, True))}, latex=r"\operatorname{ReLU}")
 elementwise("leaky_relu", x, sp.Piecewise((x, x > 0), (alpha * x, True)),
             params={alpha: 0.01}, smooth=False, latex=r"\operatorname{LeakyReLU}")
-elementwise("elu", x, sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),
+elementwise("elu", x, sp.Piecewise((alpha * (sp.exp(x) - 1), x <= 0), (x, True)),
             params={alpha: 1.0}, smooth=False, latex=r"\operatorname{ELU}")
 elementwise("softplus", x, sp.log(1 + sp.exp(x)), stable=SOFTPLUS_STABLE,
             grad_forms={0: SIGMOID_STABLE}, latex=r"\operatorname{softplus}")
@@ -54,7 +54,11 @@ elementwise("div", (a, b), a / b, domain=("real", "nonzero"))
 elementwise("neg", x, -x)
 elementwise("exp", x, sp.exp(x), grad_forms={0: Y})
 elementwise("log", x, sp.log(x), domain=("positive",))
-elementwise("pow", (a, b), a**b, domain=("positive", "real"))
+# The derivatives as PyTorch computes them: b a^(b-1) (not diff's a^b b / a, NaN at a = 0),
+# 0 where b = 0, and ∂/∂b = 0 at a = 0, b >= 0 (the limit; log 0 is -inf)
+elementwise("pow", (a, b), a**b, domain=("positive", "real"),
+            grad_forms={0: sp.Piecewise((0, sp.Eq(b, 0)), (b * a**(b - 1), True)),
+                        1: sp.Piecewise((0, sp.Eq(a, 0) & (b >= 0)), (a**b * sp.log(a), True))})
 elementwise("sqrt", x, sp.sqrt(x), grad_forms={0: 1 / (2 * Y)}, domain=("positive",))
 elementwise("square", x, x**2)
 elementwise("abs", x, sp.Abs(x), smooth=False)

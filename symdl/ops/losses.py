@@ -28,11 +28,16 @@ elementwise("mae", (x, t), sp.Abs(x - t), smooth=False, latex=r"|\hat y - y|",
             doc="absolute error")
 elementwise("bce_logits", (x, t),
             -t * sp.log(1 / (1 + sp.exp(-x))) - (1 - t) * sp.log(1 - 1 / (1 + sp.exp(-x))),
-            stable=sp.Max(x, 0) - x * t + log1p(sp.exp(-sp.Abs(x))),
+            # PyTorch's form (1 - t) x - log σ(x): also right at x = ±inf (inf, not inf - inf)
+            stable=(1 - t) * x - sp.Min(x, 0) + log1p(sp.exp(-sp.Abs(x))),
             grad_forms={0: SIGMOID_STABLE - t},
             domain=("real", "unit"),
             doc="binary cross-entropy on a logit x with target t in [0, 1]")
-elementwise("hinge", (x, t), sp.Piecewise((1 - t * x, t * x < 1), (0, True)), smooth=False,
+#: hinge's active set; its gradients are stated as PyTorch computes them (-t·mask), so an
+#: infinite input gives NaN (0·inf) there as in torch, not a silent 0
+_HINGE_ON = sp.Piecewise((0, t * x >= 1), (1, True))
+elementwise("hinge", (x, t), sp.Piecewise((0, t * x >= 1), (1 - t * x, True)), smooth=False,
+            grad_forms={0: -t * _HINGE_ON, 1: -x * _HINGE_ON},
             domain=("real", "sign"), doc="hinge loss max(0, 1 - t x), labels t = ±1")
 
 
