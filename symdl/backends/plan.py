@@ -1,10 +1,12 @@
 """Execution planning: which nodes fuse into one kernel, in what order.
 
-Elementwise nodes (and ``broadcast_to``/``scale``, which are elementwise in
-disguise) of one shape are fused into groups along producer→consumer edges,
-greedily in topological order, unless the merge would make the group
-depend on itself through an outside node.  A member is *materialized* (has
-a buffer) when something outside its group, or the caller, reads it.
+Elementwise nodes (and structural ops that declare a ``pointwise`` form,
+such as ``broadcast_to`` and ``scale``) of one shape are fused into groups along producer→consumer edges,
+greedily in topological order, unless the merge would make the *schedule*
+cyclic: the group would depend on itself through outside nodes or through
+other groups (group A feeding group B while B feeds A, common in gradients
+of gradients).  A member is *materialized* (has a buffer) when something
+outside its group, or the caller, reads it.
 """
 from __future__ import annotations
 
@@ -15,17 +17,13 @@ import networkx as nx
 from ..graph import Graph
 from ..ops import OPS, ElementwiseOp
 
-VIEWS = ("transpose", "reshape")
-ELEMENTWISE_LIKE = ("broadcast_to", "scale")
-
-
 def is_elementwise(g: Graph, n: str) -> bool:
+    """An elementwise op, or a structural one that declares a ``pointwise`` form."""
     op = g.op(n)
-    if op in ELEMENTWISE_LIKE:
-        return True
     if op in ("input", "param"):
         return False
-    return isinstance(OPS[op], ElementwiseOp)
+    opdef = OPS[op]
+    return isinstance(opdef, ElementwiseOp) or getattr(opdef, "pointwise", None) is not None
 
 
 @dataclass
@@ -46,29 +44,27 @@ def plan(g: Graph, shapes: dict, outputs, fuse: bool = True) -> list:
     ``fuse=False`` gives every elementwise node a kernel (and a buffer) of its own."""
     group_of: dict = {}
     groups: dict = {}
-    order = g.order()
-    for n in order:
-        if not is_elementwise(g, n):
-            continue
-        target = None
-        for a in g.args(n):
-            gid = group_of.get(a)
-            if fuse and gid is not None and shapes[a] == shapes[n] and _acyclic(g, groups[gid], n):
-                target = gid
-                break
-        if target is None:
-            target = n
-            groups[n] = []
-        groups[target].append(n)
-        group_of[n] = target
-
-    unit_of = {n: group_of.get(n, n) for n in order}
+    unit_of: dict = {}
+    # the schedule so far: units of the nodes seen, with an edge wherever a
+    # member of one reads a member of another; kept acyclic merge by merge
     dag = nx.DiGraph()
-    dag.add_nodes_from(set(unit_of.values()))
-    for n in order:
-        for a in g.args(n):
-            if unit_of[a] != unit_of[n]:
-                dag.add_edge(unit_of[a], unit_of[n])
+    for n in g.order():
+        target = None
+        if is_elementwise(g, n):
+            for a in g.args(n):
+                gid = group_of.get(a)
+                if fuse and gid is not None and shapes[a] == shapes[n] and _acyclic(
+                        dag, gid, {unit_of[b] for b in g.args(n) if unit_of[b] != gid}):
+                    target = gid
+                    break
+            if target is None:
+                target = n
+                groups[n] = []
+            groups[target].append(n)
+            group_of[n] = target
+        unit_of[n] = target or n
+        dag.add_node(unit_of[n])
+        dag.add_edges_from((unit_of[a], unit_of[n]) for a in g.args(n) if unit_of[a] != unit_of[n])
     wanted = set(outputs)
     units = []
     for u in nx.lexicographical_topological_sort(dag):
@@ -83,13 +79,9 @@ def plan(g: Graph, shapes: dict, outputs, fuse: bool = True) -> list:
     return units
 
 
-def _acyclic(g: Graph, members: list, n: str) -> bool:
-    """Adding ``n`` keeps the group free of paths leaving and re-entering it."""
-    inside = set(members)
-    outside_args = [a for a in g.args(n) if a not in inside]
-    if not outside_args:
-        return True
-    below = set()
-    for m in members:
-        below |= nx.descendants(g.nx, m)
-    return not any(a in below for a in outside_args)
+def _acyclic(dag: nx.DiGraph, unit: str, feeding: set) -> bool:
+    """Adding a node read from the units ``feeding`` to ``unit`` keeps the
+    schedule ``dag`` acyclic: ``unit`` must not already reach one of them.
+    (Paths between single nodes are not enough: two groups can each feed
+    the other with no path leaving and re-entering either one's members.)"""
+    return not feeding or feeding.isdisjoint(nx.descendants(dag, unit))
