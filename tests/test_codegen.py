@@ -34,10 +34,10 @@ def test_update_kernels_are_in_place_and_divide_by_no_bias_correction_per_elemen
     src = update_kernel_source(rule, "float32", flavor)
     head = next(line for line in src.splitlines() if line.startswith("def kernel("))
     assert "out" not in head and head.startswith("def kernel(a_p, a_g, a_m, a_v,")
-    body = src.split("for i in prange" if flavor == "numba" else "with np.errstate")[1]
+    body = src.split("for i0 in prange" if flavor == "numba" else "with np.errstate")[1]
     for scalar in ("c1", "c2", "mu_t", "mu_prod", "mu_next", "lr"):
         assert scalar not in body, scalar
-    assert "a_p[i] = " in body if flavor == "numba" else "a_p[...] = r0" in body
+    assert "a_p[i0] = " in body if flavor == "numba" else "a_p[...] = r0" in body
 
 
 def test_constant_subgraphs_run_once_not_every_step():
@@ -128,7 +128,7 @@ def test_column_sums_need_a_serial_numba_loop():
         elementwise_kernel("k", [KernelInput(a)], [], [2 * a], "float32", "numba", True, colsums=((0, False),))
     src = "\n".join(elementwise_kernel("k", [KernelInput(a)], [], [2 * a], "float32", "numba", False,
                                        colsums=((0, True),)))
-    assert "sum0[j] += out0[i, j]" in src and "sum0 /= np.float32(R)" in src
+    assert "sum0[i1] += out0[i0, i1]" in src and "sum0 /= np.float32(n0)" in src
 
 
 @pytest.mark.parametrize("with_gradient", [False, True])

@@ -1,0 +1,11 @@
+"""Execution backends behind one protocol (:mod:`symdl.backends.base`).
+
+``get_backend("numpy")`` (alias ``"cpu"``) is always there; a CuPy backend
+registers itself as ``"cupy"`` when it is installed.
+"""
+from .base import Backend, BackendUnavailable, get_backend, register_backend
+from .numpy_backend import NumpyBackend, compile_graph
+from .second_order import hessian, hvp
+
+__all__ = ["Backend", "BackendUnavailable", "NumpyBackend", "compile_graph", "get_backend",
+           "hessian", "hvp", "register_backend"]

@@ -17,6 +17,7 @@ from math import prod
 from typing import Callable
 
 import numpy as np
+import sympy as sp
 
 from ..errors import UsageError
 from .registry import OpBase, register
@@ -35,10 +36,14 @@ class StructuralOp(OpBase):
     params: dict = field(default_factory=dict)
     kind: str = "structural"
     derived_from: tuple | None = None
+    #: for ops that are elementwise in disguise (a broadcast, a constant
+    #: scale): ``pointwise(arg_exprs, params, concrete_arg_shapes) -> expr``,
+    #: so the planner fuses them into elementwise kernels
+    pointwise: Callable | None = None
 
 
-def structural(name, arity, infer, impl, vjp, doc=""):
-    return register(StructuralOp(name, arity, infer, impl, vjp, doc))
+def structural(name, arity, infer, impl, vjp, doc="", **kw):
+    return register(StructuralOp(name, arity, infer, impl, vjp, doc, **kw))
 
 
 # ----------------------------------------------------------------- shapes
@@ -180,7 +185,8 @@ def _impl_sum_to(x, shape):
 
 structural("broadcast_to", 1, _infer_broadcast, lambda x, shape: np.broadcast_to(x, shape),
            lambda emit, args, shapes, params, g: [emit("sum_to", g, shape=tuple(shapes[0]))],
-           "broadcast to a shape (NumPy rules); transpose: sum over the expanded axes")
+           "broadcast to a shape (NumPy rules); transpose: sum over the expanded axes",
+           pointwise=lambda argx, params, shapes: argx[0])
 structural("sum_to", 1, lambda shapes, params, names=(): tuple(params["shape"]), _impl_sum_to,
            lambda emit, args, shapes, params, g: [emit("broadcast_to", g, shape=tuple(shapes[0]))],
            "sum a broadcast result back to a shape; transpose: broadcast")
@@ -194,10 +200,17 @@ def scale_factor(factor, shapes=None) -> float:
     return float(factor)
 
 
+def _scale_pointwise(argx, params, shapes):
+    f = params["factor"]
+    if isinstance(f, tuple):  # a mean's 1/count: its argument has the averaged shape
+        f = 1.0 / count(shapes[0], f[2])
+    return argx[0] * sp.Float(float(f), 17)
+
+
 structural("scale", 1, lambda shapes, params, names=(): tuple(shapes[0]),
            lambda x, factor: x * scale_factor(factor),
            lambda emit, args, shapes, params, g: [emit("scale", g, factor=params["factor"])],
-           "multiply by a constant; its own transpose")
+           "multiply by a constant; its own transpose", pointwise=_scale_pointwise)
 
 
 # ------------------------------------------------------------ leaves

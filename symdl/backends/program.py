@@ -1,0 +1,157 @@
+"""A compiled graph: buffers allocated once, one generated step function.
+
+:class:`Program` is backend-neutral: it plans the units (fusion), binds and
+allocates buffers through its backend, asks the backend's lowering table
+(:mod:`symdl.backends.lowering`) for the lines of each unit, and runs the
+step function those lines make.  Nodes computed from constants alone (the
+1/N seed of a mean's gradient) run once, at compile time.  The step
+function's source is kept on the program (``source``) and registered in
+``linecache``, one line per step with the node it computes as a comment.
+"""
+from __future__ import annotations
+
+import re
+
+from ..errors import UsageError
+from ..graph import Graph
+from .loader import exec_source, load_function
+from .plan import plan
+
+__all__ = ["Program", "concrete"]
+
+
+def concrete(shape, dims: dict) -> tuple:
+    """``shape`` with its named dimensions (``"N"``) replaced by ``dims``."""
+    try:
+        return tuple(d if isinstance(d, int) else int(dims[d]) for d in shape)
+    except KeyError as e:
+        raise UsageError(f"no size given for dimension {e.args[0]!r} of shape {shape}") from None
+
+
+class Program:
+    """A compiled graph.  ``run()`` executes one step; ``inputs`` are the
+    input buffers to fill; ``value(n)`` is a node's current array (every
+    node's with ``fuse=False``; a value that lives only inside a fused
+    kernel has no buffer)."""
+
+    def __init__(self, backend, graph: Graph, outputs, bind=None, dims=None, fuse=True):
+        self.backend = backend
+        self.table = backend.lowerings
+        self.flavor = backend.flavor
+        self.graph = graph.subgraph(list(outputs))
+        self.outputs = list(outputs)
+        self.dims = dict(dims or {})
+        g = self.graph
+        self.shapes = {n: concrete(g.shape(n), self.dims) for n in g.order()}
+        self.buffers: dict = {}
+        self.kernels: dict = {}
+        self._ns: dict = dict(backend.namespace)
+        self._names: dict = {}
+        self.units = plan(g, self.shapes, self.outputs, fuse)
+        self.fuse = fuse
+        self._inside = {m for u in self.units if u.fused for m in u.nodes if m not in u.outputs}
+        self._single = {u.name for u in self.units if not u.fused} if fuse else set()
+        self._bind(dict(bind or {}))
+        const: set = set()
+        for n in g.order():
+            if g.op(n) not in ("input", "param") and all(a in const for a in g.args(n)):
+                const.add(n)
+        lines, once = ["def step():"], ["def once():"]
+        self.merged: set = set()  # units computed inside an earlier unit's kernel
+        self.done = set(const)
+        for unit in self.units:
+            if unit.name in self.merged:
+                continue
+            body = self._emit(unit)
+            (once if all(n in const for n in unit.nodes) else lines).extend(body)
+            self.done.update(unit.nodes)
+            self.done |= self.merged
+        self.source = "\n".join(once + ["    return None", ""] + lines + ["    return None", ""])
+        exec_source(self.source, self._ns, "step")
+        self._ns["once"]()
+        self.run = self._ns["step"]
+        self.inputs = {n: self.buffers[n] for n in g.inputs()}
+
+    # ----------------------------------------------------------- buffers
+    def var(self, n: str) -> str:
+        """The step function's name for buffer ``n`` (created on first use)."""
+        if n not in self._names:
+            base = "b_" + re.sub(r"\W", "_", n)
+            name, k = base, 1
+            while name in self._ns:
+                k += 1
+                name = f"{base}_{k}"
+            self._names[n] = name
+            self._ns[name] = self.buffers[n]
+        return self._names[n]
+
+    def alias(self, key: str, array) -> str:
+        """Register an extra array (a reshaped view of a buffer) under ``key``."""
+        if key not in self.buffers:
+            self.buffers[key] = array
+        return self.var(key)
+
+    def dtype(self, n: str) -> str:
+        return self.graph.node(n)["dtype"]
+
+    def _bind(self, bind: dict):
+        g, be = self.graph, self.backend
+        for n, arr in bind.items():
+            if n not in g:
+                continue
+            want = (self.shapes[n], g.node(n)["dtype"])
+            if not be.matches(arr, *want):
+                raise UsageError(f"array bound to {n} is {arr.shape} {arr.dtype}, "
+                                 f"the graph needs a contiguous {want[0]} {want[1]}")
+        for n in g.order():
+            op = g.op(n)
+            if n in bind:
+                self.buffers[n] = bind[n]
+                continue
+            if n in self._inside:
+                continue
+            row = self.table.find(op) if op not in ("input", "param") else None
+            made = row.view(self, n) if row is not None and row.view is not None else None
+            self.buffers[n] = made if made is not None else be.zeros(self.shapes[n], self.dtype(n))
+
+    def value(self, n: str):
+        """The buffer holding node ``n``'s value."""
+        if n in self._inside:
+            raise UsageError(f"node {n} is computed inside a fused kernel and has no buffer; "
+                             "compile with fuse=False to keep every value")
+        return self.buffers[n]
+
+    # ------------------------------------------------------------- steps
+    def _emit(self, unit) -> list:
+        if unit.fused:
+            return self.table.fused(self, unit)
+        n = unit.name
+        op = self.graph.op(n)
+        if op in ("input", "param"):
+            return []
+        return self.table[op].emit(self, n)
+
+    def comment(self, n: str) -> str:
+        g = self.graph
+        return f"    # {n} = {g.op(n)}({', '.join(g.args(n))})"
+
+    def kernel(self, lines: list) -> str:
+        """Load generated kernel source; returns its name in the step function."""
+        fn = load_function("\n".join(lines))
+        name = f"k{len(self.kernels)}"
+        self.kernels[name] = fn
+        self._ns[name] = fn
+        return name
+
+    def reducer_of(self, n: str):
+        """A single-node ``sum``/``mean``/``sum_to`` unit over the leading axis
+        of ``n`` that the kernel producing ``n`` may compute on the way:
+        ``(node, mean)``, else None.  The caller marks it merged."""
+        g = self.graph
+        for c in g.consumers(n):
+            if c not in self._single or c in self.merged:
+                continue
+            how = self.table.absorbable(self, c)
+            if how is not None:
+                return c, how
+        return None
