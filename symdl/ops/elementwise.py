@@ -2,7 +2,9 @@
 
 Kinks follow PyTorch: relu'(0) = 0, leaky_relu'(0) = α, abs'(0) = 0.  Kinked
 ops are declared with ``Piecewise`` (whose derivative keeps the convention),
-never with ``Max`` (whose derivative is ``Heaviside(0) = 1/2``).
+never with ``Max`` (whose derivative is ``Heaviside(0) = 1/2``).  NaN and
+±inf give what PyTorch gives: the kink's condition is on the ``x <= 0`` side,
+so ``relu(nan)`` is NaN (not 0) and ``relu'(nan)`` is 1, as torch's.
 """
 from __future__ import annotations
 
