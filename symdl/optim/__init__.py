@@ -1,12 +1,9 @@
 """Optimizers: update rules declared in SymPy, run as fused in-place kernels."""
-from .adaptive import Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RMSprop
 from .base import Optimizer
+from .declare import OPTIMIZERS, declare_optimizer
 from .rules import SGD_RULE, UpdateRule
-from .sgd import SGD
+from .sgd import SGD  # noqa: I001 (declared first: OPTIMIZERS lists SGD first)
+from .adaptive import Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RMSprop
 
-OPTIMIZERS = {"sgd": SGD}
-OPTIMIZERS.update({"adagrad": Adagrad, "rmsprop": RMSprop, "adadelta": Adadelta, "adam": Adam,
-                   "adamw": AdamW, "adamax": Adamax, "nadam": NAdam})
-
-__all__ = ["Optimizer", "SGD", "UpdateRule", "SGD_RULE", "OPTIMIZERS"]
+__all__ = ["Optimizer", "SGD", "UpdateRule", "SGD_RULE", "OPTIMIZERS", "declare_optimizer"]
 __all__ += ["Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam"]

@@ -8,6 +8,8 @@ else once per parameter.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import sympy as sp
 
@@ -15,6 +17,8 @@ from ..backends.loader import load_function, numba_available
 from ..codegen.kernels import KernelInput, elementwise_kernel, module_header
 from ..errors import UsageError
 from .rules import UpdateRule, g, p
+
+__all__ = ["Optimizer", "UPDATE_PARALLEL_WORK", "update_kernel_source"]
 
 T = sp.Symbol("t", integer=True, positive=True)
 
@@ -40,29 +44,39 @@ def update_kernel_source(rule: UpdateRule, dtype: str, flavor: str, parallel: bo
 
 
 class Optimizer:
-    """Base class: subclasses set ``rule`` (or override :meth:`make_rule`)."""
+    """Base class.  Optimizers are declared with
+    :func:`~symdl.optim.declare.declare_optimizer`, which sets ``declaration`` (the
+    constructor's arguments, defaults, checks and the rule's forms); a plain subclass
+    may instead set ``rule`` (an :class:`~symdl.optim.rules.UpdateRule`)."""
 
     rule: UpdateRule
+    declaration = None  # an OptimizerDecl, for declared optimizers
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params, *args, **hyper):
         self.params = list(params)
         if not self.params:
             raise UsageError("optimizer got an empty parameter list")
         for q in self.params:
             if not np.issubdtype(q.data.dtype, np.floating):
                 raise UsageError(f"parameter {q.name} has integer dtype {q.data.dtype}; use float32 or float64")
-        self.rule = self.make_rule(**hyper)
-        names = {s.name for s in self.rule.hyper}
-        self.hyper = {s.name: float(hyper.get(s.name, d)) for s, d in self.rule.hyper.items()}
-        unknown = set(hyper) - names - set(self.extra_hyper())
-        if unknown:
-            raise UsageError(f"{type(self).__name__} has no hyperparameter {sorted(unknown)[0]!r}")
+        decl = type(self).declaration
+        if decl is not None:
+            values, switches = decl.bind(type(self).__name__, args, hyper)
+            rule = self.build_rule(**switches)
+        else:
+            unknown = sorted(set(hyper) - {s.name for s in self.rule.hyper})
+            if args or unknown:
+                raise UsageError(f"{type(self).__name__} takes hyperparameters by name only: "
+                                 f"{', '.join(s.name for s in self.rule.hyper)}")
+            rule, values = self.rule, hyper
+        self.hyper = {s.name: float(values.get(s.name, d)) for s, d in rule.hyper.items()}
+        self.rule = _numeric_init(rule, values)
         self.t = 0
         pack = self.params[0].pack
         self.flat = pack is not None and pack.covers(self.params)
         groups = [(pack.data, pack.grad)] if self.flat else [(q.data.reshape(-1), q.grad.reshape(-1))
                                                              for q in self.params]
-        self._groups = [(d, gr, [np.full_like(d, self.rule.init.get(s, 0.0)) for s in self.rule.state])
+        self._groups = [(d, gr, [self._alloc_state(d, self.rule.init.get(s, 0.0)) for s in self.rule.state])
                         for d, gr in groups]
         self._scalar_fns = [(s.name, sp.lambdify([T, *self.rule.hyper], e, "math"))
                             for s, e in self.rule.scalars.items()]
@@ -71,18 +85,16 @@ class Optimizer:
         self._kernels = {}
         self._calls = None
 
-    # -- to override ----------------------------------------------------
-    def make_rule(self, **hyper) -> UpdateRule:
-        return self.rule
+    def build_rule(self, **switches) -> UpdateRule:
+        """The rule's form for these switches (``amsgrad=True``): the declaration's builder."""
+        return type(self).declaration.build(**switches)
 
     @classmethod
     def variants(cls) -> list:
         """``[(label, rule)]``: every form of the rule, for the ``kernels/`` listing."""
+        if cls.declaration is not None:
+            return list(cls.declaration.variants)
         return [(cls.__name__.lower(), cls.rule)]
-
-    def extra_hyper(self) -> tuple:
-        """Constructor arguments that choose the rule rather than feed it."""
-        return ()
 
     # -- the interface ----------------------------------------------------
     def zero_grad(self) -> None:
@@ -102,6 +114,10 @@ class Optimizer:
             self._calls = [(self._kernel(d), (d, gr, *state)) for d, gr, state in self._groups]
         for kernel, arrays in self._calls:
             kernel(*arrays, *scalars)
+
+    def _alloc_state(self, like: np.ndarray, value: float) -> np.ndarray:
+        """One state array shaped as ``like``, filled with ``value`` (the rule's init)."""
+        return np.full_like(like, value)
 
     def _kernel(self, d: np.ndarray):
         key = (d.dtype.name, d.size * (1 + len(self.rule.state)) >= UPDATE_PARALLEL_WORK)
@@ -136,3 +152,11 @@ class Optimizer:
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v:g}" for k, v in self.hyper.items())
         return f"{type(self).__name__}({hp})"
+
+
+def _numeric_init(rule: UpdateRule, values: dict) -> UpdateRule:
+    """``rule`` with its state initial values (``s₀ = initial_accumulator_value``) as numbers."""
+    if not rule.init:
+        return rule
+    hyper = {s: float(values.get(s.name, d)) for s, d in rule.hyper.items()}
+    return dataclasses.replace(rule, init={st: float(sp.sympify(e).xreplace(hyper)) for st, e in rule.init.items()})

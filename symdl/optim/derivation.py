@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import UsageError
-from .rules import SGD_RULE, UpdateRule, g, p, sgd_rule
-from .rules_adaptive import RULES, T, unflushed
+from .rules import UpdateRule, g, p
+from .rules_adaptive import T, unflushed
 from .schedules import display_name, make_schedule
 from .schedules import t as T_SCHED
 from .rule_printers import NAMED_SCALARS, NAMES, SHOWN_AS_SYMBOL, _SUB, _printers  # noqa: F401 (NAMES is public)
@@ -124,11 +124,10 @@ def rule_derivation(rule: UpdateRule, values: dict | None = None) -> RuleDerivat
 def _rule(name, **options) -> UpdateRule:
     if isinstance(name, UpdateRule):
         return name
-    if name == "sgd":
-        return sgd_rule(float(options.get("momentum", 0.9)), bool(options.get("nesterov"))) if options else SGD_RULE
-    if name not in RULES:
-        raise UsageError(f"unknown optimizer {name!r} (choose from: sgd, {', '.join(RULES)})")
-    return RULES[name](**options)
+    from .declare import OPTIMIZERS  # the registry, filled when symdl.optim is imported
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {name!r} (choose from: {', '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[name].declaration.rule_for(options)
 
 
 def _values(options) -> dict:

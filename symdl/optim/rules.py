@@ -81,12 +81,13 @@ SGD_RULE = UpdateRule(
 )
 
 
-def sgd_rule(momentum: float, nesterov: bool) -> UpdateRule:
-    """The SGD rule specialised: no state without momentum; Nesterov's look-ahead."""
-    if momentum == 0:
+def sgd_rule(momentum: bool = False, nesterov: bool = False) -> UpdateRule:
+    """SGD (as ``torch.optim.SGD``): without ``momentum`` no state; with it the momentum
+    buffer of :data:`SGD_RULE`; ``nesterov`` steps along ``g + μ b`` (Nesterov's look-ahead)."""
+    if not momentum:
         return UpdateRule("sgd", ((_gw, g + wd * p), (p, p - lr * _gw)), (),
                           {lr: 0.01, wd: 0.0}, {}, doc="plain SGD (with weight decay)")
-    step = _gw + mu * b if nesterov else b
-    return UpdateRule(SGD_RULE.name, SGD_RULE.equations[:2] + ((p, p - lr * step),),
-                      SGD_RULE.state, SGD_RULE.hyper, SGD_RULE.scalars,
-                      doc="SGD with Nesterov momentum" if nesterov else SGD_RULE.doc)
+    if not nesterov:
+        return SGD_RULE
+    return UpdateRule(SGD_RULE.name, SGD_RULE.equations[:2] + ((p, p - lr * (_gw + mu * b)),),
+                      SGD_RULE.state, SGD_RULE.hyper, SGD_RULE.scalars, doc="SGD with Nesterov momentum")

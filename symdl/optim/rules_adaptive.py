@@ -176,6 +176,11 @@ def adam_rule(amsgrad: bool = False, decoupled: bool = False, flush_state: bool 
                       {c1: 1 - beta1 ** T, c2: 1 - beta2 ** T}, doc=doc)
 
 
+def adamw_rule(amsgrad: bool = False, flush_state: bool = True) -> UpdateRule:
+    """AdamW (Loshchilov & Hutter 2019) as ``torch.optim.AdamW``: Adam with decoupled weight decay."""
+    return adam_rule(amsgrad, True, flush_state)
+
+
 def adamax_rule(flush_state: bool = True) -> UpdateRule:
     """Adamax (Kingma & Ba 2015, §7.1) as ``torch.optim.Adamax``."""
     return UpdateRule(
@@ -195,9 +200,37 @@ def mu_schedule(t):
     return beta1 * (1 - sp.Rational(1, 2) * sp.Float(0.96) ** (t * psi))
 
 
-def nadam_rule(decoupled: bool = False, flush_state: bool = True, product=MuProduct) -> UpdateRule:
+class RunningProduct:
+    """NAdam's ``∏_{i=1}^{t} μ_i``, kept as a running value (as torch keeps
+    ``mu_product``).  It depends on ``t`` only, so it is not checkpointed:
+    asked for an earlier or a distant step it is recomputed from ``i = 1``
+    in the same order, giving the same bits."""
+
+    def __init__(self):
+        self.t, self.value, self.key = 0, 1.0, None
+
+    def __call__(self, t, beta1, momentum_decay):
+        t, key = int(t), (float(beta1), float(momentum_decay))
+        if key != self.key or t < self.t:
+            self.t, self.value, self.key = 0, 1.0, key
+        while self.t < t:
+            self.t += 1
+            self.value *= key[0] * (1.0 - 0.5 * 0.96 ** (self.t * key[1]))
+        return self.value
+
+
+def running_mu_product() -> type:
+    """A :class:`MuProduct` evaluated by its own :class:`RunningProduct` (lambdify calls
+    ``_imp_``): each rule built with it, hence each optimizer, keeps its own running value."""
+    return type("MuProduct", (MuProduct,), {"_imp_": staticmethod(RunningProduct())})
+
+
+def nadam_rule(decoupled_weight_decay: bool = False, flush_state: bool = True, product=None) -> UpdateRule:
     """NAdam (Dozat 2016) as ``torch.optim.NAdam``: Nesterov momentum with the
-    momentum schedule μ_t; ``product`` evaluates ∏ μ_i (see :class:`MuProduct`)."""
+    momentum schedule μ_t; ``product`` evaluates ∏ μ_i (default: a new
+    :func:`running_mu_product`)."""
+    decoupled = decoupled_weight_decay
+    product = product or running_mu_product()
     grad = g if decoupled else gw
     denom = sp.sqrt(vhat) + eps
     update = lr * (1 - mu_t) / (1 - mu_prod) * grad / denom \
@@ -214,11 +247,3 @@ def nadam_rule(decoupled: bool = False, flush_state: bool = True, product=MuProd
          mu_prod: product(T, beta1, psi)},
         doc="NAdam: Adam with Nesterov momentum and the momentum schedule mu_t"
             + (", decoupled weight decay" if decoupled else ""))
-
-
-#: Printable rules by name, with their options: ``RULES[name](**options)``.
-RULES = {
-    "adagrad": adagrad_rule, "rmsprop": rmsprop_rule, "adadelta": adadelta_rule,
-    "adam": adam_rule, "adamw": lambda **kw: adam_rule(decoupled=True, **kw),
-    "adamax": adamax_rule, "nadam": nadam_rule,
-}
