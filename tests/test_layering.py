@@ -42,7 +42,25 @@ def imported_parts(path: Path) -> set:
             for a in node.names:
                 if a.name.startswith("symdl."):
                     out.add(a.name.split(".")[1])
+        elif isinstance(node, ast.Call) and _dynamic_import(node):
+            # importlib.import_module("symdl.x") / __import__("symdl.x"), or relative
+            target = node.args[0].value
+            package = next((k.value.value for k in node.keywords if k.arg == "package"
+                            and isinstance(k.value, ast.Constant)), None)
+            if target.startswith("."):
+                level = len(target) - len(target.lstrip("."))
+                base = here[: len(here) - level + 1]
+                out.add([*base, *target.lstrip(".").split(".")][0])
+            elif target.startswith("symdl.") or (package or "").startswith("symdl"):
+                out.add(target.split(".")[1])
     return out
+
+
+def _dynamic_import(call: ast.Call) -> bool:
+    f = call.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+    return (name in ("import_module", "__import__") and call.args
+            and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str))
 
 
 MODULES = sorted(p for p in PKG.rglob("*.py"))
@@ -88,3 +106,34 @@ def test_the_layer_checker_catches_a_violation(tmp_path):
         assert LAYERS["train"] > LAYERS[part(bad)]
     finally:
         bad.unlink()
+
+
+def test_the_layer_checker_catches_an_importlib_import():
+    bad = PKG / "derive" / "_probe_bad_import.py"
+    try:
+        bad.write_text("import importlib\nimportlib.import_module('symdl.printing')\n"
+                       "__import__('symdl.train')\n")
+        assert {"printing", "train"} <= imported_parts(bad)
+    finally:
+        bad.unlink()
+
+
+#: the only parts that may import numba or load generated kernels
+KERNEL_PARTS = ("backends", "codegen")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PKG)))
+def test_only_backends_and_codegen_touch_numba_or_kernels(path):
+    if part(path) in KERNEL_PARTS or path.name == "info.py":  # info reports numba's version
+        return
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] + [a.name for a in node.names]
+        for name in names:
+            assert not name.startswith("numba"), f"{path.relative_to(PKG)} imports numba"
+            assert name not in ("load_function", "loader") and not name.endswith(".loader"), (
+                f"{path.relative_to(PKG)} loads kernels itself ({name}); go through the backend")

@@ -37,7 +37,8 @@ def elementwise_file(op: ElementwiseOp, flavor: str) -> str:
             name = f"{_ident(op.name)}_{'f' if k == 0 else f'b{k - 1}'}_{dtype[-2:]}"
             lines += elementwise_kernel(
                 name, [KernelInput(s) for s in v.inputs], list(v.params),
-                [v.kernel_expr], dtype, flavor, True, [f"{what}, {dtype}: {v.kernel_expr}"])
+                [v.kernel_expr], dtype, flavor, True, [f"{what}, {dtype}: {v.kernel_expr}"],
+                flat=True)
     return "\n".join(lines)
 
 

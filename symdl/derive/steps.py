@@ -21,7 +21,6 @@ No ``simplify()`` on the main path: targeted rewrites only.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import sympy as sp
@@ -90,10 +89,9 @@ class Derivation:
         """This derivation as ``text``, ``latex``, ``markdown`` or ``json``.
 
         The printers live in :mod:`symdl.printing`, a later layer; it registers
-        them on import, which happens here on first use.
+        them on import, and importing any part of symdl imports it (the package
+        root does), so this layer never imports upward.
         """
-        if not _RENDERERS:
-            importlib.import_module("symdl.printing")
         if fmt not in _RENDERERS:
             raise UsageError(f"unknown format {fmt!r} (known: {', '.join(_RENDERERS)})")
         return _RENDERERS[fmt](self)

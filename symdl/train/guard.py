@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.numpy_backend import compile_graph
 from ..errors import NumericalError, UsageError
 
 
@@ -35,8 +34,7 @@ class Guard:
     def check(self, trainer, prog, loss: float, state) -> float | None:
         """The squared gradient norm when the step may be applied, else None
         (a skipped batch); raises per the policy."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            gsq = float(np.dot(trainer.pack.grad, trainer.pack.grad))
+        gsq = trainer.backend.sq_norm(trainer.pack.grad)
         if state.loss0 is None and math.isfinite(loss):
             state.loss0 = loss
         problem = None
@@ -68,13 +66,14 @@ class Guard:
 def diagnose(trainer, prog) -> str:
     """Re-run the batch with every node kept and name the first bad one."""
     gg = trainer._grad
-    guard = compile_graph(gg.graph, [trainer._L] + [gg.grads[p.name] for p in trainer.params],
-                          {p.name: p.data for p in trainer.params}, {"N": prog.dims["N"]}, fuse=False)
+    outs = [trainer._L] + [gg.grads[p.name] for p in trainer.params]
+    guard = trainer.backend.compile(gg.graph, outs, {p.name: p.data for p in trainer.params},
+                                    {"N": prog.dims["N"]}, fuse=False)
     for k, buf in prog.inputs.items():
         guard.inputs[k][...] = buf
     with np.errstate(all="ignore"):
         guard.run()
-    bad = first_nonfinite(guard)
+    bad = trainer.backend.first_nonfinite(guard)
     if bad is None:
         big = max(trainer.params, key=lambda q: float(np.max(np.abs(q.grad))))
         bad = f"{big.name} (gradient overflows: max |g| = {float(np.max(np.abs(big.grad))):.3g})"
@@ -83,8 +82,4 @@ def diagnose(trainer, prog) -> str:
 
 def first_nonfinite(prog) -> str | None:
     """The first node, in execution order, holding a NaN or an infinity."""
-    for n in prog.graph.order():
-        v = prog.value(n)
-        if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
-            return f"{n} ({prog.graph.op(n)})"
-    return None
+    return prog.backend.first_nonfinite(prog)

@@ -24,14 +24,13 @@ def dropout_masks(graph) -> dict:
 
 
 def fill_masks(prog, masks: dict, rng, train: bool) -> None:
+    """Fill each dropout mask input of ``prog``: all ones in evaluation."""
     for n, p in masks.items():
         buf = prog.inputs[n]
         if not train:
             buf.fill(1)
             continue
-        keep = rng.random(buf.shape, dtype=np.float64 if buf.dtype == np.float64 else np.float32)
-        np.greater_equal(keep, p, out=keep)  # 1 where kept
-        np.multiply(keep, 1.0 / (1.0 - p), out=buf, casting="unsafe")
+        prog.backend.dropout_mask(buf, p, rng)
 
 
 def add_input_noise(prog, sigma: float, rng) -> None:

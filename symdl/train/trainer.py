@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.metrics import count_hits
-from ..backends.numpy_backend import compile_graph
+from ..backends import get_backend
 from ..derive import grad
-from ..errors import CheckpointError, DataError, UsageError
+from ..errors import CheckpointError, DataError, Terminated, UsageError
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
-from .checkpoint import check_writable, latest_good, load_checkpoint, save_checkpoint
+from .checkpoint import (FolderLock, check_writable, clean_stale, latest_good, load_checkpoint,
+                         save_checkpoint)
 from .graphs import build_training_graph
 from .guard import Guard
 from .progress import progress_bar
 from .regularize import EarlyStopping, add_input_noise, clip, dropout_masks, fill_masks
-from .state import LoopState, capture, restore
+from .state import LoopState, capture, restore, run_settings
 
 
 @dataclass
@@ -67,7 +67,11 @@ class Trainer:
                  batch_size=32, epochs=10, seed=0, progress=None, dtype="float32", *,
                  checkpoint=None, every=1, keep_last=2, resume="never", on_nonfinite="raise",
                  max_skips=10, divergence=1e4, drop_last=False, schedule=None, l1=0.0, l2=0.0,
-                 clip_norm=None, clip_value=None, input_noise=0.0, early_stopping=None, say=None):
+                 clip_norm=None, clip_value=None, input_noise=0.0, early_stopping=None, say=None,
+                 explicit=None, on_start=None, backend="numpy"):
+        if str(dtype) not in ("float32", "float64"):
+            raise UsageError(f"dtype must be float32 or float64, got {dtype!r} (the kernels "
+                             "have no float16 or integer flavour)")
         if batch_size != "full" and int(batch_size) < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if int(epochs) < 0:
@@ -76,6 +80,7 @@ class Trainer:
             raise UsageError("checkpoint every and keep_last must be at least 1")
         if min(l1, l2, input_noise, clip_norm or 0, clip_value or 0) < 0:
             raise UsageError("penalties, noise and clipping thresholds must be non-negative")
+        self.backend = get_backend(backend) if isinstance(backend, str) else backend
         self.model, self.loss, self.loss_params = model, loss, dict(loss_params or {})
         self.batch_size = batch_size if batch_size == "full" else int(batch_size)
         self.epochs, self.dtype = int(epochs), dtype
@@ -94,11 +99,20 @@ class Trainer:
         self.history = History()
         model.name_parameters()
         self.params = model.parameters()
-        self.pack = ParamPack(self.params, dtype)
+        cast = [p.name for p in self.params if p.data.dtype != np.dtype(dtype)]
+        if cast:  # never a silent cast (float64 -> float32 loses digits)
+            raise UsageError(f"the model's parameters are {self.params[0].data.dtype} "
+                             f"({', '.join(cast[:3])}{' ...' if len(cast) > 3 else ''}) but "
+                             f"dtype={dtype!r}; build the model in {dtype} or train in its dtype")
+        self.pack = ParamPack(self.params, dtype, self.backend)
         self.optimizer = optimizer(self.params)
         self.classification = isinstance(OPS[loss], RowLossOp)
         self._programs: dict = {}
         self._graph = None
+        # explicit: the settings the caller chose (None: all); on resume the others may
+        # take the checkpoint's values (symdl.train.state)
+        self.explicit, self.on_start = explicit, on_start
+        self.settings = run_settings(self, ss)
 
     # ----------------------------------------------------------- compiling
     def _prepare(self, X, y=None):
@@ -121,9 +135,10 @@ class Trainer:
                 gg = self._grad
                 bind.update({gg.grads[p.name]: p.grad for p in self.params})
                 outs = [self._L, self._out] + [gg.grads[p.name] for p in self.params]
-                self._programs[key] = compile_graph(gg.graph, outs, bind, {"N": n})
+                self._programs[key] = self.backend.compile(gg.graph, outs, bind, {"N": n})
             else:
-                self._programs[key] = compile_graph(self._graph, [self._L, self._out], bind, {"N": n})
+                self._programs[key] = self.backend.compile(self._graph, [self._L, self._out], bind,
+                                                           {"N": n})
                 fill_masks(self._programs[key], self._masks, None, train=False)
         return self._programs[key]
 
@@ -144,8 +159,8 @@ class Trainer:
     def _batch(self, prog, X, y, idx):
         # idx is a slice of a permutation (or a range): always in bounds, and
         # mode="raise" would buffer the whole batch once more
-        np.take(X, idx, axis=0, out=prog.inputs["x"], mode="clip")
-        np.take(y, idx, axis=0, out=prog.inputs["y"], mode="clip")
+        self.backend.gather(X, idx, prog.inputs["x"])
+        self.backend.gather(y, idx, prog.inputs["y"])
 
     def graph_hash(self) -> str:
         return self._graph.fingerprint()
@@ -163,17 +178,23 @@ class Trainer:
             check_writable(self.checkpoint, need + len(X) * 8 + (1 << 16))
 
     def _start(self) -> LoopState:
+        if self.checkpoint:  # the folder is locked: whatever a killed writer left is stale
+            stale = clean_stale(self.checkpoint)
+            if stale:
+                self.say(f"cleared {len(stale)} leftover(s) of an interrupted run in "
+                         f"{self.checkpoint}: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}")
         if self.resume == "never" or (self.resume == "auto" and not self.checkpoint):
             return LoopState()
         if self.resume == "auto":
-            ckpt = latest_good(self.checkpoint, self.say)
+            ckpt = latest_good(self.checkpoint, self.say, aside=True)
             if ckpt is None:
                 return LoopState()
         else:
             path = Path(self.resume)
             single = path.name.startswith("ckpt-") or (path / "arrays.npz").exists() \
                 or (path / "meta.json").exists()
-            ckpt = load_checkpoint(path) if single else latest_good(path, self.say)
+            own = self.checkpoint and path.resolve() == Path(self.checkpoint).resolve()
+            ckpt = load_checkpoint(path) if single else latest_good(path, self.say, aside=own)
             if ckpt is None:
                 raise CheckpointError(f"no usable checkpoint in {path}")
         state = restore(self, ckpt)
@@ -200,13 +221,16 @@ class Trainer:
         if self.batch_size == "full":
             self.batch_size = len(X)
         self._preflight(X, y)
-        state = self._start()
-        n, B = len(X), self.batch_size
-        steps = n // B if self.drop_last else math.ceil(n / B)
-        bar = progress_bar(max(self.epochs - state.epoch, 0) * steps, self.progress, "train")
+        lock = FolderLock(self.checkpoint) if self.checkpoint else contextlib.nullcontext()
         # non-finite values are caught by the step guard, not by NumPy warnings
-        with _deferred_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore",
-                                                            divide="ignore"):
+        with lock, _deferred_signals() as interrupted, np.errstate(over="ignore", invalid="ignore",
+                                                                   divide="ignore"):
+            state = self._start()
+            if self.on_start is not None:
+                self.on_start(state)
+            n, B = len(X), self.batch_size
+            steps = n // B if self.drop_last else math.ceil(n / B)
+            bar = progress_bar(max(self.epochs - state.epoch, 0) * steps, self.progress, "train")
             try:
                 while state.epoch < self.epochs:
                     t0 = time.perf_counter()
@@ -218,7 +242,8 @@ class Trainer:
                     while state.pos < steps:
                         if interrupted():
                             self.save(state, "interrupted")
-                            raise KeyboardInterrupt
+                            raise Terminated() if interrupted() == signal.SIGTERM \
+                                else KeyboardInterrupt
                         self._train_step(X, y, state)
                         bar.update(1)
                     self._end_epoch(state, n if not self.drop_last else steps * B, val, t0)
@@ -257,7 +282,7 @@ class Trainer:
             self.optimizer.step()
             state.total += loss * len(idx)
             if self.classification:
-                state.correct += count_hits(prog.value(self._out), prog.inputs["y"])
+                state.correct += self.backend.count_hits(prog.value(self._out), prog.inputs["y"])
         state.pos += 1
         state.global_step += 1
 
@@ -292,7 +317,7 @@ class Trainer:
             prog.run()
             total += float(prog.value(self._L)) * len(idx)
             if self.classification:
-                correct += count_hits(prog.value(self._out), prog.inputs["y"])
+                correct += self.backend.count_hits(prog.value(self._out), prog.inputs["y"])
         return total / len(X), (correct / len(X) if self.classification else None)
 
     def predict(self, X, batch: int = 1024) -> np.ndarray:
@@ -310,17 +335,20 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _deferred_sigint():
-    """Turn Ctrl-C into a flag the loop reads at step boundaries."""
-    flag = threading.Event()
+def _deferred_signals():
+    """Turn Ctrl-C and SIGTERM into a flag (the signal's number) that the loop
+    reads at step boundaries: both save an "interrupted" checkpoint first."""
+    got = []
     if threading.current_thread() is not threading.main_thread():
-        yield flag.is_set
+        yield lambda: 0
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    handler = lambda signum, _frame: got.append(signum)  # noqa: E731
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield flag.is_set
+        yield lambda: got[0] if got else 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _postfix(h: History) -> str:
