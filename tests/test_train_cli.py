@@ -83,7 +83,6 @@ def exit_code(argv) -> int:
     (["train", "--optimizer", "nope"], "unknown optimizer 'nope'"),
     (["train", "--batch-size", "0"], "--batch-size >= 1"),
     (["train", "--hidden", "a,b"], "comma-separated integers"),
-    (["train", "--device", "cuda"], "symdl[cuda12]"),
     (["train", "--dataset", "mnist"], "mnist"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, monkeypatch, argv, fragment):

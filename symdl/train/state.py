@@ -5,6 +5,13 @@ state and step count, the shuffling generator's state, the current epoch's
 data order and position in it, the running sums of the epoch and the
 history.  Restoring all of it makes a resumed run bit-identical, on the
 CPU, to one that was never interrupted.
+
+The run's settings (seed, the optimizer's initial hyperparameters, schedule,
+clipping, noise, the step guard) are recorded too.  On resume a setting the
+caller gave explicitly must equal the checkpoint's, or the run is refused
+(:class:`~symdl.errors.UsageError` listing every difference); one left at its
+default takes the checkpoint's value, and the run says so.  Nothing is
+replaced silently.
 """
 from __future__ import annotations
 
@@ -13,7 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
+
+__all__ = ["LoopState", "capture", "restore", "run_settings"]
+
+#: Settings a resumed run cannot take from the checkpoint once it has started
+#: (the seed also chose the data split and the initial weights).
+MUST_MATCH = ("seed", "schedule")
 
 
 @dataclass
@@ -54,8 +67,47 @@ def capture(trainer, state: LoopState, reason: str) -> tuple:
         "noise_rng": trainer.noise_rng.bit_generator.state,
         "batch_size": trainer.batch_size,
         "history": trainer.history.as_dict(),
+        "settings": trainer.settings,
     }
     return arrays, meta
+
+
+def run_settings(trainer, seed) -> dict:
+    """The settings a run is defined by, as JSON values (recorded in every checkpoint)."""
+    g = trainer.guard
+    return {"seed": seed.entropy, **trainer.optimizer.hyper,
+            "schedule": None if trainer.schedule is None else repr(trainer.schedule),
+            "clip_norm": trainer.clip_norm, "clip_value": trainer.clip_value,
+            "input_noise": trainer.input_noise, "divergence": g.divergence,
+            "on_nonfinite": g.policy, "max_skips": g.max_skips, "drop_last": trainer.drop_last,
+            "early_stopping": trainer.early.patience if trainer.early else None}
+
+
+def _reconcile(trainer, theirs: dict, where: str) -> None:
+    """Refuse explicit settings that differ from the checkpoint's; adopt the
+    checkpoint's value for the others (and say which)."""
+    from .guard import Guard
+    from .regularize import EarlyStopping
+    mine = trainer.settings
+    explicit = set(mine) if trainer.explicit is None else set(trainer.explicit) | set(MUST_MATCH)
+    differ = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    refused = [k for k in differ if k in explicit]
+    if refused:
+        listed = "; ".join(f"{k} {theirs.get(k)!r} in the checkpoint, {mine.get(k)!r} now"
+                           for k in refused)
+        raise UsageError(f"{where} was trained with other settings: {listed}; resume with the "
+                         "checkpoint's values, or start afresh with --resume never (or another "
+                         "--checkpoint folder)")
+    if not differ:
+        return
+    trainer.settings = {**mine, **{k: theirs[k] for k in differ if k in theirs}}
+    s = trainer.settings
+    trainer.clip_norm, trainer.clip_value = s["clip_norm"], s["clip_value"]
+    trainer.input_noise, trainer.drop_last = float(s["input_noise"]), bool(s["drop_last"])
+    trainer.guard = Guard(s["on_nonfinite"], int(s["max_skips"]), float(s["divergence"]))
+    trainer.early = EarlyStopping(int(s["early_stopping"])) if s["early_stopping"] else None
+    trainer.say("settings taken from the checkpoint (not given explicitly): "
+                + ", ".join(f"{k}={theirs.get(k)!r}" for k in differ))
 
 
 def restore(trainer, ckpt) -> LoopState:
@@ -74,8 +126,13 @@ def restore(trainer, ckpt) -> LoopState:
         raise CheckpointError(f"{where} was trained with {meta['optimizer']['name']}, this run uses {name}")
     if int(meta.get("batch_size", trainer.batch_size)) != trainer.batch_size:
         raise CheckpointError(f"{where} used batch size {meta['batch_size']}, this run {trainer.batch_size}")
-    for p in trainer.params:
-        p.data[...] = arrays[f"param/{p.name}"]
+    _reconcile(trainer, meta["settings"], where)
+    try:
+        for p in trainer.params:
+            p.data[...] = arrays[f"param/{p.name}"]
+        trainer.history.__init__(**meta["history"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where} is corrupt ({type(exc).__name__}: {exc})") from None
     optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     try:
         trainer.optimizer.load_state_arrays(optim, meta["optimizer"]["t"])
@@ -85,7 +142,6 @@ def restore(trainer, ckpt) -> LoopState:
     trainer.noise_rng.bit_generator.state = meta["noise_rng"]
     trainer.optimizer.hyper.update(meta["optimizer"]["hyper"])  # a schedule's current rate
     pos = meta["position"]
-    trainer.history.__init__(**meta["history"])
     return LoopState(epoch=int(meta["epoch"]), global_step=int(meta["global_step"]),
                      perm=arrays.get("data/perm"), pos=int(pos["pos"]), total=float(pos["total"]),
                      correct=int(pos["correct"]), skips=int(pos.get("skips", 0)),

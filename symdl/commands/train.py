@@ -1,0 +1,264 @@
+"""The ``symdl train`` subcommand, and the model and data flags it shares.
+
+The main CLI calls :func:`add_parser` on its subparsers; ``graph`` and
+``explain`` reuse :func:`add_model_args`, :func:`load_data` and
+:func:`make_spec`.  On resume, a flag given on the command line must agree
+with the checkpoint (else exit 2, listing the differences); a flag left at its
+default takes the checkpoint's value, and the run says so
+(:mod:`symdl.train.state`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from ..errors import BackendError, UsageError
+
+__all__ = ["EPILOG", "add_model_args", "add_parser", "cmd_train", "explicit_flags", "load_data",
+           "make_spec"]
+
+EPILOG = ("exit codes: 0 ok, 1 runtime failure (or a missing GPU backend), 2 usage/data error, "
+          "3 numerical failure, 4 I/O/checkpoint, 130 Ctrl-C, 143 SIGTERM")
+
+
+def _csv_ints(text: str):
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _batch_size(text: str):
+    if text == "full":
+        return "full"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
+
+
+def _number(low: float | None = 0.0):
+    """An argparse type: a finite float, at least ``low`` (``nan`` and ``inf`` are
+    refused here, with exit 2, rather than ending in a numerical failure later)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and v < low:
+            raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Model and data flags shared by ``train``, ``graph`` and ``explain``."""
+    from ..data import DATASETS
+    from ..nn.models import MODELS
+    p.add_argument("--model", choices=MODELS, default="mlp", help="model (default: mlp)")
+    p.add_argument("--hidden", type=_csv_ints, default=(64, 64), metavar="N,N",
+                   help="hidden layer sizes of the MLP (default: 64,64)")
+    p.add_argument("--activation", default="relu", help="hidden activation, any op of the registry (default: relu)")
+    p.add_argument("--dataset", choices=DATASETS, default="digits", help="data set (default: digits, embedded)")
+    p.add_argument("--data-dir", help="folder with MNIST IDX files (for --dataset mnist)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+
+
+def _train_args(t: argparse.ArgumentParser) -> None:
+    add_model_args(t)
+    num = _number()
+    t.add_argument("--epochs", type=int, default=30, help="passes over the training set (default: 30)")
+    t.add_argument("--batch-size", type=_batch_size, default=32,
+                   help="mini-batch size, or 'full' for full-batch gradient descent (default: 32)")
+    t.add_argument("--optimizer", default="sgd", help="sgd (momentum 0.9), adam, adamw, rmsprop, "
+                   "adagrad, adadelta, adamax, nadam (default: sgd)")
+    t.add_argument("--lr", type=num, default=None,
+                   help="learning rate (default: 0.05 for sgd, the torch.optim default otherwise)")
+    t.add_argument("--momentum", type=num, default=0.9, help="SGD momentum (default: 0.9)")
+    t.add_argument("--schedule", metavar="NAME[:k=v,...]",
+                   help="learning-rate schedule per epoch, e.g. cosine:T_max=30 or step:step_size=10,gamma=0.5")
+    t.add_argument("--weight-decay", type=num, default=None,
+                   help="weight decay (coupled in sgd/adam, decoupled in adamw)")
+    t.add_argument("--l1", type=num, default=0.0, help="L1 penalty λ·Σ|W| on weight matrices")
+    t.add_argument("--l2", type=num, default=0.0, help="L2 penalty (λ/2)·Σ W² on weight matrices")
+    t.add_argument("--dropout", type=num, default=0.0, help="inverted dropout after each hidden layer")
+    t.add_argument("--label-smoothing", type=num, default=0.0, help="ε of label smoothing")
+    t.add_argument("--clip-norm", type=num, default=None, help="clip the gradient's global norm")
+    t.add_argument("--clip-value", type=num, default=None, help="clip each gradient entry")
+    t.add_argument("--input-noise", type=num, default=0.0, help="σ of Gaussian noise added to inputs")
+    t.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without validation improvement; keep the best weights")
+    t.add_argument("--divergence", type=num, default=1e4, metavar="FACTOR",
+                   help="a batch loss over FACTOR times the first one counts as divergence (0: off)")
+    t.add_argument("--val-fraction", type=num, default=0.1,
+                   help="fraction of the training set held out for validation (default: 0.1)")
+    t.add_argument("--drop-last", action="store_true", help="drop the last, partial batch of each epoch")
+    t.add_argument("--checkpoint", metavar="DIR", help="write checkpoints under DIR (atomic; the "
+                   "previous good one is kept; one writer per DIR)")
+    t.add_argument("--every", type=int, default=1, metavar="N", help="checkpoint every N epochs (default: 1)")
+    t.add_argument("--keep-last", type=int, default=2, metavar="N", help="checkpoints kept (default: 2)")
+    t.add_argument("--resume", default="auto", metavar="{auto,never,PATH}",
+                   help="auto: continue from the newest good checkpoint in --checkpoint (default; "
+                   "refuses when every one is corrupt); never: start afresh; PATH: a checkpoint "
+                   "or a folder of them")
+    t.add_argument("--on-nonfinite", choices=("raise", "skip", "warn"), default="raise",
+                   help="a NaN/Inf loss or gradient: stop with exit 3 (raise, default), or skip the "
+                   "batch (skip, warn), stopping after --max-skips consecutive bad batches")
+    t.add_argument("--max-skips", type=int, default=10, metavar="N")
+    t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    t.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``train`` on an argparse ``subparsers`` object; return its parser."""
+    t = sub.add_parser("train", help="train a model (default: an MLP on the embedded digits)",
+                       description="Train a network on the CPU with SymPy-derived kernels. "
+                       "Example: symdl train --dataset xor --epochs 50", epilog=EPILOG)
+    _train_args(t)
+    t.set_defaults(run=cmd_train)
+    return t
+
+
+def explicit_flags(argv) -> set:
+    """The ``train`` options given on the command line ``argv`` (as ``dest`` names)."""
+    p = argparse.ArgumentParser(add_help=False)
+    _train_args(p)
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    argv = list(argv)
+    ns, _ = p.parse_known_args(argv[argv.index("train") + 1:] if "train" in argv else argv)
+    return set(vars(ns))
+
+
+# ------------------------------------------------------------------ data, model
+def load_data(args):
+    """``(train, val, test, init seed, training seed)`` from the data flags."""
+    import numpy as np
+    from ..data import load_dataset, train_val_split
+    train = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="train")
+    test = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="test")
+    if train.X.dtype != np.dtype(args.dtype):
+        from dataclasses import replace
+        train = replace(train, X=train.X.astype(args.dtype))
+        test = replace(test, X=test.X.astype(args.dtype))
+    fraction = getattr(args, "val_fraction", 0.0)
+    if not 0 <= fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {fraction}")
+    ss = np.random.SeedSequence(args.seed)
+    split_ss, init_ss, train_ss = ss.spawn(3)
+    train, val = train_val_split(train, fraction, np.random.default_rng(split_ss))
+    return train, val, test, init_ss, train_ss
+
+
+def make_spec(args, train, init_ss):
+    """The model spec (module, loss) the model flags describe."""
+    import numpy as np
+    from ..data import validate
+    from ..nn import make_model
+    validate(train)
+    n_out = train.n_classes if train.task == "classification" else train.y.reshape(len(train), -1).shape[1]
+    return make_model(args.model, train.X.shape[1], n_out, args.hidden, args.activation,
+                      np.random.default_rng(init_ss), args.dtype, train.task,
+                      getattr(args, "dropout", 0.0), getattr(args, "label_smoothing", 0.0))
+
+
+def _optimizer(args):
+    from ..optim import OPTIMIZERS
+    name = args.optimizer.lower()
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {args.optimizer!r} (choose from: {', '.join(sorted(OPTIMIZERS))})")
+    cls = OPTIMIZERS[name]
+    kw = {}
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    if name == "sgd":
+        kw.setdefault("lr", 0.05)
+        kw["momentum"] = args.momentum
+    if args.weight_decay is not None:
+        kw["weight_decay"] = args.weight_decay
+    return lambda params: cls(params, **kw)
+
+
+def _default_lr(args) -> float:
+    import inspect
+    from ..optim import OPTIMIZERS
+    if args.optimizer.lower() == "sgd":
+        return 0.05
+    cls = OPTIMIZERS.get(args.optimizer.lower())
+    return float(inspect.signature(cls).parameters["lr"].default) if cls else 0.05
+
+
+def _device(args):
+    """A missing backend is a runtime failure (exit 1), not a usage error."""
+    if args.device == "cpu":
+        return
+    if args.device == "cuda":
+        raise BackendError("--device cuda: this version of symdl has no CUDA backend; install "
+                           "symdl[cuda12] or symdl[cuda13] (CuPy) once it lands, or use --device cpu")
+    print("symdl: --device auto: no GPU backend, using the CPU", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ train
+def cmd_train(args) -> int:
+    from ..train import Trainer
+    _device(args)
+    if args.epochs < 0 or (args.batch_size != "full" and args.batch_size < 1):
+        raise UsageError("--epochs must be >= 0 and --batch-size >= 1")
+    schedule = None
+    if args.schedule:
+        from ..optim.schedules import make_schedule
+        schedule = make_schedule(args.schedule, args.lr if args.lr is not None else _default_lr(args))
+    t0 = time.perf_counter()
+    train, val, test, init_ss, train_ss = load_data(args)
+    spec = make_spec(args, train, init_ss)
+    explicit = explicit_flags(getattr(args, "argv", None) or sys.argv[1:])
+
+    def banner(_state):  # after resuming: the optimizer as it will really run
+        if args.json:
+            return
+        arch = "-".join(str(w) for w in [train.X.shape[1], *(args.hidden if args.model == "mlp" else ()),
+                                          spec.module.layers[-1].n_out])
+        act = f" ({args.activation})" if args.model == "mlp" else ""
+        print(f"{args.model} {arch}{act}, {spec.module.num_parameters():,} parameters; "
+              f"{args.dataset}: {len(train)} train, {0 if val is None else len(val)} validation, "
+              f"{len(test)} test; {trainer.optimizer!r}", flush=True)
+
+    trainer = Trainer(spec.module, _optimizer(args), spec.loss, spec.loss_params,
+                      args.batch_size, args.epochs, train_ss, args.progress, args.dtype,
+                      checkpoint=args.checkpoint, every=args.every, keep_last=args.keep_last,
+                      resume=args.resume, on_nonfinite=args.on_nonfinite, max_skips=args.max_skips,
+                      divergence=args.divergence, drop_last=args.drop_last, schedule=schedule,
+                      l1=args.l1, l2=args.l2, clip_norm=args.clip_norm, clip_value=args.clip_value,
+                      input_noise=args.input_noise, early_stopping=args.early_stopping,
+                      explicit=explicit, on_start=banner)
+    hist = trainer.fit(train, val)
+    test_loss, test_acc = trainer.evaluate(test)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({
+            "model": args.model, "dataset": args.dataset, "epochs": hist.epochs,
+            "parameters": spec.module.num_parameters(), "seed": args.seed,
+            "train_loss": hist.train_loss, "train_accuracy": hist.train_accuracy,
+            "val_loss": hist.val_loss, "val_accuracy": hist.val_accuracy,
+            "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds}, indent=1))
+        return 0
+    for e in range(hist.epochs):
+        if e == hist.epochs - 1 or (e + 1) % max(1, hist.epochs // 6) == 0:
+            line = f"epoch {e + 1:>3}  loss {hist.train_loss[e]:.4f}"
+            if hist.train_accuracy[e] is not None:
+                line += f"  accuracy {hist.train_accuracy[e]:.2%}"
+            if hist.val_accuracy[e] is not None:
+                line += f"  validation {hist.val_accuracy[e]:.2%}"
+            print(line)
+    result = f"test accuracy {test_acc:.2%}" if test_acc is not None else "test"
+    print(f"{result} (loss {test_loss:.4f}) in {seconds:.1f} s")
+    return 0
