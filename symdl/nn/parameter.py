@@ -72,16 +72,18 @@ class ParamPack:
     """Parameters laid out in one flat buffer (and their gradients in another),
     so an optimizer updates all of them with one fused kernel call."""
 
-    def __init__(self, params, dtype=None):
+    def __init__(self, params, dtype=None, backend=None):
+        from ..backends import get_backend
         self.params = list(params)
+        self.backend = backend if backend is not None else get_backend("numpy")
         dtype = np.dtype(dtype or self.params[0].dtype)
         total = sum(p.data.size for p in self.params)
-        self.data = np.empty(total, dtype)
-        self.grad = np.zeros(total, dtype)
+        self.data = self.backend.empty(total, dtype)
+        self.grad = self.backend.zeros(total, dtype)
         at = 0
         for p in self.params:
             n = p.data.size
-            self.data[at:at + n] = p.data.reshape(-1)
+            self.data[at:at + n] = self.backend.asarray(p.data.reshape(-1))
             p._bind(self.data[at:at + n].reshape(p.shape), self.grad[at:at + n].reshape(p.shape))
             p.pack = self
             at += n
