@@ -77,8 +77,8 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, default=30, help="passes over the training set (default: 30)")
     t.add_argument("--batch-size", type=_batch_size, default=32,
                    help="mini-batch size, or 'full' for full-batch gradient descent (default: 32)")
-    t.add_argument("--optimizer", default="sgd", help="sgd (momentum 0.9), adam, adamw, rmsprop, "
-                   "adagrad, adadelta, adamax, nadam (default: sgd)")
+    t.add_argument("--optimizer", default="sgd", help="sgd (momentum 0.9) or any optimizer of "
+                   "symdl.optim.OPTIMIZERS, e.g. adam (an unknown name lists them; default: sgd)")
     t.add_argument("--lr", type=num, default=None,
                    help="learning rate (default: 0.05 for sgd, the torch.optim default otherwise)")
     t.add_argument("--momentum", type=num, default=0.9, help="SGD momentum (default: 0.9)")
