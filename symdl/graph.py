@@ -22,7 +22,7 @@ import json
 import networkx as nx
 
 from .errors import UsageError
-from .ops import OPS, ElementwiseOp, RowGradOp, RowLossOp, StructuralOp, broadcast_shapes
+from .ops import OPS, ElementwiseOp, RowOp, StructuralOp, broadcast_shapes
 
 LEAVES = ("input", "param")
 
@@ -59,7 +59,7 @@ class Graph:
         for a in args:
             if a not in self.nx:
                 raise UsageError(f"{op}: argument {a!r} is not a node of the graph")
-        if len(args) != opdef.arity:
+        if len(args) != opdef.arity and not (opdef.arity is None and args):  # None: 1 or more
             raise UsageError(f"{op} takes {opdef.arity} argument(s), got {len(args)}: {', '.join(args)}")
         name = name or self._fresh(op)
         self._check_new(name)
@@ -72,8 +72,15 @@ class Graph:
         return name
 
     def _dtype(self, opdef, args, name) -> str:
-        floats = {self.nx.nodes[a]["dtype"] for i, a in enumerate(args)
-                  if not (isinstance(opdef, (RowLossOp, RowGradOp)) and i == 1)}
+        index = getattr(opdef, "index_args", ())  # integer index arguments (gather)
+        for i in index:
+            if not self.nx.nodes[args[i]]["dtype"].startswith(("int", "uint")):
+                raise UsageError(f"{name}: {opdef.name} needs integer indices, "
+                                 f"{args[i]} is {self.nx.nodes[args[i]]['dtype']}")
+        if getattr(opdef, "out_dtype", None):
+            return opdef.out_dtype
+        floats = {self.nx.nodes[a]["dtype"] for i, a in enumerate(args) if i not in index
+                  and not (isinstance(opdef, RowOp) and opdef.operands[i - 1:i] == ("target",))}
         if len(floats) > 1:
             detail = ", ".join(f"{a} {self.nx.nodes[a]['dtype']}" for a in args)
             raise UsageError(f"{name}: mixed dtypes ({detail}); cast the data to the parameters' dtype")
@@ -168,20 +175,25 @@ def _jsonable(v):
     return v
 
 
+def _no_outer(op, out, shapes, names) -> tuple:
+    """Refuse an elementwise broadcast that repeats a named dimension: (N, 1)
+    against (N,) gives (N, N), an outer product (torch's mse_loss warns about
+    it; here it is an error, since the loss would be silently wrong)."""
+    for d in {d for d in out if isinstance(d, str)}:
+        if out.count(d) > max(tuple(s).count(d) for s in shapes):
+            given = " and ".join(f"{n} {tuple(s)}" for n, s in zip(names, shapes))
+            raise UsageError(f"{op}: {given} broadcast to {tuple(out)}, repeating dimension {d}; "
+                             "give both the same shape (e.g. reshape the target to (N, 1))")
+    return out
+
+
 def infer_shape(opdef, shapes, params, names) -> tuple:
     """The output shape of ``opdef`` applied to arguments of ``shapes``."""
     if isinstance(opdef, StructuralOp):
         return tuple(opdef.infer(shapes, params, names=tuple(names)))
     if isinstance(opdef, ElementwiseOp):
         opdef.param_values(params)  # unknown parameter names fail here
-        return broadcast_shapes(*shapes, names=names)
-    if isinstance(opdef, RowLossOp):
-        opdef.param_values(params)
-        z, t = shapes
-        if len(z) != 2 or not (tuple(t) == (z[0],) or tuple(t) == tuple(z)):
-            raise UsageError(f"{opdef.name}: logits {names[0]} {tuple(z)} need labels {names[1]} of "
-                             f"shape ({z[0]},) or targets of shape {tuple(z)}, got {tuple(t)}")
-        return (z[0],)
-    if isinstance(opdef, RowGradOp):
-        return tuple(shapes[0])
+        return _no_outer(opdef.name, broadcast_shapes(*shapes, names=names), shapes, names)
+    if isinstance(opdef, RowOp):
+        return opdef.infer(shapes, params, names)
     raise UsageError(f"op {opdef.name} cannot be applied in a graph")

@@ -5,7 +5,8 @@ emits ops through an ``emit`` callback that evaluates them eagerly on NumPy
 object arrays with the ops' own ``impl``.  The result must equal, entry by
 entry, ``sympy.diff`` of ``L = sum(W * f(A))`` (``W`` fresh symbols of the
 output's shape).  The adjoint identity ⟨A x, y⟩ = ⟨x, Aᵀ y⟩ is checked in
-float64 with random arrays.
+float64 with random arrays.  An argument given as an integer array (not a
+shape) is an index argument: fixed, and with no gradient.
 """
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ import sympy as sp
 from symdl.ops import OPS
 from symdl.ops.structural import count, scale_factor, sum_axes
 
-# (op, argument shapes, params); every structural op with a vjp needs a case.
+IDX_ROWS = np.array([[2], [0], [2], [1]])           # embedding lookup: rows 2, 0, 2, 1
+IDX_REP = np.array([[1, 0, 1], [2, 2, 0]])            # repeats add up in scatter_add
+
+# (op, argument shapes or index arrays, params); every structural op with a vjp needs a case.
 CASES = [
     ("matmul", [(2, 3), (3, 2)], {}),
     ("matmul", [(1, 3), (3, 4)], {}),
+    ("matmul", [(2, 2, 3), (2, 3, 2)], {}),            # batched
+    ("matmul", [(2, 2, 3), (3, 2)], {}),               # shared right operand: reshaped to one GEMM
+    ("matmul", [(2, 3), (2, 3, 2)], {}),               # shared left operand: summed over the batch
+    ("matmul", [(2, 1, 2, 3), (3, 3, 2)], {}),         # both batch dims broadcast
     ("transpose", [(2, 3)], {}),
     ("transpose", [(2, 3, 2)], {"axes": (2, 0, 1)}),   # a 3-cycle: its inverse is not itself
     ("transpose", [(2, 3, 4)], {"axes": (1, 0, 2)}),
@@ -50,13 +58,51 @@ CASES = [
     ("scale", [(2, 3)], {"factor": 2.5}),
     ("scale", [(2, 3)], {"factor": -0.25}),
     ("scale", [(2, 3)], {"factor": ("1/count", (2, 3), 1)}),
+    ("permute", [(2, 3, 2)], {"axes": (2, 0, 1)}),
+    ("permute", [(2, 1, 3, 2)], {"axes": (3, 1, 0, 2)}),
+    ("permute", [(3,)], {"axes": (0,)}),
+    ("slice", [(4, 3)], {"begin": (1, 0), "end": (3, None)}),
+    ("slice", [(5, 4)], {"begin": (0, 1), "end": (5, 4), "step": (2, 2)}),
+    ("slice", [(5, 3)], {"begin": (1, 0), "end": (4, None), "step": (2, 1)}),   # 1:4:2 ends early
+    ("slice", [(3, 2)], {"begin": (2, 0), "end": (2, None)}),                    # empty
+    ("slice", [(2, 6, 2)], {"begin": (0, 2, 1), "end": (None, 5, 2), "step": (1, 2, 1)}),
+    ("pad", [(2, 3)], {"low": (1, 0), "high": (0, 2)}),
+    ("pad", [(2, 3)], {"low": (0, 1), "high": (1, 1), "interior": (1, 2)}),
+    ("pad", [(3,)], {"interior": (1,)}),
+    ("concat", [(2, 3), (1, 3)], {"axis": 0}),
+    ("concat", [(2, 1), (2, 3), (2, 2)], {"axis": 1}),
+    ("concat", [(2, 3, 2)], {"axis": -1}),
+    ("concat", [(2, 1, 2), (2, 2, 2)], {"axis": -2}),
+    ("gather", [(3, 2), IDX_ROWS], {"axis": 0}),                   # embedding lookup
+    ("gather", [(2, 3), np.array([[2], [0]])], {"axis": 1}),      # arg-max routing
+    ("gather", [(2, 3), IDX_REP], {"axis": 1}),
+    ("gather", [(1, 3), IDX_REP], {"axis": 1}),                     # x broadcast on axis 0
+    ("gather", [(2, 3, 2), np.array([[[0, 1]], [[2, 2]]])], {"axis": 1}),
+    ("scatter_add", [(4, 2), IDX_ROWS], {"axis": 0, "shape": (3, 2)}),
+    ("scatter_add", [(2, 3), IDX_REP], {"axis": 1, "shape": (2, 3)}),
+    ("scatter_add", [(2, 3), IDX_REP], {"axis": 1, "shape": (1, 4)}),
+    ("scatter_add", [(2, 3), IDX_REP], {"axis": -1, "shape": (2, 5)}),
 ]
+
+
+def _is_index(spec) -> bool:
+    return isinstance(spec, np.ndarray)
+
+
+def _shape(spec) -> tuple:
+    return spec.shape if _is_index(spec) else tuple(spec)
+
+
+def make_args(shapes, make):
+    """Arguments of a case: ``make(i, shape)`` for arrays, index arrays as given."""
+    return [spec if _is_index(spec) else make(i, tuple(spec)) for i, spec in enumerate(shapes)]
 
 
 def _case_id(case):
     name, shapes, params = case
     p = ",".join(f"{k}={v}" for k, v in params.items())
-    return f"{name}-{'x'.join(map(str, shapes))}" + (f"-{p}" if p else "")
+    args = "x".join(f"idx{s.shape}" if _is_index(s) else str(s) for s in shapes)
+    return f"{name}-{args}" + (f"-{p}" if p else "")
 
 
 def test_every_structural_rule_has_cases():
@@ -77,7 +123,8 @@ class Eager:
     def __call__(self, op, *args, **params):
         opdef = OPS[op]
         assert opdef.kind == "structural", f"a vjp rule emitted the non-structural op {op}"
-        assert len(args) == opdef.arity, f"{op} emitted with {len(args)} arguments"
+        assert len(args) == opdef.arity or (opdef.arity is None and args), \
+            f"{op} emitted with {len(args)} arguments"
         shapes = [np.shape(a) for a in args]
         out = apply(op, [np.asarray(a) for a in args], params)
         want = tuple(opdef.infer(shapes, params, names=tuple(f"arg{i}" for i in range(len(args)))))
@@ -116,14 +163,18 @@ def symbols_array(prefix, shape):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_vjp_equals_sympy_diff(case):
     name, shapes, params = case
-    args = [symbols_array(chr(ord("a") + i), s) for i, s in enumerate(shapes)]
+    args = make_args(shapes, lambda i, s: symbols_array(chr(ord("a") + i), s))
     out = apply(name, args, params)
-    want_shape = OPS[name].infer([tuple(s) for s in shapes], params, names=("a", "b")[:len(shapes)])
+    want_shape = OPS[name].infer([_shape(s) for s in shapes], params,
+                                 names=tuple(f"arg{i}" for i in range(len(shapes))))
     assert out.shape == tuple(want_shape)
     W = symbols_array("w", out.shape)
     L = sp.expand(sum(np.ravel(W * out).tolist(), sp.Integer(0)))
     grads = vjp(name, args, params, W)
     for i, (a, ga) in enumerate(zip(args, grads)):
+        if _is_index(shapes[i]):
+            assert ga is None, f"{name}: a gradient for the index argument {i}"
+            continue
         assert ga is not None, f"{name}: no gradient for argument {i}"
         ga = np.asarray(ga)
         assert ga.shape == a.shape, f"{name}: gradient {ga.shape} for argument {a.shape}"
@@ -161,15 +212,21 @@ def test_adjoint_identity(case):
     """⟨A x, y⟩ = ⟨x, Aᵀ y⟩ with A the op in one argument (others fixed)."""
     name, shapes, params = case
     rng = np.random.default_rng(len(_case_id(case)))
-    args = [rng.normal(size=s) for s in shapes]
+    args = make_args(shapes, lambda i, s: rng.normal(size=s))
     out = apply(name, args, params)
     y = rng.normal(size=out.shape)
     grads = vjp(name, args, params, y)
     for i in range(len(args)):
+        if _is_index(shapes[i]):
+            continue
         x = rng.normal(size=shapes[i])
         xa = list(args)
         xa[i] = x
-        lhs = float(np.vdot(apply(name, xa, params), y))
+        # the part of the op that is linear in argument i: matmul is bilinear,
+        # concat jointly linear (the other parts add a constant, removed here)
+        za = list(args)
+        za[i] = np.zeros(shapes[i])
+        lhs = float(np.vdot(apply(name, xa, params) - apply(name, za, params), y))
         # the transpose at y is the same for any x: the op is linear in arg i
         gi = vjp(name, xa, params, y)[i]
         np.testing.assert_allclose(gi, grads[i], rtol=1e-12, atol=1e-12)

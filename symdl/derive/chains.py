@@ -15,14 +15,16 @@ import networkx as nx
 import sympy as sp
 
 from ..graph import Graph
-from ..ops import OPS, ElementwiseOp, RowLossOp, Y, sum_axes
+from ..ops import OPS, ElementwiseOp, RowOp, Y, sum_axes
 
 
 @dataclass(frozen=True)
 class Factor:
     """``∂node/∂arg``: ``kind`` is ``"elementwise"`` (``expr`` is a SymPy
     expression in node symbols, applied with ⊙), ``"left"``/``"right"``
-    (multiply by ``operand``), ``"transpose"``, ``"reduce"`` or ``"rowloss"``."""
+    (multiply by ``operand``), ``"transpose"``, ``"reduce"``, ``"linear"`` (``operand``
+    says what the transpose does), ``"rowloss"`` (``expr`` is ``∂loss/∂z_j``) or
+    ``"rowop"`` (``expr`` is the VJP in the upstream ``g_j``)."""
 
     node: str
     arg: str
@@ -71,16 +73,13 @@ def local_factor(g: Graph, node: str, i: int) -> Factor:
         summed = sum_axes(g.shape(args[i]), shape) if g.shape(args[i]) != shape else ()
         return Factor(node, args[i], op, "elementwise", expr, operand=str(summed) if summed else "",
                       shape=shape)
-    if isinstance(opdef, RowLossOp):
-        stats = "; ".join(f"{s} = {how}_j {sp.sstr(e)}" for s, how, e in opdef.stats)
-        return Factor(node, args[i], op, "rowloss", opdef.grad, operand=args[1], shape=shape,
+    if isinstance(opdef, RowOp):
+        stats = "; ".join(f"{s} = {how}_j {sp.sstr(e)}" for s, how, e in opdef.stats + opdef.vjp_stats)
+        kind = "rowloss" if opdef.output == "row" else "rowop"
+        return Factor(node, args[i], op, kind, opdef.grad, operand=",".join(args[1:]), shape=shape,
                       note=stats)
-    if op == "matmul":
-        other = args[1 - i]
-        return Factor(node, args[i], op, "right" if i == 0 else "left", operand=other, shape=shape)
-    if op == "transpose":
-        return Factor(node, args[i], op, "transpose", shape=shape)
-    return Factor(node, args[i], op, "reduce", operand=str(d["params"].get("axes")), shape=shape)
+    kind, operand = opdef.local_factor(args, d["params"], i)  # declared with the op
+    return Factor(node, args[i], op, kind, operand=operand, shape=shape)
 
 
 def derive_graph(g: Graph, loss: str, params=None) -> GraphDerivation:

@@ -1,8 +1,10 @@
 """Every op symdl knows, declared once (see :mod:`symdl.ops.registry`)."""
 from .registry import OPS, ElementwiseOp, G, OpBase, Y, elementwise, real, register
 from . import elementwise as _elementwise  # noqa: F401  (declares the activations)
-from .losses import RowGradOp, RowLossOp
+from . import losses as _losses  # noqa: F401  (declares the losses)
+from .rowops import RowGradOp, RowLossOp, RowOp, RowVJPOp
 from .structural import StructuralOp, broadcast_shapes, sum_axes
+from . import shape_ops as _shape_ops  # noqa: F401  (slice, pad, concat, gather...)
 
-__all__ = ["OPS", "OpBase", "ElementwiseOp", "RowLossOp", "RowGradOp", "StructuralOp", "G", "Y",
-           "elementwise", "real", "register", "broadcast_shapes", "sum_axes"]
+__all__ = ["OPS", "OpBase", "ElementwiseOp", "RowOp", "RowLossOp", "RowVJPOp", "RowGradOp",
+           "StructuralOp", "G", "Y", "elementwise", "real", "register", "broadcast_shapes", "sum_axes"]

@@ -8,7 +8,8 @@ instances and by the adjoint identity ⟨Ax, y⟩ = ⟨x, Aᵀy⟩.
 A rule receives an ``emit(op, *args, **params) -> node`` callback, the
 node's argument ids and shapes, its params and the upstream gradient node,
 and returns one gradient node (or ``None``) per argument.  Dimensions are
-ints or strings (a symbolic batch size such as ``"N"``).
+ints or strings (a symbolic batch size such as ``"N"``).  Slicing, padding,
+concatenation, gather/scatter and arg-max live in :mod:`symdl.ops.shape_ops`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import sympy as sp
 
 from ..errors import UsageError
 from .registry import OpBase, register
+
+__all__ = ["StructuralOp", "structural", "broadcast_shapes", "size", "count", "sum_axes",
+           "scale_factor", "norm_axes", "reduced_shape"]
 
 
 @dataclass(eq=False, repr=False)
@@ -40,9 +44,25 @@ class StructuralOp(OpBase):
     #: scale): ``pointwise(arg_exprs, params, concrete_arg_shapes) -> expr``,
     #: so the planner fuses them into elementwise kernels
     pointwise: Callable | None = None
+    #: the printed local factor ``∂y/∂arg_i``: ``factor(args, params, i) ->
+    #: (kind, operand)`` with kind ``"left"``/``"right"`` (multiply by the node
+    #: ``operand``), ``"transpose"``, ``"reduce"`` (operand: the axes) or
+    #: ``"linear"`` (operand: a sentence saying what the transpose does)
+    factor: Callable | None = None
+    #: argument positions holding integer indices (no gradient flows into them)
+    index_args: tuple = ()
+    #: the dtype of the result when it is not the arguments' (``"int64"``)
+    out_dtype: str | None = None
+
+    def local_factor(self, args, params, i) -> tuple:
+        """``(kind, operand)`` of ``∂y/∂args[i]`` for printed chain rules."""
+        if self.factor is not None:
+            return self.factor(args, params, i)
+        return "reduce", str(params.get("axes"))
 
 
 def structural(name, arity, infer, impl, vjp, doc="", **kw):
+    """Declare and register a structural op (``arity`` None: one or more arguments)."""
     return register(StructuralOp(name, arity, infer, impl, vjp, doc, **kw))
 
 
@@ -66,15 +86,20 @@ def size(shape) -> int:
     return prod(shape)
 
 
-def _norm_axes(axes, ndim):
+def norm_axes(axes, ndim):
+    """Sorted non-negative axes (``None``: all); out of range is a UsageError."""
     if axes is None:
         return tuple(range(ndim))
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    if any(not isinstance(a, int) or not -ndim <= a < ndim for a in axes) \
+            or len(set(a % ndim for a in axes)) != len(axes):
+        raise UsageError(f"axes {axes} do not fit {ndim} dimension(s)")
     return tuple(sorted(a % ndim for a in axes))
 
 
-def _reduced(shape, axes, keepdims):
-    axes = _norm_axes(axes, len(shape))
+def reduced_shape(shape, axes, keepdims):
+    """``shape`` reduced over ``axes`` (kept as 1s with ``keepdims``)."""
+    axes = norm_axes(axes, len(shape))
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axes)
@@ -83,39 +108,85 @@ def _reduced(shape, axes, keepdims):
 # ----------------------------------------------------------------- matmul
 def _infer_matmul(shapes, params, names=("a", "b")):
     (a, b) = shapes
-    if len(a) != 2 or len(b) != 2 or a[1] != b[0]:
-        raise UsageError(f"matmul shapes do not match: {names[0]} {tuple(a)} @ {names[1]} {tuple(b)}")
-    return (a[0], b[1])
+    if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
+        raise UsageError(f"matmul shapes do not match: {names[0]} {tuple(a)} @ {names[1]} {tuple(b)}"
+                         " (need (..., n, k) @ (..., k, m))")
+    batch = broadcast_shapes(a[:-2], b[:-2], names=(f"{names[0]} batch", f"{names[1]} batch"))
+    return (*batch, a[-2], b[-1])
+
+
+def _swap_last(emit, x, shape):
+    """``x`` with its last two axes swapped (a plain ``transpose`` in 2-D, so
+    reverse mode's ``(AB)ᵀ = BᵀAᵀ`` and ``(Aᵀ)ᵀ = A`` rewrites still apply)."""
+    if len(shape) == 2:
+        return emit("transpose", x)
+    r = len(shape)
+    return emit("permute", x, axes=(*range(r - 2), r - 1, r - 2))
 
 
 def _vjp_matmul(emit, args, shapes, params, g):
+    """dA = G Bᵀ, dB = Aᵀ G per batch slice; a broadcast batch operand's
+    gradient is summed back with ``sum_to``."""
     a, b = args
-    return [emit("matmul", g, emit("transpose", b)), emit("matmul", emit("transpose", a), g)]
+    sa, sb = shapes
+    da = emit("sum_to", emit("matmul", g, _swap_last(emit, b, sb)), shape=tuple(sa))
+    if len(sb) == 2 and len(sa) > 2 and all(isinstance(d, int) for d in sa[:-1]):
+        # a weight shared by every batch slice: one GEMM over the stacked rows
+        # instead of a batch of products summed afterwards
+        rows = prod(sa[:-1])
+        a2 = emit("reshape", a, shape=(rows, sa[-1]))
+        g2 = emit("reshape", g, shape=(rows, sb[-1]))
+        return [da, emit("matmul", emit("transpose", a2), g2)]
+    return [da, emit("sum_to", emit("matmul", _swap_last(emit, a, sa), g), shape=tuple(sb))]
 
 
-structural("matmul", 2, _infer_matmul, lambda a, b: a @ b, _vjp_matmul,
-           "matrix product (n,k)@(k,m); transposes: dA = G Bᵀ, dB = Aᵀ G")
+def _factor_matmul(args, params, i):
+    return ("right", args[1]) if i == 0 else ("left", args[0])
 
 
-# -------------------------------------------------------------- transpose
+structural("matmul", 2, _infer_matmul, lambda a, b: np.matmul(a, b), _vjp_matmul,
+           "matrix product (..., n, k) @ (..., k, m), batch dims broadcast as np.matmul; "
+           "transposes: dA = G Bᵀ, dB = Aᵀ G, summed over broadcast batch dims",
+           factor=_factor_matmul)
+
+
+# -------------------------------------------------------- transpose, permute
 def _infer_transpose(shapes, params, names=()):
     (s,) = shapes
     axes = params.get("axes") or tuple(reversed(range(len(s))))
     if sorted(axes) != list(range(len(s))):
-        raise UsageError(f"transpose axes {axes} do not fit shape {tuple(s)}")
+        raise UsageError(f"transpose axes {tuple(axes)} do not fit shape {tuple(s)}")
     return tuple(s[i] for i in axes)
+
+
+def _infer_permute(shapes, params, names=()):
+    if params.get("axes") is None and len(shapes[0]) > 1:
+        raise UsageError("permute needs axes (a permutation of the dimensions)")
+    return _infer_transpose(shapes, params, names)
+
+
+def _inverse(axes) -> tuple:
+    return tuple(int(i) for i in np.argsort(axes))
 
 
 def _vjp_transpose(emit, args, shapes, params, g):
     axes = params.get("axes")
     if axes is None:
         return [emit("transpose", g)]
-    return [emit("transpose", g, axes=tuple(int(i) for i in np.argsort(axes)))]
+    return [emit("transpose", g, axes=_inverse(axes))]
 
+
+_transposed = lambda args, params, i: ("transpose", "")  # noqa: E731
 
 structural("transpose", 1, _infer_transpose,
            lambda x, axes=None: np.transpose(x, axes), _vjp_transpose,
-           "permutes axes (reverses them by default); transpose: the inverse permutation")
+           "permutes axes (reverses them by default); transpose: the inverse permutation",
+           factor=_transposed)
+structural("permute", 1, _infer_permute, lambda x, axes=(): np.transpose(x, axes or None),
+           lambda emit, args, shapes, params, g: [
+               emit("permute", g, axes=_inverse(params.get("axes") or ()))],
+           "permutes axes (transpose with explicit axes); transpose: the inverse permutation",
+           factor=_transposed)
 
 
 # ---------------------------------------------------------------- reshape
@@ -129,16 +200,17 @@ def _infer_reshape(shapes, params, names=()):
 
 structural("reshape", 1, _infer_reshape, lambda x, shape: np.reshape(x, shape),
            lambda emit, args, shapes, params, g: [emit("reshape", g, shape=tuple(shapes[0]))],
-           "reshape; transpose: reshape back")
+           "reshape; transpose: reshape back",
+           factor=lambda args, params, i: ("linear", "reshape back to the argument's shape"))
 
 
 # ------------------------------------------------------- sum, mean, broadcast
 def _infer_sum(shapes, params, names=()):
-    return _reduced(shapes[0], params.get("axes"), params.get("keepdims", False))
+    return reduced_shape(shapes[0], params.get("axes"), params.get("keepdims", False))
 
 
 def _keep(shape, params):
-    return _reduced(shape, params.get("axes"), True)
+    return reduced_shape(shape, params.get("axes"), True)
 
 
 def _vjp_sum(emit, args, shapes, params, g):
@@ -161,7 +233,7 @@ structural("mean", 1, _infer_sum,
 
 def count(shape, axes) -> int:
     """How many elements one mean averages over (concrete shape)."""
-    return prod(shape[a] for a in _norm_axes(axes, len(shape)))
+    return prod(shape[a] for a in norm_axes(axes, len(shape)))
 
 
 def _infer_broadcast(shapes, params, names=("x",)):
@@ -187,7 +259,16 @@ structural("broadcast_to", 1, _infer_broadcast, lambda x, shape: np.broadcast_to
            lambda emit, args, shapes, params, g: [emit("sum_to", g, shape=tuple(shapes[0]))],
            "broadcast to a shape (NumPy rules); transpose: sum over the expanded axes",
            pointwise=lambda argx, params, shapes: argx[0])
-structural("sum_to", 1, lambda shapes, params, names=(): tuple(params["shape"]), _impl_sum_to,
+def _infer_sum_to(shapes, params, names=("x",)):
+    (s,) = shapes
+    target = tuple(params["shape"])
+    if len(target) > len(s) or broadcast_shapes(target, s, names=("target", names[0])) != tuple(s):
+        raise UsageError(f"cannot sum {names[0]} {tuple(s)} to {target}: {target} does not "
+                         f"broadcast to {tuple(s)}")
+    return target
+
+
+structural("sum_to", 1, _infer_sum_to, _impl_sum_to,
            lambda emit, args, shapes, params, g: [emit("broadcast_to", g, shape=tuple(shapes[0]))],
            "sum a broadcast result back to a shape; transpose: broadcast")
 

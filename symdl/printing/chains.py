@@ -33,9 +33,14 @@ def factor_text(f) -> str:
         return f"{f.operand}ᵀ ·  (left-multiply the upstream gradient)"
     if f.kind == "transpose":
         return "(·)ᵀ  (transpose)"
+    if f.kind == "linear":
+        return f"{f.operand}  (transpose of {f.op})"
     if f.kind == "rowloss":
         where = f", where {f.note}" if f.note else ""
         return f"per row j: {sp.sstr(f.expr)}{where}  (t = target from {f.operand}; SymPy-checked claim)"
+    if f.kind == "rowop":
+        where = f", where {f.note}" if f.note else ""
+        return f"per row, ∂L/∂z_j = {sp.sstr(f.expr)}{where}  (g = upstream; SymPy-checked claim)"
     axes = "all axes" if f.operand == "None" else f"axes {f.operand}"
     return f"{f.op} over {axes}: broadcast back" + (", divided by the count" if f.op == "mean" else "")
 
@@ -53,7 +58,9 @@ def factor_latex(f) -> str:
         return _tex_name(f.operand) + r"^{\top} \cdot"
     if f.kind == "transpose":
         return r"(\cdot)^{\top}"
-    if f.kind == "rowloss":
+    if f.kind == "linear":
+        return r"\text{" + f.operand + r" (transpose of " + f.op.replace("_", r"\_") + ")}"
+    if f.kind in ("rowloss", "rowop"):
         return sp.latex(f.expr)
     return r"\text{" + f.op + r" (broadcast back)}"
 
