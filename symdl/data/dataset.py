@@ -13,6 +13,9 @@ import numpy as np
 
 from symdl.errors import DataError
 
+__all__ = ["Dataset", "TASKS", "bad_rows", "float_dtype", "integral_labels", "subset",
+           "train_val_split", "validate"]
+
 Task = Literal["classification", "regression"]
 TASKS = ("classification", "regression")
 
@@ -57,6 +60,38 @@ class Dataset:
 def _rows_with(mask: np.ndarray) -> np.ndarray:
     """Indices of rows where ``mask`` (any shape, first axis = rows) is true."""
     return np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+
+
+def bad_rows(bad: np.ndarray, values: np.ndarray, first: int = 3) -> str:
+    """``"2 bad row(s): 0 (1.5), 4 (2.9)"``: the count, then the first few bad
+    rows of ``values`` with their values.
+
+    >>> bad_rows(np.array([0, 4]), np.array([1.5, 0, 0, 0, 2.9]))
+    '2 bad row(s): 0 (1.5), 4 (2.9)'
+    """
+    shown = ", ".join(f"{int(i)} ({_show(values[i])})" for i in bad[:first])
+    return f"{bad.size} bad row(s): {shown}{', ...' if bad.size > first else ''}"
+
+
+def _show(v) -> str:
+    v = np.asarray(v).item()
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else repr(v)
+
+
+def integral_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """``y`` as ``int64`` class labels; :class:`DataError` (never a silent
+    truncation) when a label is not an integer: 1.5, NaN, a string."""
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64, copy=False)
+    if not (np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_):
+        raise DataError(f"{where}: class labels must be integers, got dtype {y.dtype}")
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+    if bad.size:
+        raise DataError(f"{where}: class labels must be integers, row {bad[0]} has "
+                        f"{_show(y[bad[0]])} ({bad_rows(bad, y)})")
+    return y.astype(np.int64)
 
 
 def validate(ds: Dataset) -> Dataset:
@@ -116,22 +151,14 @@ def _validate_labels(name: str, y: np.ndarray, n_classes: int | None) -> None:
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
                                   or n_classes < 1):
         raise DataError(f"dataset '{name}': n_classes must be a positive integer, got {n_classes!r}")
-    if np.issubdtype(y.dtype, np.floating):
-        with np.errstate(invalid="ignore"):
-            bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
-        if bad.size:
-            raise DataError(f"dataset '{name}': class labels must be integers, "
-                            f"row {bad[0]} has {y[bad[0]].item()!r} ({bad.size} bad row(s))")
-    elif not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"dataset '{name}': class labels must be integers, got dtype {y.dtype}")
+    if not np.issubdtype(y.dtype, np.integer):
+        integral_labels(y, f"dataset '{name}'")
     upper = np.inf if n_classes is None else n_classes
     bad = np.flatnonzero((y < 0) | (y >= upper))
     if bad.size:
-        value = y[bad[0]].item()
-        value = int(value) if float(value).is_integer() else value
         span = "[0, n_classes)" if n_classes is None else f"[0, {n_classes})"
-        raise DataError(f"dataset '{name}': label {value} at row {bad[0]} is outside {span} "
-                        f"({bad.size} bad row(s))")
+        raise DataError(f"dataset '{name}': label {_show(y[bad[0]])} at row {bad[0]} is outside "
+                        f"{span} ({bad_rows(bad, y)})")
 
 
 def float_dtype(dtype: str | np.dtype) -> np.dtype:

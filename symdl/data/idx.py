@@ -11,6 +11,7 @@ not by the file name.  symdl never downloads anything: point
 from __future__ import annotations
 
 import gzip as _gzip
+import math
 import os
 import struct
 import zlib
@@ -90,7 +91,7 @@ def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray
         raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header} for {ndim} dims)")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = IDX_TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a forged header cannot overflow
     found_bytes = len(raw) - header
     if found_bytes < expected:
         raise DataError(f"{path}: truncated data: shape {shape} needs {expected} bytes, "
@@ -183,6 +184,8 @@ def load_mnist(data_dir: str | os.PathLike, split: str = "train", dtype: str = "
     lbl_path = _find(data_dir, f"{prefix}-labels-idx1-ubyte")
     images = read_idx(img_path, magic=MAGIC_IMAGES)
     labels = read_idx(lbl_path, magic=MAGIC_LABELS)
+    if images.size == 0:
+        raise DataError(f"{img_path}: holds no images (header shape {images.shape})")
     if len(images) != len(labels):
         raise DataError(f"MNIST {split} count mismatch: {img_path.name} has {len(images)} images "
                         f"but {lbl_path.name} has {len(labels)} labels")

@@ -57,14 +57,17 @@ class Guard:
                 return None
             raise NumericalError(f"{state.skips} consecutive batches gave a {problem} "
                                  f"(last at {where}); stopping, no update applied from them")
-        if problem.startswith("diverging"):
-            raise NumericalError(f"{problem} at {where}; update not applied (try a lower learning rate)")
+        if problem.startswith("diverging"):  # finite values: name the steepest gradient
+            raise NumericalError(f"{problem} at {where}; update not applied; first bad node "
+                                 f"{diagnose(trainer, prog, 'largest gradient')} (try a lower "
+                                 "learning rate)")
         raise NumericalError(f"{problem} at {where}; update not applied; first bad value at "
                              f"node {diagnose(trainer, prog)} (try a lower learning rate)")
 
 
-def diagnose(trainer, prog) -> str:
-    """Re-run the batch with every node kept and name the first bad one."""
+def diagnose(trainer, prog, fallback: str = "gradient overflows") -> str:
+    """Re-run the batch with every node kept and name the first bad one; with
+    every value finite, the parameter whose gradient is largest, with ``fallback``."""
     gg = trainer._grad
     outs = [trainer._L] + [gg.grads[p.name] for p in trainer.params]
     guard = trainer.backend.compile(gg.graph, outs, {p.name: p.data for p in trainer.params},
@@ -76,7 +79,7 @@ def diagnose(trainer, prog) -> str:
     bad = trainer.backend.first_nonfinite(guard)
     if bad is None:
         big = max(trainer.params, key=lambda q: float(np.max(np.abs(q.grad))))
-        bad = f"{big.name} (gradient overflows: max |g| = {float(np.max(np.abs(big.grad))):.3g})"
+        bad = f"{big.name} ({fallback}: max |g| = {float(np.max(np.abs(big.grad))):.3g})"
     return bad
 
 
