@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import get_backend
+from ..data.dataset import bad_rows, integral_labels
 from ..derive import grad
 from ..errors import CheckpointError, DataError, Terminated, UsageError
 from ..nn.parameter import ParamPack
@@ -154,7 +155,8 @@ class Trainer:
             n_out = self._graph.shape(self._out)[-1]
             bad = np.flatnonzero((y < 0) | (y >= n_out))
             if bad.size:
-                raise DataError(f"label {y[bad[0]]} at row {bad[0]} is outside [0, {n_out})")
+                raise DataError(f"label {y[bad[0]]} at row {bad[0]} is outside [0, {n_out}) "
+                                f"({bad_rows(bad, y)})")
 
     def _batch(self, prog, X, y, idx):
         # idx is a slice of a permutation (or a range): always in bounds, and
@@ -302,7 +304,8 @@ class Trainer:
         y = ds.y
         if not self.classification and y.ndim == 1:
             y = y.reshape(-1, 1)
-        return y.astype(self.dtype) if not self.classification else y.astype(np.int64)
+        # labels 1.5 or 2.9 are an error, never truncated to 1 and 2
+        return y.astype(self.dtype) if not self.classification else integral_labels(y, "data")
 
     def evaluate(self, ds, batch: int = 1024):
         """``(mean loss, accuracy or None)`` over a data set."""
