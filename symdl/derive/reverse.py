@@ -48,6 +48,9 @@ def grad(graph: Graph, loss: str, wrt=None, unused: str = "warn") -> GradGraph:
     """
     if loss not in graph:
         raise UsageError(f"loss node {loss!r} is not in the graph")
+    if not nx.is_directed_acyclic_graph(graph.nx):  # a forged graph; Graph.add never makes one
+        cycle = " -> ".join(str(e[0]) for e in nx.find_cycle(graph.nx))
+        raise UsageError(f"the graph has a cycle ({cycle}); reverse mode needs a DAG")
     if graph.shape(loss) != ():
         raise UsageError(f"loss {loss} must be a scalar, has shape {graph.shape(loss)}")
     if unused not in ("warn", "error", "ignore"):
