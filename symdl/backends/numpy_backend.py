@@ -2,7 +2,7 @@
 
 Implements :class:`~symdl.backends.base.Backend`.  Graphs compile into a
 :class:`~symdl.backends.program.Program` through the lowering table of
-:mod:`symdl.backends.numpy_lower` (and :mod:`symdl.backends.numpy_rowloss`);
+:mod:`symdl.backends.numpy_lower` (and :mod:`symdl.backends.numpy_rowops`);
 matrix products go to BLAS with ``out=``; elementwise groups, row losses,
 reductions and optimizer updates run as generated kernels.
 """
@@ -17,7 +17,7 @@ from ..codegen.render import module_header
 from ..codegen.update import update_kernel_source
 from ..errors import UsageError
 from ..ops import G, Y
-from . import numpy_rowloss  # noqa: F401  (registers the row-loss lowerings)
+from . import numpy_rowops  # noqa: F401  (registers the row-op lowerings)
 from .base import register_backend
 from .loader import load_function, numba_available
 from .numpy_lower import NUMPY

@@ -1,77 +1,102 @@
-"""NumPy lowerings of the row losses and their gradients.
+"""NumPy lowering of the row-op family (softmax, losses over logits, layer norm...).
 
-A row loss and its gradient on the same logits, targets and parameters are
-computed by one kernel (the row statistics once); when that kernel is
-serial it also computes the batch mean of the loss and the gradient's sum
-over rows (the last bias gradient) on the way.
+Every :class:`~symdl.ops.rowops.RowOp` (its VJP is one too) is one generated
+kernel (:func:`symdl.codegen.rowops.row_kernel`) over the op's last axis,
+the leading axes viewed as rows.  A row op and its VJP on the same inputs
+and parameters, when the VJP's upstream gradient is ready first (a loss and
+its gradient in a training step), are one kernel: the statistics are
+reduced once.  When that kernel is serial it also computes the batch mean
+of the loss and the gradient's sum over rows (the last bias gradient).
 """
 from __future__ import annotations
 
-import numpy as np
+from math import prod
 
-from ..codegen.kernels import rowloss_kernel
 from ..codegen.render import module_header
+from ..codegen.rowops import row_kernel
 from ..errors import UsageError
-from ..ops import OPS, RowGradOp, RowLossOp
+from ..ops import OPS, RowOp, RowVJPOp
 from .numpy_lower import NUMPY, PARALLEL_MIN, view_as
 
 __all__ = []
 
 
-def _layout(prog, n, args) -> tuple:
-    """``(labels, dtype, parallel)`` of a row-loss kernel on logits ``args[0]``."""
-    labels = "index" if len(prog.shapes[args[1]]) == 1 else "dense"
-    if labels == "index" and prog.dtype(args[1]) != "int64":
-        raise UsageError(f"{n}: class labels {args[1]} must be int64")
-    big = int(np.prod(prog.shapes[args[0]])) >= PARALLEL_MIN
+def _base(opdef: RowOp) -> RowOp:
+    return opdef.base if isinstance(opdef, RowVJPOp) else opdef
+
+
+def _layout(prog, n, opdef: RowOp) -> tuple:
+    """``(labels, dtype, parallel)`` of a kernel for node ``n``."""
+    args = prog.graph.args(n)
+    labels = "dense"
+    if "target" in opdef.operands:
+        t = args[1 + opdef.operands.index("target")]
+        if len(prog.shapes[t]) < len(prog.shapes[args[0]]):
+            labels = "index"
+            if prog.dtype(t) != "int64":
+                raise UsageError(f"{n}: class labels {t} must be int64")
+    big = prod(prog.shapes[args[0]]) >= PARALLEL_MIN
     return labels, prog.dtype(args[0]), big
 
 
-def _params(loss: RowLossOp, p: dict) -> str:
-    vals = loss.param_values(p)
-    return "".join(f", {vals[s.name]!r}" for s in loss.params)
+def _as2d(prog, n: str, rows: int, per_row: bool) -> str:
+    """Buffer ``n`` viewed as ``(rows, C)`` (or ``(rows,)`` for per-row values)."""
+    shape = prog.shapes[n]
+    want = (rows,) if per_row else (rows, shape[-1])
+    return prog.var(n) if tuple(shape) == want else view_as(prog, n, want)
+
+
+def _argv(prog, opdef: RowOp, args, outs) -> list:
+    z = prog.shapes[args[0]]
+    rows = prod(z[:-1])
+    argv = [_as2d(prog, args[0], rows, False)]
+    for kind, a in zip(opdef.operands, args[1:]):
+        argv.append(_as2d(prog, a, rows, len(prog.shapes[a]) < len(z)))
+    return argv + [_as2d(prog, o, rows, len(prog.shapes[o]) < len(z)) for o in outs]
+
+
+def _params(opdef: RowOp, p: dict) -> str:
+    vals = opdef.param_values(p)
+    return "".join(f", {vals[s.name]!r}" for s in opdef.params)
 
 
 def _twin(prog, n: str):
-    """The other half of a (loss, gradient) pair on the same logits, targets
-    and parameters, when it is a single unit not yet computed and its
-    arguments are ready."""
+    """The other half of a (row op, its VJP) pair on the same inputs and
+    parameters, when it is a single unit not yet computed and its arguments
+    are ready."""
     g = prog.graph
+    base = _base(OPS[g.op(n)])
 
     def key(m):
-        opdef = OPS[g.op(m)]
-        loss = opdef.loss if isinstance(opdef, RowGradOp) else opdef
-        return (loss.name, g.args(m)[:2], repr(sorted(g.node(m)["params"].items())))
+        return (g.args(m)[:base.arity], repr(sorted(g.node(m)["params"].items())))
 
-    mine = isinstance(OPS[g.op(n)], RowGradOp)
+    mine = isinstance(OPS[g.op(n)], RowVJPOp)
     for m in sorted(prog._single):
         op = g.op(m)
         if m == n or m in prog.done or m in prog.merged or op in ("input", "param"):
             continue
         opdef = OPS[op]
-        if isinstance(opdef, (RowLossOp, RowGradOp)) and isinstance(opdef, RowGradOp) != mine \
+        if isinstance(opdef, RowOp) and _base(opdef) is base and isinstance(opdef, RowVJPOp) != mine \
                 and key(m) == key(n) and all(a in prog.done for a in g.args(m)):
             return m
     return None
 
 
-@NUMPY.register(RowLossOp, RowGradOp)
-def _rowloss(prog, n):
+@NUMPY.register(RowOp)
+def _rowop(prog, n):
     g = prog.graph
     twin = _twin(prog, n) if prog.fuse else None
     if twin is not None:
-        loss_node, grad_node = sorted((n, twin), key=g.op)
+        value_node, vjp_node = sorted((n, twin), key=g.op)
         prog.merged.add(twin)
-        return _pair(prog, loss_node, grad_node)
+        return _pair(prog, value_node, vjp_node)
     opdef = OPS[g.op(n)]
-    args = g.args(n)
-    loss = opdef.loss if isinstance(opdef, RowGradOp) else opdef
-    labels, dtype, big = _layout(prog, n, args)
-    src = module_header(prog.flavor) + rowloss_kernel(
-        "kernel", loss, dtype, labels, isinstance(opdef, RowGradOp), prog.flavor,
-        comment=[f"{opdef.name}, {labels} labels"], parallel=big)
-    argv = ", ".join(prog.var(a) for a in (*args, n))
-    return [prog.comment(n), f"    {prog.kernel(src)}({argv}{_params(loss, g.node(n)['params'])})"]
+    labels, dtype, big = _layout(prog, n, opdef)
+    what = f"{opdef.name}, {labels} labels" if "target" in opdef.operands else opdef.name
+    src = module_header(prog.flavor) + row_kernel(
+        "kernel", opdef, dtype, labels, prog.flavor, big, comment=[what])
+    argv = ", ".join(_argv(prog, opdef, g.args(n), [n]))
+    return [prog.comment(n), f"    {prog.kernel(src)}({argv}{_params(opdef, g.node(n)['params'])})"]
 
 
 def _absorb(prog, n: str, how: str):
@@ -89,20 +114,23 @@ def _absorb(prog, n: str, how: str):
     return None
 
 
-def _pair(prog, loss_node, grad_node) -> list:
-    """One kernel for a row loss and its gradient on the same logits and targets."""
+def _pair(prog, value_node, vjp_node) -> list:
+    """One kernel for a row op and its VJP on the same inputs."""
     g = prog.graph
-    opdef, args = OPS[g.op(loss_node)], g.args(grad_node)
-    labels, dtype, big = _layout(prog, grad_node, args)
+    value, vjp = OPS[g.op(value_node)], OPS[g.op(vjp_node)]
+    labels, dtype, big = _layout(prog, vjp_node, vjp)
     total = colsum = None
-    if not big:  # the batch loss and the bias gradient on the way
-        total, colsum = _absorb(prog, loss_node, "all"), _absorb(prog, grad_node, "rows")
-    src = module_header(prog.flavor) + rowloss_kernel(
-        "kernel", opdef, dtype, labels, flavor=prog.flavor, parallel=big, both=True,
-        comment=[f"{opdef.name} and its gradient, {labels} labels"],
-        loss_total=total and total[1], grad_colsum=colsum and colsum[1])
-    argv = [prog.var(a) for a in (*args, loss_node, grad_node)]
+    if not big and prog.flavor == "numba":  # the batch loss and the bias gradient on the way
+        if value.output == "row":
+            total = _absorb(prog, value_node, "all")
+        colsum = _absorb(prog, vjp_node, "rows")
+    what = f", {labels} labels" if "target" in value.operands else ""
+    src = module_header(prog.flavor) + row_kernel(
+        "kernel", vjp, dtype, labels, prog.flavor, big, value=value,
+        comment=[f"{value.name} and its VJP{what}"], total=total and total[1],
+        colsum=colsum and colsum[1])
+    argv = _argv(prog, vjp, g.args(vjp_node), [value_node, vjp_node])
     argv += [r[2] for r in (total, colsum) if r]
-    nodes = [loss_node, grad_node] + [r[0] for r in (total, colsum) if r]
+    nodes = [value_node, vjp_node] + [r[0] for r in (total, colsum) if r]
     return [prog.comment(m) for m in nodes] + [
-        f"    {prog.kernel(src)}({', '.join(argv)}{_params(opdef, g.node(loss_node)['params'])})"]
+        f"    {prog.kernel(src)}({', '.join(argv)}{_params(value, g.node(value_node)['params'])})"]

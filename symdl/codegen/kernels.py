@@ -1,6 +1,7 @@
-"""Kernel source text from SymPy declarations: elementwise and row-loss kernels.
+"""Kernel source text from SymPy declarations: elementwise kernels, reductions.
 
-Two flavours from the same expressions: ``"numba"`` (loops, compiled by
+Row ops (softmax, losses over logits, layer norm) are rendered by
+:mod:`symdl.codegen.rowops`.  Two flavours from the same expressions: ``"numba"`` (loops, compiled by
 numba, parallel over rows) and ``"numpy"`` (whole-array reference code).
 Each function returns source lines only; nothing here compiles or runs.
 
@@ -14,10 +15,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..ops.losses import ZY, RowLossOp, z_j
-from .printers import ScalarPrinter
-from .render import HEADER, decorator as _decorator, module_header, render
-from .spec import KernelSpec, Operand, hoist
+from .render import HEADER, module_header, render  # noqa: F401  (HEADER, module_header: re-exported)
+from .spec import KernelSpec, Operand, hoist  # noqa: F401  (hoist: re-exported)
 
 _DIMS = {"full": (True, True), "row": (False, True), "col": (True, False), "scalar": (False, False)}
 
@@ -35,10 +34,6 @@ class KernelInput:
         return f"a_{self.symbol.name}"
 
 
-def _param_casts(params, dtype, indent) -> list:
-    return [f"{indent}{p.name} = np.{dtype}({p.name})" for p in params]
-
-
 def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dtype: str,
                        flavor: str = "numba", parallel: bool = True, comment=(),
                        flat: bool = False, inplace: tuple = (), colsums: tuple = ()) -> list:
@@ -52,16 +47,7 @@ def elementwise_kernel(name: str, inputs: list, params: list, outputs: list, dty
     return render(spec, flavor)
 
 
-# ------------------------------------------------------------- row losses
-def _target_lines(op: RowLossOp, labels: str, dtype: str, indent: str) -> list:
-    """Assign ``t_j`` for row i, column j: one-hot of an index, or dense."""
-    c = f"np.{dtype}"
-    base = f"({c}(1.0) if j == lab[i] else {c}(0.0))" if labels == "index" else "lab[i, j]"
-    if any(p.name == "epsilon" for p in op.params):
-        return [f"{indent}t_j = ({c}(1.0) - epsilon) * {base} + epsilon / {c}(C)"]
-    return [f"{indent}t_j = {base}"]
-
-
+# ------------------------------------------------------------- reductions
 def reduction_kernel(name: str, how: str, dtype: str, mean: bool = False, comment=()) -> list:
     """Numba source of a sum (or mean) over the rows of ``x`` (N, C) into
     ``out`` (C,) (``how="rows"``), or over all of a 1-D ``x`` into a 0-d
@@ -89,62 +75,3 @@ def hits_kernel(name: str) -> list:
             "        top = z[i, 0]", "        for j in range(1, C):",
             "            if z[i, j] > top:", "                best = j", "                top = z[i, j]",
             "        if best == lab[i]:", "            hits += 1", "    return hits", ""]
-
-
-def rowloss_kernel(name: str, op: RowLossOp, dtype: str, labels: str = "index",
-                   grad: bool = False, flavor: str = "numba", comment=(), parallel: bool = True,
-                   both: bool = False, loss_total: str | None = None, grad_colsum: str | None = None
-                   ) -> list:
-    """Source of a row-loss kernel: ``name(z, lab, out, <params>)`` writing the
-    per-row losses, or with ``grad`` ``name(z, lab, g, out, <params>)`` writing
-    ``g[i] * ∂loss_i/∂z[i, j]``, or with ``both`` ``name(z, lab, g, loss, out,
-    <params>)`` writing both from one pass over the row statistics (the
-    training step needs the loss and its gradient).  Rows run in parallel
-    under numba; the NumPy flavour runs the same loops in plain Python
-    (reference only).  In a serial ``both`` kernel, ``loss_total`` (``"sum"``
-    or ``"mean"``) adds an argument ``total`` (0-d) for the batch loss, and
-    ``grad_colsum`` one ``colsum`` (C,) for the gradient summed over rows
-    (or averaged), accumulated in the order :func:`reduction_kernel` uses."""
-    params = list(op.params)
-    pr = ScalarPrinter(dtype)
-    grad = grad or both
-    if (loss_total or grad_colsum) and (parallel or not both):
-        raise ValueError("batch totals need a serial kernel computing loss and gradient")
-    sig = ("z, lab, g, loss, out" if both else "z, lab, g, out") if grad else "z, lab, out"
-    sig += ", total" * bool(loss_total) + ", colsum" * bool(grad_colsum)
-    lines = [f"# {c}" for c in comment]
-    loop = "range"
-    if flavor == "numba":
-        lines.append(_decorator(parallel))
-        loop = "prange" if parallel else "range"
-    lines.append(f"def {name}({sig}{''.join(', ' + p.name for p in params)}):")
-    lines += _param_casts(params, dtype, "    ")
-    lines += ["    N, C = z.shape"] + [f"    acc = np.{dtype}(0.0)"] * bool(loss_total)
-    lines += [f"    colsum[:] = np.{dtype}(0.0)"] * bool(grad_colsum)
-    lines += [f"    for i in {loop}(N):", f"        {ZY.name} = np.{dtype}(0.0)",
-              "        for j in range(C):"]
-    lines += _target_lines(op, labels, dtype, "            ")
-    lines += [f"            {ZY.name} += t_j * z[i, j]"]
-    for sym, how, elem in op.stats:
-        init = f"np.{dtype}(-np.inf)" if how == "max" else f"np.{dtype}(0.0)"
-        lines += [f"        {sym.name} = {init}", "        for j in range(C):",
-                  f"            {z_j.name} = z[i, j]"]
-        lines += _target_lines(op, labels, dtype, "            ")
-        value = pr.doprint(elem)
-        if how == "max":
-            lines.append(f"            {sym.name} = max({sym.name}, {value})")
-        else:
-            lines.append(f"            {sym.name} += {value}")
-    if not grad or both:
-        lines.append(f"        {'loss' if both else 'out'}[i] = {pr.doprint(op.loss)}")
-        lines += ["        acc += loss[i]"] * bool(loss_total)
-    if grad:
-        lines += ["        for j in range(C):", f"            {z_j.name} = z[i, j]"]
-        lines += _target_lines(op, labels, dtype, "            ")
-        lines.append(f"            out[i, j] = g[i] * ({pr.doprint(op.grad)})")
-        lines += ["            colsum[j] += out[i, j]"] * bool(grad_colsum)
-    if loss_total:
-        lines.append(f"    total[()] = acc / np.{dtype}(N)" if loss_total == "mean" else "    total[()] = acc")
-    if grad_colsum == "mean":
-        lines.append(f"    colsum /= np.{dtype}(N)")
-    return lines + [""]

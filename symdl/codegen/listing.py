@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..ops import OPS, ElementwiseOp, RowLossOp
-from .kernels import HEADER, KernelInput, elementwise_kernel, module_header, rowloss_kernel
+from ..ops import OPS, ElementwiseOp, RowOp
+from .kernels import HEADER, KernelInput, elementwise_kernel, module_header
+from .rowops import row_kernel
 
 DTYPES = ("float32", "float64")
 FLAVORS = ("numba", "numpy")
@@ -42,17 +43,28 @@ def elementwise_file(op: ElementwiseOp, flavor: str) -> str:
     return "\n".join(lines)
 
 
-def rowloss_file(op: RowLossOp, flavor: str) -> str:
-    decl = [f"{op.name}: {op.doc}", f"per-row loss: {op.loss}",
-            "statistics: " + "; ".join(f"{s} = {how}_j {e}" for s, how, e in op.stats),
-            f"stated d loss/d z_j (checked against sympy.diff): {op.grad}"]
+def _stats(stats) -> str:
+    return "; ".join(f"{s} = {how}_j {e}" for s, how, e in stats)
+
+
+def rowop_file(op: RowOp, flavor: str) -> str:
+    """A row op's forward and VJP kernels, per dtype (and target layout)."""
+    decl = [f"{op.name}: {op.doc}", f"per-{op.output} output: {op.out}",
+            f"statistics: {_stats(op.stats)}",
+            f"stated VJP (checked against sympy.diff): {op.vjp}"]
+    if op.vjp_stats:
+        decl.append(f"backward statistics: {_stats(op.vjp_stats)}")
+    if op.params:
+        decl.append("params: " + ", ".join(f"{s}={d}" for s, d in op.params.items()))
     lines = _head(decl, flavor)
+    layouts = ("index", "dense") if "target" in op.operands else ("dense",)
     for dtype in DTYPES:
-        for labels in ("index", "dense"):
-            for grad in (False, True):
-                name = f"{op.name}_{'b' if grad else 'f'}_{labels}_{dtype[-2:]}"
-                lines += rowloss_kernel(name, op, dtype, labels, grad, flavor,
-                                        [f"{'backward' if grad else 'forward'}, {labels} labels, {dtype}"])
+        for labels in layouts:
+            for k, v in enumerate((op, op.grad_op(0))):
+                tag = f"_{labels}" * (len(layouts) > 1)
+                name = f"{op.name}_{'fb'[k]}{tag}_{dtype[-2:]}"
+                what = f"{('forward', 'VJP')[k]}{f', {labels} labels' * bool(tag)}, {dtype}"
+                lines += row_kernel(name, v, dtype, labels, flavor, comment=[what])
     return "\n".join(lines)
 
 
@@ -61,13 +73,14 @@ def _ident(name: str) -> str:
 
 
 def op_listing() -> dict:
-    """``{relative path: source}`` for every declared elementwise op and row loss."""
+    """``{relative path: source}`` for every declared elementwise op and row op."""
     out = {}
     for flavor in FLAVORS:
         for op in OPS.declared("elementwise"):
             out[f"{flavor}/{op.name}.py"] = elementwise_file(op, flavor)
-        for op in OPS.declared("rowloss"):
-            out[f"{flavor}/{op.name}.py"] = rowloss_file(op, flavor)
+        for op in OPS.declared():
+            if isinstance(op, RowOp):
+                out[f"{flavor}/{op.name}.py"] = rowop_file(op, flavor)
     return out
 
 

@@ -18,7 +18,7 @@ import networkx as nx
 
 from ..errors import UsageError
 from ..graph import Graph
-from ..ops import OPS, ElementwiseOp, G, RowLossOp, StructuralOp
+from ..ops import OPS, ElementwiseOp, G, RowOp, StructuralOp
 
 
 @dataclass(frozen=True)
@@ -169,9 +169,9 @@ def _vjp(gb: _Builder, n: str, total: str) -> list:
         if opdef.vjp is None:
             return [None] * len(args)
         return opdef.vjp(gb.emit, args, [g.shape(a) for a in args], d["params"], total)
-    if isinstance(opdef, RowLossOp):
-        dz = gb.add(opdef.grad_op(0).name, args[0], args[1], total, **d["params"])
-        return [dz, None]
+    if isinstance(opdef, RowOp):  # its VJP is a row op of (z, operands..., g); operands get none
+        dz = gb.add(opdef.grad_op(0).name, *args, total, **d["params"])
+        return [dz] + [None] * (len(args) - 1)
     if isinstance(opdef, ElementwiseOp):
         out = []
         for i, a in enumerate(args):

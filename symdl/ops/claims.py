@@ -16,8 +16,8 @@ from functools import lru_cache
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .losses import ZY, RowLossOp, t_j, z_j
-from .registry import OPS, ElementwiseOp, Y
+from .registry import OPS, ElementwiseOp, G, Y
+from .rowops import C, OPERAND_SYMBOLS, RowOp, g_j, z_j
 
 _KINKY = (sp.Abs, sp.Min, sp.Max, sp.Piecewise, sp.sign, sp.Heaviside)
 _POINTS = [Fraction(n, d) for n, d in ((3, 7), (-5, 3), (11, 4), (-1, 9), (7, 2), (-13, 5))]
@@ -85,8 +85,8 @@ def check_op(name: str) -> dict:
     op = OPS[name]
     if isinstance(op, ElementwiseOp):
         return _check_elementwise(op)
-    if isinstance(op, RowLossOp):
-        return _check_rowloss(op)
+    if isinstance(op, RowOp) and op.derived_from is None:
+        return _check_rowop(op)
     return {}
 
 
@@ -99,29 +99,76 @@ def _check_elementwise(op: ElementwiseOp) -> dict:
     return out
 
 
-def row_instance(op: RowLossOp, z, t, params: dict):
-    """The declared statistics, loss and gradient on an explicit row."""
-    env = {ZY: sum(ti * zi for zi, ti in zip(z, t)), **params}
-    for sym, how, elem in op.stats:
-        terms = [elem.subs(env).subs({z_j: zi, t_j: ti}) for zi, ti in zip(z, t)]
-        env[sym] = sp.Max(*terms) if how == "max" else sum(terms)
-    loss = op.loss.subs(env)
-    grad = [op.grad.subs(env).subs({z_j: zi, t_j: ti}) for zi, ti in zip(z, t)]
-    return loss, grad
+def _operand_rows(op: RowOp, width: int) -> list:
+    """Explicit operand values to check ``op`` on: one-hot targets of each
+    class (and a general distribution unless ``onehot_only``), masks with
+    entries left out (one of them every entry)."""
+    if op.operands == ("target",):
+        rows = [(tuple(sp.Integer(int(i == y)) for i in range(width)),) for y in range(width)]
+        if not op.onehot_only:  # a general target distribution summing to one
+            t = sp.symbols(f"t0:{width - 1}", real=True)
+            rows.append(((*t, 1 - sum(t)),))
+        return rows
+    if op.operands == ("mask",):
+        pats = [(1,) * width, (1, 0) + (1,) * (width - 2), (0,) + (1,) * (width - 1), (0,) * width]
+        return [(tuple(map(sp.Integer, p)),) for p in pats]
+    if not op.operands:
+        return [()]
+    raise ValueError(f"{op.name}: no explicit instances for operands {op.operands}")
 
 
-def _check_rowloss(op: RowLossOp, width: int = 3) -> dict:
+def row_instance(op: RowOp, z, operands, params: dict, g=None):
+    """The declared statistics, output and VJP of ``op`` on an explicit row:
+    ``(out, vjp)`` with ``out`` a list (per element) or one expression (per
+    row); ``g`` is the upstream gradient (a list, or one symbol per row)."""
+    kinds = dict(zip(op.operands, operands))
+    t = kinds.get("target", (sp.S.Zero,) * len(z))
+
+    def at(e, i, env):
+        sub = {z_j: z[i], C: len(z)}
+        for kind, vals in kinds.items():
+            sub[OPERAND_SYMBOLS[kind]] = vals[i]
+        if isinstance(g, (list, tuple)):
+            sub[g_j] = g[i]
+        return e.subs(env).subs(sub)
+
+    env = dict(params)
+    if g is not None and not isinstance(g, (list, tuple)):
+        env[G] = g
+    for stats in (op.stats, op.vjp_stats if g is not None else ()):
+        for sym, how, elem in stats:
+            terms = [at(elem, i, env) for i in range(len(z))]
+            if how == "max":
+                env[sym] = sp.Max(*terms)
+            elif how == "dot":
+                env[sym] = sum(ti * e for ti, e in zip(t, terms))
+            else:
+                env[sym] = sum(terms)
+    if op.output == "row":
+        out = op.out.subs(env).subs(C, len(z))
+    else:
+        out = [at(op.out, i, env) for i in range(len(z))]
+    vjp = [at(op.vjp, i, env) for i in range(len(z))] if g is not None else None
+    return out, vjp
+
+
+def _check_rowop(op: RowOp, width: int = 3) -> dict:
     z = sp.symbols(f"z0:{width}", real=True)
-    params = {s: sp.Integer(1) if s.name == "margin" else sp.Integer(0) for s in op.params}
-    targets = [tuple(sp.Integer(int(i == y)) for i in range(width)) for y in range(width)]
-    if not op.onehot_only:  # a general target distribution summing to one
-        t = sp.symbols(f"t0:{width - 1}", real=True)
-        targets.append((*t, 1 - sum(t)))
+    params = {s: sp.nsimplify(d) for s, d in op.params.items()}
+    per_row = op.output == "row"
+    g = sp.Symbol("g", real=True) if per_row else list(sp.symbols(f"g0:{width}", real=True))
     out = {}
-    for k, t in enumerate(targets):
-        plain = op.plain(z, t).subs(params)
-        loss, grad = row_instance(op, z, t, params)
-        out[f"loss, target {k}"] = check_equal(loss, plain)
+    for k, operands in enumerate(_operand_rows(op, width)):
+        plain = op.plain(z, *operands)
+        plain = plain.subs(params) if per_row else [p.subs(params) for p in plain]
+        got, vjp = row_instance(op, z, operands, params, g)
+        tag = f", instance {k}" if len(operands) else ""
+        if per_row:
+            out[f"value{tag}"] = check_equal(got, plain)
+        for i, (a, b) in enumerate(zip(got, plain) if not per_row else ()):
+            out[f"value {i}{tag}"] = check_equal(a, b)
         for i, zi in enumerate(z):
-            out[f"d/dz{i}, target {k}"] = check_equal(grad[i], sp.diff(plain, zi))
+            want = g * sp.diff(plain, zi) if per_row else sum(
+                gk * sp.diff(pk, zi) for gk, pk in zip(g, plain))
+            out[f"vjp d/dz{i}{tag}"] = check_equal(vjp[i], want)
     return out

@@ -1,0 +1,170 @@
+"""Kernel source text for the row-op family: one generator for every :class:`RowOp`.
+
+A row kernel takes ``a_z`` viewed as ``(rows, C)`` and the op's operands
+(targets as class indices ``(rows,)`` or dense ``(rows, C)``, a mask, an
+upstream gradient per element or per row), reduces the declared statistics
+over each row in order and writes the output (per row or per element).  The
+VJP of a row op is a row op too, so the same function renders it; given the
+forward op as ``value``, it renders the pair (forward value and VJP from one
+pass over the statistics), and in a serial pair the batch total of a per-row
+value and the VJP's sum over rows (the last bias gradient) on the way.
+
+Two flavours: ``"numba"`` (loops, rows in ``prange`` when ``parallel``) and
+``"numpy"`` (whole-array reference code under ``np.errstate(all="ignore")``:
+exp(-1000) underflows to 0 silently, as in the loops and in PyTorch).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..ops.registry import G
+from ..ops.rowops import C, RowOp, g_j, k_j, t_j, z_j
+from .printers import ArrayPrinter, ScalarPrinter
+from .render import decorator
+
+__all__ = ["row_kernel", "row_signature"]
+
+_ARG = {"target": "a_t", "mask": "a_k", "upstream": "a_g", "upstream_row": "a_g"}
+
+
+class _RowScalar(ScalarPrinter):
+    def _print_NegativeInfinity(self, e):
+        return f"np.{self.dtype}(-np.inf)"
+
+    def _print_Infinity(self, e):
+        return f"np.{self.dtype}(np.inf)"
+
+
+class _RowArray(ArrayPrinter):
+    _print_NegativeInfinity = _RowScalar._print_NegativeInfinity
+    _print_Infinity = _RowScalar._print_Infinity
+
+
+def row_signature(op: RowOp, value: RowOp | None = None, total=None, colsum=None) -> list:
+    """Argument names of the kernel, in order (parameters last)."""
+    args = ["a_z"] + [_ARG[k] for k in op.operands] + ["a_val"] * (value is not None) + ["a_out"]
+    return args + ["a_total"] * bool(total) + ["a_colsum"] * bool(colsum) + [p.name for p in op.params]
+
+
+def _gather(op: RowOp, how: str, labels: str) -> bool:
+    """A ``dot`` statistic over one-hot targets given as indices: read one entry."""
+    return how == "dot" and labels == "index" and not op.smoothing and "target" in op.operands
+
+
+def row_kernel(name: str, op: RowOp, dtype: str, labels: str = "index", flavor: str = "numba",
+               parallel: bool = True, comment=(), value: RowOp | None = None,
+               total: str | None = None, colsum: str | None = None) -> list:
+    """Source lines of ``name(<row_signature>)`` computing ``op`` on each row.
+
+    ``labels`` (``"index"`` or ``"dense"``) is the layout of a target operand.
+    With ``value`` (the op whose VJP ``op`` is) the kernel also writes
+    ``value``'s output into ``a_val``; then, in a serial numba kernel,
+    ``total`` (``"sum"``/``"mean"``) adds ``a_total`` (0-d) for the batch total
+    of a per-row value and ``colsum`` adds ``a_colsum`` (C,) for ``op``'s output
+    summed (or averaged) over rows, in the order of a row-by-row reduction.
+    """
+    if (total or colsum) and (parallel or value is None or flavor != "numba"):
+        raise ValueError("batch totals need a serial numba kernel computing value and VJP")
+    if total and value.output != "row":
+        raise ValueError("a batch total needs a per-row value")
+    outs = ([(value, "a_val")] if value is not None else []) + [(op, "a_out")]
+    head = [f"# {c}" for c in comment]
+    sig = ", ".join(row_signature(op, value, total, colsum))
+    if flavor == "numba":
+        body = _numba(op, dtype, labels, parallel, outs, total, colsum)
+        return head + [decorator(parallel), f"def {name}({sig}):"] + body + [""]
+    return head + [f"def {name}({sig}):"] + _numpy(op, dtype, labels, outs) + [""]
+
+
+def _casts(op: RowOp, dtype: str) -> list:
+    return [f"    {p.name} = np.{dtype}({p.name})" for p in op.params]
+
+
+def _uses(exprs, sym) -> bool:
+    return any(sym in sp.sympify(e).free_symbols for e in exprs)
+
+
+# ------------------------------------------------------------------ numba
+def _loads(op: RowOp, exprs, dtype: str, labels: str, pad: str, at: str = "j") -> list:
+    """Per-element symbols the expressions read, at column ``at`` of row ``i``."""
+    c = f"np.{dtype}"
+    lines = [f"{pad}{z_j.name} = a_z[i, {at}]"] * _uses(exprs, z_j)
+    if "target" in op.operands and _uses(exprs, t_j):
+        base = f"({c}(1.0) if {at} == a_t[i] else {c}(0.0))" if labels == "index" else f"a_t[i, {at}]"
+        if op.smoothing:
+            base = f"({c}(1.0) - epsilon) * {base} + epsilon / {c}(nc)"
+        lines.append(f"{pad}{t_j.name} = {base}")
+    lines += [f"{pad}{k_j.name} = a_k[i, {at}]"] * ("mask" in op.operands and _uses(exprs, k_j))
+    lines += [f"{pad}{g_j.name} = a_g[i, {at}]"] * ("upstream" in op.operands and _uses(exprs, g_j))
+    return lines
+
+
+def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
+    pr = _RowScalar(dtype)
+    c = f"np.{dtype}"
+    lines = _casts(op, dtype) + ["    nr, nc = a_z.shape"]
+    everything = [e for _, _, e in op.stats] + [o.out for o, _ in outs]
+    lines += [f"    {C.name} = {c}(nc)"] * _uses(everything, C)
+    lines += [f"    acc = {c}(0.0)"] * bool(total) + [f"    a_colsum[:] = {c}(0.0)"] * bool(colsum)
+    lines.append(f"    for i in {'prange' if parallel else 'range'}(nr):")
+    if "upstream_row" in op.operands:
+        lines.append(f"        {G.name} = a_g[i]")
+    for sym, how, elem in op.stats:
+        if _gather(op, how, labels):
+            lines += _loads(op, [elem], dtype, labels, "        ", "a_t[i]")
+            lines.append(f"        {sym.name} = {pr.doprint(elem)}")
+            continue
+        lines.append(f"        {sym.name} = {c}({'-np.inf' if how == 'max' else '0.0'})")
+        e = t_j * elem if how == "dot" else elem
+        lines += ["        for j in range(nc):"] + _loads(op, [e], dtype, labels, " " * 12)
+        v = pr.doprint(e)
+        lines.append(f"            {sym.name} = max({sym.name}, {v})" if how == "max"
+                     else f"            {sym.name} += {v}")
+    elem_outs = []
+    for o, arg in outs:
+        if o.output == "row":
+            lines.append(f"        {arg}[i] = {pr.doprint(o.out)}")
+            lines += [f"        acc += {arg}[i]"] * bool(total)
+        else:
+            elem_outs.append((o, arg))
+    if elem_outs:
+        lines += ["        for j in range(nc):"]
+        lines += _loads(op, [o.out for o, _ in elem_outs], dtype, labels, " " * 12)
+        lines += [f"            {arg}[i, j] = {pr.doprint(o.out)}" for o, arg in elem_outs]
+        lines += ["            a_colsum[j] += a_out[i, j]"] * bool(colsum)
+    if total:
+        lines.append(f"    a_total[()] = acc / {c}(nr)" if total == "mean" else "    a_total[()] = acc")
+    lines += [f"    a_colsum /= {c}(nr)"] * (colsum == "mean")
+    return lines
+
+
+# ------------------------------------------------------------------ numpy
+def _numpy(op, dtype, labels, outs) -> list:
+    pr = _RowArray(dtype)
+    c = f"np.{dtype}"
+    pad = "        "
+    lines = _casts(op, dtype) + ["    with np.errstate(all='ignore'):", f"{pad}nr, nc = a_z.shape",
+                                 f"{pad}{C.name} = {c}(nc)", f"{pad}{z_j.name} = a_z"]
+    if "target" in op.operands:
+        t = f"(np.arange(nc)[None, :] == a_t[:, None]).astype({c})" if labels == "index" else "a_t"
+        lines.append(f"{pad}{t_j.name} = {t}")
+        if op.smoothing:
+            lines.append(f"{pad}{t_j.name} = ({c}(1.0) - epsilon) * {t_j.name} + epsilon / {C.name}")
+    lines += [f"{pad}{k_j.name} = a_k"] * ("mask" in op.operands)
+    lines += [f"{pad}{g_j.name} = a_g"] * ("upstream" in op.operands)
+    lines += [f"{pad}{G.name} = a_g[:, None]"] * ("upstream_row" in op.operands)
+    for sym, how, elem in op.stats:
+        full = f"np.broadcast_to({pr.doprint(elem)}, (nr, nc))"
+        if _gather(op, how, labels):
+            v = f"np.take_along_axis({full}, a_t[:, None], axis=1)"
+        elif how == "dot":
+            v = f"np.sum({pr.doprint(t_j * elem)}, axis=1, keepdims=True)"
+        else:
+            v = f"np.{'max' if how == 'max' else 'sum'}({full}, axis=1, keepdims=True)"
+        lines.append(f"{pad}{sym.name} = {v}")
+    for o, arg in outs:
+        if o.output == "row":
+            lines.append(f"{pad}{arg}[...] = np.broadcast_to({pr.doprint(o.out)}, (nr, 1))[:, 0]")
+        else:
+            lines.append(f"{pad}{arg}[...] = {pr.doprint(o.out)}")
+    return lines
