@@ -13,10 +13,10 @@ import dataclasses
 import numpy as np
 import sympy as sp
 
-from ..backends.loader import load_function, numba_available
-from ..codegen.kernels import KernelInput, elementwise_kernel, module_header
+from ..backends import get_backend
+from ..codegen.update import update_kernel_source  # re-exported: the kernels/ listing uses it
 from ..errors import UsageError
-from .rules import UpdateRule, g, p
+from .rules import UpdateRule
 
 __all__ = ["Optimizer", "UPDATE_PARALLEL_WORK", "update_kernel_source"]
 
@@ -28,19 +28,6 @@ T = sp.Symbol("t", integer=True, positive=True)
 #: SGD on 268k parameters 100 us serial against 156 us parallel, Adam 280
 #: against 350 us; Adam on 1M parameters 1.0 ms against 0.66 ms).
 UPDATE_PARALLEL_WORK = 1 << 20
-
-
-def update_kernel_source(rule: UpdateRule, dtype: str, flavor: str, parallel: bool = True) -> str:
-    """Source of the fused in-place kernel ``kernel(p, g, *state, *scalars)``
-    (``p`` and the state are written back into their own arrays)."""
-    final = rule.final()
-    inputs = [KernelInput(p), KernelInput(g)] + [KernelInput(s) for s in rule.state]
-    outputs = [final[t] for t in rule.targets]
-    comment = [f"{rule.name}: {rule.doc}"] + [f"{t} <- {e}" for t, e in rule.equations]
-    lines = module_header(flavor) + elementwise_kernel(
-        "kernel", inputs, list(rule.kernel_scalars), outputs, dtype, flavor, parallel, comment,
-        flat=True, inplace=rule.targets)
-    return "\n".join(lines)
 
 
 class Optimizer:
@@ -74,6 +61,8 @@ class Optimizer:
         self.t = 0
         pack = self.params[0].pack
         self.flat = pack is not None and pack.covers(self.params)
+        # arrays and kernels come from the backend that holds the parameters
+        self.backend = getattr(pack, "backend", None) or get_backend("numpy")
         groups = [(pack.data, pack.grad)] if self.flat else [(q.data.reshape(-1), q.grad.reshape(-1))
                                                              for q in self.params]
         self._groups = [(d, gr, [self._alloc_state(d, self.rule.init.get(s, 0.0)) for s in self.rule.state])
@@ -117,13 +106,12 @@ class Optimizer:
 
     def _alloc_state(self, like: np.ndarray, value: float) -> np.ndarray:
         """One state array shaped as ``like``, filled with ``value`` (the rule's init)."""
-        return np.full_like(like, value)
+        return self.backend.full(like.shape, value, like.dtype)
 
     def _kernel(self, d: np.ndarray):
         key = (d.dtype.name, d.size * (1 + len(self.rule.state)) >= UPDATE_PARALLEL_WORK)
         if key not in self._kernels:
-            flavor = "numba" if numba_available() else "numpy"
-            self._kernels[key] = load_function(update_kernel_source(self.rule, key[0], flavor, key[1]))
+            self._kernels[key] = self.backend.update_kernel(self.rule, *key)
         return self._kernels[key]
 
     def derivation(self):
