@@ -47,8 +47,9 @@ class LoopState:
 def capture(trainer, state: LoopState, reason: str) -> tuple:
     """``(arrays, meta)`` describing the trainer at a step boundary."""
     from .. import __version__
-    arrays = {f"param/{p.name}": p.data for p in trainer.params}
-    arrays.update({f"optim/{k}": v for k, v in trainer.optimizer.state_arrays().items()})
+    host = trainer.backend.to_host  # checkpoints hold host arrays: they load on any backend
+    arrays = {f"param/{p.name}": host(p.data) for p in trainer.params}
+    arrays.update({f"optim/{k}": host(v) for k, v in trainer.optimizer.state_arrays().items()})
     if state.perm is not None:
         arrays["data/perm"] = state.perm
     opt = trainer.optimizer
@@ -57,7 +58,7 @@ def capture(trainer, state: LoopState, reason: str) -> tuple:
         "versions": {"symdl": __version__, "sympy": sympy.__version__, "numpy": np.__version__},
         "graph_hash": trainer.graph_hash(),
         "dtype": trainer.dtype,
-        "backend": "numpy",
+        "backend": trainer.backend.name,
         "epoch": state.epoch,
         "global_step": state.global_step,
         "position": {"pos": state.pos, "total": state.total, "correct": state.correct,
