@@ -262,7 +262,11 @@ structural("broadcast_to", 1, _infer_broadcast, lambda x, shape: np.broadcast_to
 def _infer_sum_to(shapes, params, names=("x",)):
     (s,) = shapes
     target = tuple(params["shape"])
-    if len(target) > len(s) or broadcast_shapes(target, s, names=("target", names[0])) != tuple(s):
+    try:
+        fits = len(target) <= len(s) and broadcast_shapes(target, s) == tuple(s)
+    except UsageError:
+        fits = False
+    if not fits:
         raise UsageError(f"cannot sum {names[0]} {tuple(s)} to {target}: {target} does not "
                          f"broadcast to {tuple(s)}")
     return target
