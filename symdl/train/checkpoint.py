@@ -253,8 +253,9 @@ def check_meta(meta: dict, where: str, fields: dict = META_FIELDS, prefix: str =
         ok = (v is None and "null" in kind) or (type(v) is not bool and any(
             isinstance(v, _TYPES[k]) for k in kind if k != "null"))
         if not ok or (isinstance(v, int) and not isinstance(v, bool) and v < 0):
+            want = " or ".join("a non-negative int" if k == "int" else k for k in kind)
             raise CheckpointError(f"{where}: meta.json is corrupt ({prefix}{key} = {v!r:.40}, "
-                                  f"expected a non-negative {' or '.join(kind)})")
+                                  f"expected {want})")
     if prefix:
         return
     if meta["format_version"] != FORMAT_VERSION:
