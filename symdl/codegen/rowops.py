@@ -47,8 +47,9 @@ def row_signature(op: RowOp, value: RowOp | None = None, total=None, colsum=None
 
 
 def _gather(op: RowOp, how: str, labels: str) -> bool:
-    """A ``dot`` statistic over one-hot targets given as indices: read one entry."""
-    return how == "dot" and labels == "index" and not op.smoothing and "target" in op.operands
+    """A ``dot`` statistic over targets given as indices reads one entry where
+    the targets are one-hot (unsmoothed): ``0·inf`` elsewhere must not count."""
+    return how == "dot" and labels == "index" and "target" in op.operands
 
 
 def row_kernel(name: str, op: RowOp, dtype: str, labels: str = "index", flavor: str = "numba",
@@ -110,16 +111,21 @@ def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
     if "upstream_row" in op.operands:
         lines.append(f"        {G.name} = a_g[i]")
     for sym, how, elem in op.stats:
+        pad = "        "
         if _gather(op, how, labels):
-            lines += _loads(op, [elem], dtype, labels, "        ", "a_t[i]")
-            lines.append(f"        {sym.name} = {pr.doprint(elem)}")
-            continue
-        lines.append(f"        {sym.name} = {c}({'-np.inf' if how == 'max' else '0.0'})")
+            pad += "    " * op.smoothing
+            lines += [f"        if epsilon == {c}(0.0):"] * op.smoothing
+            lines += _loads(op, [elem], dtype, labels, pad, "a_t[i]")
+            lines.append(f"{pad}{sym.name} = {pr.doprint(elem)}")
+            if not op.smoothing:
+                continue
+            lines.append("        else:")
+        lines.append(f"{pad}{sym.name} = {c}({'-np.inf' if how == 'max' else '0.0'})")
         e = t_j * elem if how == "dot" else elem
-        lines += ["        for j in range(nc):"] + _loads(op, [e], dtype, labels, " " * 12)
+        lines += [f"{pad}for j in range(nc):"] + _loads(op, [e], dtype, labels, pad + "    ")
         v = pr.doprint(e)
-        lines.append(f"            {sym.name} = max({sym.name}, {v})" if how == "max"
-                     else f"            {sym.name} += {v}")
+        lines.append(f"{pad}    {sym.name} = max({sym.name}, {v})" if how == "max"
+                     else f"{pad}    {sym.name} += {v}")
     elem_outs = []
     for o, arg in outs:
         if o.output == "row":
@@ -155,10 +161,11 @@ def _numpy(op, dtype, labels, outs) -> list:
     lines += [f"{pad}{G.name} = a_g[:, None]"] * ("upstream_row" in op.operands)
     for sym, how, elem in op.stats:
         full = f"np.broadcast_to({pr.doprint(elem)}, (nr, nc))"
-        if _gather(op, how, labels):
-            v = f"np.take_along_axis({full}, a_t[:, None], axis=1)"
-        elif how == "dot":
+        if how == "dot":
             v = f"np.sum({pr.doprint(t_j * elem)}, axis=1, keepdims=True)"
+            pick = f"np.take_along_axis({full}, a_t[:, None], axis=1)"
+            if _gather(op, how, labels):
+                v = f"np.where(epsilon == {c}(0.0), {pick}, {v})" if op.smoothing else pick
         else:
             v = f"np.{'max' if how == 'max' else 'sum'}({full}, axis=1, keepdims=True)"
         lines.append(f"{pad}{sym.name} = {v}")

@@ -1,4 +1,4 @@
-"""Layers: Dense, activations, Sequential."""
+"""Layers: Dense, activations, LayerNorm, Dropout, Sequential."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,6 +57,42 @@ class Activation(Module):
 
     def __repr__(self):
         return f"Activation({self.name!r})"
+
+
+class LayerNorm(Module):
+    """Layer normalization over the last axis, as ``torch.nn.LayerNorm``:
+    ``(x − μ)/√(σ² + eps)`` (biased variance; one row-op kernel each way),
+    then ``⊙ weight + bias`` when ``elementwise_affine``."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 dtype: str = "float32"):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 1:
+            raise UsageError(f"LayerNorm normalizes the last axis: normalized_shape must be one "
+                             f"positive int, got {normalized_shape!r}")
+        if not eps > 0:
+            raise UsageError(f"LayerNorm eps must be positive, got {eps}")
+        self.normalized_shape, self.eps = shape, float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        if self.elementwise_affine:
+            self.weight = Parameter(np.ones(shape, dtype))
+            self.bias = Parameter(np.zeros(shape, dtype))
+
+    def build(self, g, x, prefix=""):
+        if g.shape(x)[-1:] != self.normalized_shape:
+            raise UsageError(f"{prefix}LayerNorm expects a last axis of {self.normalized_shape[0]}, "
+                             f"{x} has shape {g.shape(x)}")
+        y = g.add("layer_norm", x, name=f"{prefix}norm", eps=self.eps)
+        if self.elementwise_affine:
+            w = g.param(f"{prefix}weight", self.weight.shape, str(self.weight.dtype))
+            b = g.param(f"{prefix}bias", self.bias.shape, str(self.bias.dtype))
+            y = g.add("add", g.add("mul", y, w, name=f"{prefix}scaled"), b, name=f"{prefix}ln")
+        return y
+
+    def __repr__(self):
+        return (f"LayerNorm({self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine})")
 
 
 class Sequential(Module):
