@@ -1,12 +1,13 @@
 """Execution planning: which nodes fuse into one kernel, in what order.
 
 Elementwise nodes (and structural ops that declare a ``pointwise`` form,
-such as ``broadcast_to`` and ``scale``) of one shape are fused into groups along producer→consumer edges,
-greedily in topological order, unless the merge would make the *schedule*
-cyclic: the group would depend on itself through outside nodes or through
-other groups (group A feeding group B while B feeds A, common in gradients
-of gradients).  A member is *materialized* (has a buffer) when something
-outside its group, or the caller, reads it.
+such as ``broadcast_to`` and ``scale``) of one shape are fused into groups
+along producer→consumer edges, greedily in topological order, unless the
+merge would make the *schedule* cyclic: the group would depend on itself
+through outside nodes or through other groups (group A feeding group B
+while B feeds A, common in gradients of gradients).  A member is
+*materialized* (has a buffer) when something outside its group, or the
+caller, reads it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import networkx as nx
 
 from ..graph import Graph
 from ..ops import OPS, ElementwiseOp
+
+__all__ = ["Unit", "is_elementwise", "plan"]
+
 
 def is_elementwise(g: Graph, n: str) -> bool:
     """An elementwise op, or a structural one that declares a ``pointwise`` form."""

@@ -20,7 +20,8 @@ __all__ = ["hessian", "hvp"]
 MAX_ENTRIES = 4096
 
 
-def hvp(graph, loss, wrt, v, feeds=None, params=None, dims=None, fuse=True, flavor="auto"):
+def hvp(graph, loss, wrt, v, feeds=None, params=None, dims=None, fuse=True, flavor="auto",
+        unused="warn"):
     """The Hessian-vector product ``H v`` of the scalar ``loss`` at a point.
 
     Parameters
@@ -34,6 +35,8 @@ def hvp(graph, loss, wrt, v, feeds=None, params=None, dims=None, fuse=True, flav
         (every leaf the loss needs, those in ``wrt`` included).
     dims : sizes of named dimensions not given by the feeds.
     fuse, flavor : as for :func:`symdl.backends.numpy_backend.compile_graph`.
+    unused : ``"warn"``, ``"error"`` or ``"ignore"``: a node of ``wrt`` the
+        loss does not depend on (its product is 0), as for :func:`symdl.derive.grad`.
 
     Returns
     -------
@@ -59,12 +62,13 @@ def hvp(graph, loss, wrt, v, feeds=None, params=None, dims=None, fuse=True, flav
         v = [v[w] for w in names]
     if len(v) != len(names):
         raise UsageError(f"v has {len(v)} part(s) for {len(names)} node(s) in wrt")
-    run = _Runner(graph, loss, names, feeds, params, dims, fuse, flavor)
+    run = _Runner(graph, loss, names, feeds, params, dims, fuse, flavor, unused)
     out = run([np.asarray(x) for x in v])
     return out[names[0]] if single else out
 
 
-def hessian(graph, loss, wrt, feeds=None, params=None, dims=None, fuse=True, flavor="auto"):
+def hessian(graph, loss, wrt, feeds=None, params=None, dims=None, fuse=True, flavor="auto",
+            unused="warn"):
     """The Hessian of the scalar ``loss`` at a point (small inputs only).
 
     Parameters are those of :func:`hvp`, without ``v``.
@@ -77,7 +81,7 @@ def hessian(graph, loss, wrt, feeds=None, params=None, dims=None, fuse=True, fla
     """
     single = isinstance(wrt, str)
     names = [wrt] if single else list(wrt)
-    run = _Runner(graph, loss, names, feeds, params, dims, fuse, flavor)
+    run = _Runner(graph, loss, names, feeds, params, dims, fuse, flavor, unused)
     shapes = [run.shape(w) for w in names]
     sizes = [int(np.prod(s)) for s in shapes]
     total = sum(sizes)
@@ -98,13 +102,13 @@ def hessian(graph, loss, wrt, feeds=None, params=None, dims=None, fuse=True, fla
 class _Runner:
     """The compiled HVP program, its leaves filled; ``run(vs)`` gives ``{w: (H v)_w}``."""
 
-    def __init__(self, graph, loss, names, feeds, params, dims, fuse, flavor):
+    def __init__(self, graph, loss, names, feeds, params, dims, fuse, flavor, unused):
         if len(set(names)) != len(names):
             raise UsageError(f"wrt names a node twice: {', '.join(names)}")
         for w in names:
             if w not in graph:
                 raise UsageError(f"cannot differentiate with respect to {w!r}: not in the graph")
-        hv = hvp_graph(graph, loss, names)
+        hv = hvp_graph(graph, loss, names, unused)
         self.hv, self.names = hv, names
         given = {**dict(feeds or {}), **dict(params or {})}
         for n in given:
