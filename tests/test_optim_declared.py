@@ -263,3 +263,19 @@ def test_compiled_program_sees_assigned_weights():
         q.data = np.zeros(q.shape, q.dtype)
     assert (tr.pack.data == 0).all()
     np.testing.assert_array_equal(tr.predict(X), np.zeros_like(before))
+
+
+def test_a_plain_subclass_with_a_rule_still_works():
+    from symdl.optim import Optimizer
+    lr = real("lr")
+
+    class Plain(Optimizer):
+        rule = UpdateRule("plain", ((p, p - lr * g),), hyper={lr: 0.5})
+
+    q = Parameter(np.ones(3), "w")
+    opt = Plain([q], lr=0.25)
+    q.grad = np.full(3, 2.0)
+    opt.step()
+    assert opt.hyper == {"lr": 0.25} and np.allclose(q.data, 0.5) and Plain.variants()[0][0] == "plain"
+    with pytest.raises(UsageError, match="by name only: lr"):
+        Plain([q], momentum=0.9)
