@@ -69,6 +69,8 @@ CASES = [
     ("pad", [(2, 3)], {"low": (1, 0), "high": (0, 2)}),
     ("pad", [(2, 3)], {"low": (0, 1), "high": (1, 1), "interior": (1, 2)}),
     ("pad", [(3,)], {"interior": (1,)}),
+    ("pad", [(2, 3)], {}),                                                       # no padding
+    ("slice", [(2, 3)], {"end": (2, None)}),                                     # the whole array
     ("concat", [(2, 3), (1, 3)], {"axis": 0}),
     ("concat", [(2, 1), (2, 3), (2, 2)], {"axis": 1}),
     ("concat", [(2, 3, 2)], {"axis": -1}),

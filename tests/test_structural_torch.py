@@ -230,3 +230,63 @@ def test_gather_needs_integer_indices_and_gives_their_gradient_none():
     assert g.node(g.add("argmax", x, axis=0))["dtype"] == "int64"
     with pytest.raises(UsageError, match="do not add up"):
         split(g, x, (1, 1), axis=0)
+
+
+# ------------------------------------------------------- the NumPy lowerings
+def _lines(prog, op):
+    """The step-function lines under the comment of each node of ``op``."""
+    src = prog.source.splitlines()
+    return [src[k + 1].strip() for k, line in enumerate(src)
+            if line.strip().startswith("# ") and f"= {op}(" in line]
+
+
+def test_views_and_dedicated_rows_are_used():
+    g = Graph()
+    x = g.input("x", (4, 6), F64)
+    ids = g.input("ids", (3, 1), "int64")
+    p = g.add("permute", x, axes=(1, 0), name="p")
+    s = g.add("slice", p, begin=(1, 0), end=(5, None), step=(2, 1), name="s")   # (2, 4)
+    e = g.add("gather", x, ids, axis=0, name="e")                                # (3, 6)
+    c = g.add("concat", g.add("pad", s, low=(0, 1), high=(1, 1), name="q"),
+              g.add("slice", e, begin=(0, 0), end=(None, 6)), axis=0, name="c")
+    L = g.add("sum", g.add("tanh", c), name="L")
+    gg = grad(g, L, [x])
+    prog = compile_graph(gg.graph, [L, gg[x]])
+    assert np.shares_memory(prog.value("s"), prog.value("x"))      # permute + slice: views
+    assert "= permute(" not in prog.source and "# s = slice(" not in prog.source
+    assert _lines(prog, "gather")[0].startswith("np.take(")
+    assert any("np.add.at(" in line for line in prog.source.splitlines())   # its transpose
+    assert _lines(prog, "pad")[0].startswith("np.copyto(")
+    assert len([ln for ln in prog.source.splitlines() if "np.copyto(b_c_part" in ln]) == 2
+    rng = np.random.default_rng(1)
+    xv, iv = rng.normal(size=(4, 6)), np.array([[3], [0], [3]])
+    prog.inputs["x"][...] = xv
+    prog.inputs["ids"][...] = iv
+    for _ in range(2):  # twice: the pad's zeros and the scatter's fill survive a second step
+        prog.run()
+    tx = torch.tensor(xv, requires_grad=True)
+    tq = F.pad(tx.T[1:5:2], (1, 1, 0, 1))
+    tL = torch.tanh(torch.cat([tq, F.embedding(torch.tensor(iv[:, 0]), tx)], 0)).sum()
+    tL.backward()
+    np.testing.assert_allclose(prog.value(L), tL.item(), rtol=1e-12)
+    np.testing.assert_allclose(prog.value(gg[x]), tx.grad.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_matmul_lines_one_gemm_over_stacked_rows(monkeypatch):
+    """The batched-matmul row offered to numpy_lower: (B, T, k) @ (k, m) as one GEMM."""
+    from symdl.backends.lowering import Lowering
+    from symdl.backends.numpy_lower import NUMPY
+    from symdl.backends.numpy_structural import matmul_lines
+    monkeypatch.setitem(NUMPY.rows, "matmul", Lowering(matmul_lines))
+    case = next(c for c in CASES if c[0] == "matmul shared weight")
+    got, want = _run(case, fuse=True)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    g = Graph()
+    a, b = g.input("a", (2, 3, 4), F64), g.input("b", (4, 5), F64)
+    prog = compile_graph(g, [g.add("matmul", a, b, name="y")])
+    assert "np.matmul(b_a_6x4, b_b, out=b_y_6x5)" in prog.source, prog.source
+    av, bv = np.arange(24.0).reshape(2, 3, 4), np.arange(20.0).reshape(4, 5)
+    prog.inputs["a"][...], prog.inputs["b"][...] = av, bv
+    prog.run()
+    np.testing.assert_array_equal(prog.value("y"), np.matmul(av, bv))

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import UsageError
 from .structural import broadcast_shapes, norm_axes, reduced_shape, structural
 
-__all__ = ["slice_shape", "pad_shape", "split", "reduce_max"]
+__all__ = ["slice_shape", "slice_index", "pad_shape", "pad_index", "split", "reduce_max"]
 
 
 def _ints(what, values, n, low):
@@ -64,9 +64,13 @@ def slice_shape(shape, params) -> tuple:
     return tuple(out)
 
 
+def slice_index(shape, params) -> tuple:
+    """The basic index (a tuple of slices) a ``slice`` node takes of a concrete ``shape``."""
+    return tuple(slice(*t) for t in zip(*_slice_params(shape, params)))
+
+
 def _impl_slice(x, begin=None, end=None, step=None):
-    b, e, s = _slice_params(x.shape, {"begin": begin, "end": end, "step": step})
-    return x[tuple(slice(*t) for t in zip(b, e, s))]
+    return x[slice_index(x.shape, {"begin": begin, "end": end, "step": step})]
 
 
 def _vjp_slice(emit, args, shapes, params, g):
@@ -77,6 +81,8 @@ def _vjp_slice(emit, args, shapes, params, g):
         low.append(b)
         high.append(d - last - 1 if isinstance(d, int) else 0)
         interior.append(s - 1)
+    if not any(low + high + interior):  # the whole array: no op either way
+        return [g]
     return [emit("pad", g, low=tuple(low), high=tuple(high), interior=tuple(interior))]
 
 
@@ -109,8 +115,8 @@ def pad_shape(shape, params) -> tuple:
     return tuple(out)
 
 
-def _placed(shape, params):
-    """The index of the entries of a padded array that hold the argument."""
+def pad_index(shape, params) -> tuple:
+    """The basic index of the entries of a padded array that hold the argument."""
     return tuple(slice(0, None, 1) if isinstance(d, str)
                  else slice(lo, lo + (d - 1) * (it + 1) + 1 if d else lo, it + 1)
                  for d, lo, hi, it in zip(shape, *_pad_params(shape, params)))
@@ -119,14 +125,16 @@ def _placed(shape, params):
 def _impl_pad(x, low=None, high=None, interior=None):
     p = {"low": low, "high": high, "interior": interior}
     out = np.zeros(pad_shape(x.shape, p), dtype=x.dtype)
-    out[_placed(x.shape, p)] = x
+    out[pad_index(x.shape, p)] = x
     return out
 
 
 def _vjp_pad(emit, args, shapes, params, g):
     where = [(s.start, None if isinstance(d, str) else s.stop, s.step)
-             for d, s in zip(shapes[0], _placed(shapes[0], params))]
+             for d, s in zip(shapes[0], pad_index(shapes[0], params))]
     begin, end, step = zip(*where) if where else ((), (), ())
+    if not any(sum(_pad_params(shapes[0], params), ())):  # no padding: no op either way
+        return [g]
     return [emit("slice", g, begin=tuple(begin), end=tuple(end), step=tuple(step))]
 
 
