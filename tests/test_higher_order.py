@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from symdl.backends.second_order import hessian, hvp
 from symdl.backends.numpy_backend import compile_graph
 from symdl.backends.plan import plan
-from symdl.derive import hvp_graph
+from symdl.derive import grad, hvp_graph
 from symdl.errors import UsageError
 from symdl.graph import Graph
 from symdl.ops import OPS, G
@@ -297,6 +297,19 @@ def test_hvp_through_softmax_cross_entropy_equals_torch():
         lambda w: TF.cross_entropy(torch.tanh(torch.tensor(X) @ w.T), torch.tensor(Y)),
         torch.tensor(Wv), torch.tensor(v))
     assert _rel(got, want.numpy()) < 1e-10
+
+
+def test_a_row_loss_whose_float_targets_depend_on_a_parameter_is_refused_not_dropped():
+    """Row ops give their operands no gradient: a soft target computed from a
+    parameter (or, in second order, an upstream g that depends on one) must
+    fail by name rather than lose its share of the gradient."""
+    g = Graph()
+    z = g.param("z", (2, 3), F64)
+    p = g.param("p", (2, 3), F64)
+    L = g.add("mean", g.add("softmax_cross_entropy", z, g.add("sigmoid", p)), name="L")
+    with pytest.raises(UsageError, match="no gradient with respect to its target sigmoid"):
+        grad(g, L, [z, p])
+    grad(g, L, [z])  # targets that do not depend on what is differentiated are fine
 
 
 # ------------------------------------ random graphs: grad of grad, fused

@@ -170,6 +170,12 @@ def _vjp(gb: _Builder, n: str, total: str) -> list:
             return [None] * len(args)
         return opdef.vjp(gb.emit, args, [g.shape(a) for a in args], d["params"], total)
     if isinstance(opdef, RowOp):  # its VJP is a row op of (z, operands..., g); operands get none
+        for kind, a in zip(opdef.operands, args[1:]):
+            # a float operand that depends on a differentiated node would lose its share
+            # silently (soft targets from the model; the upstream g of a VJP in second order)
+            if a in gb.live and g.node(a)["dtype"].startswith("float"):
+                raise UsageError(f"{d['op']} (node {n}) has no gradient with respect to its "
+                                 f"{kind} {a}, which depends on a differentiated node")
         dz = gb.add(opdef.grad_op(0).name, *args, total, **d["params"])
         return [dz] + [None] * (len(args) - 1)
     if isinstance(opdef, ElementwiseOp):
