@@ -234,3 +234,27 @@ def test_adjoint_identity(case):
         np.testing.assert_allclose(gi, grads[i], rtol=1e-12, atol=1e-12)
         rhs = float(np.vdot(x, np.asarray(gi)))
         assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12), f"{name} argument {i}"
+
+
+def test_each_op_declares_its_printed_local_factor():
+    """derive/chains asks the op (no branching on names there)."""
+    from symdl.derive.chains import derive_graph
+    from symdl.graph import Graph
+    from symdl.printing.chains import factor_latex, factor_text
+    g = Graph()
+    x = g.input("x", (3, 4), "float64")
+    W = g.param("W", (4, 2), "float64")
+    i = g.input("i", (2, 1), "int64")
+    h = g.add("gather", g.add("matmul", g.add("slice", x, begin=(1, 0), end=(3, None)), W), i,
+              axis=0)
+    L = g.add("sum", g.add("permute", h, axes=(1, 0)), name="L")
+    kinds = {f.op: f for f in derive_graph(g, L).chains["W"][0].factors}
+    assert kinds["matmul"].kind == "left" and kinds["matmul"].operand == "slice1"
+    assert kinds["permute"].kind == "transpose"
+    assert kinds["sum"].kind == "reduce"
+    assert kinds["gather"].kind == "linear"
+    assert "scatter-add back to the entries i picked" in factor_text(kinds["gather"])
+    assert r"\text{scatter-add" in factor_latex(kinds["gather"])
+    assert all(OPS[o.name].local_factor(("a", "b"), {}, 0)[0] in
+               ("left", "right", "transpose", "reduce", "linear")
+               for o in OPS.declared("structural"))
