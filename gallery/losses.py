@@ -65,7 +65,8 @@ def _row_losses() -> str:
     ce, nll, svm = OPS["softmax_cross_entropy"], OPS["nll"], OPS["multi_hinge"]
     delta = sp.Symbol("Delta", real=True)
     margin = next(s for s in svm.params if s.name == "margin")
-    stats = ", \\quad ".join(f"{latex(s)} = \\{how}_j {latex(e)}" for s, how, e in ce.stats)
+    how_tex = {"max": "\\max_j", "sum": "\\sum_j", "dot": "\\sum_j t_j"}  # dot: Σ_j t_j e_j
+    stats = ", \\quad ".join(f"{latex(s)} = {how_tex[how]} {latex(e)}" for s, how, e in ce.stats)
     stats = stats.replace("\\sum_j", "{\\textstyle\\sum_j}")
     one_hot = (1, 0, 0)
     log_p = sp.symbols("p1:4", positive=True)

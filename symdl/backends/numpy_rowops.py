@@ -50,7 +50,7 @@ def _argv(prog, opdef: RowOp, args, outs) -> list:
     z = prog.shapes[args[0]]
     rows = prod(z[:-1])
     argv = [_as2d(prog, args[0], rows, False)]
-    for kind, a in zip(opdef.operands, args[1:]):
+    for a in args[1:]:
         argv.append(_as2d(prog, a, rows, len(prog.shapes[a]) < len(z)))
     return argv + [_as2d(prog, o, rows, len(prog.shapes[o]) < len(z)) for o in outs]
 
@@ -76,8 +76,9 @@ def _twin(prog, n: str):
         if m == n or m in prog.done or m in prog.merged or op in ("input", "param"):
             continue
         opdef = OPS[op]
-        if isinstance(opdef, RowOp) and _base(opdef) is base and isinstance(opdef, RowVJPOp) != mine \
-                and key(m) == key(n) and all(a in prog.done for a in g.args(m)):
+        if isinstance(opdef, RowOp) and _base(opdef) is base \
+                and isinstance(opdef, RowVJPOp) != mine and key(m) == key(n) \
+                and all(a in prog.done for a in g.args(m)):
             return m
     return None
 

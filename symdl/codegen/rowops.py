@@ -43,7 +43,8 @@ class _RowArray(ArrayPrinter):
 def row_signature(op: RowOp, value: RowOp | None = None, total=None, colsum=None) -> list:
     """Argument names of the kernel, in order (parameters last)."""
     args = ["a_z"] + [_ARG[k] for k in op.operands] + ["a_val"] * (value is not None) + ["a_out"]
-    return args + ["a_total"] * bool(total) + ["a_colsum"] * bool(colsum) + [p.name for p in op.params]
+    args += ["a_total"] * bool(total) + ["a_colsum"] * bool(colsum)
+    return args + [p.name for p in op.params]
 
 
 def _gather(op: RowOp, how: str, labels: str) -> bool:
@@ -91,7 +92,9 @@ def _loads(op: RowOp, exprs, dtype: str, labels: str, pad: str, at: str = "j") -
     c = f"np.{dtype}"
     lines = [f"{pad}{z_j.name} = a_z[i, {at}]"] * _uses(exprs, z_j)
     if "target" in op.operands and _uses(exprs, t_j):
-        base = f"({c}(1.0) if {at} == a_t[i] else {c}(0.0))" if labels == "index" else f"a_t[i, {at}]"
+        base = f"a_t[i, {at}]"
+        if labels == "index":
+            base = f"({c}(1.0) if {at} == a_t[i] else {c}(0.0))"
         if op.smoothing:
             base = f"({c}(1.0) - epsilon) * {base} + epsilon / {c}(nc)"
         lines.append(f"{pad}{t_j.name} = {base}")
@@ -139,7 +142,7 @@ def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
         lines += [f"            {arg}[i, j] = {pr.doprint(o.out)}" for o, arg in elem_outs]
         lines += ["            a_colsum[j] += a_out[i, j]"] * bool(colsum)
     if total:
-        lines.append(f"    a_total[()] = acc / {c}(nr)" if total == "mean" else "    a_total[()] = acc")
+        lines.append(f"    a_total[()] = acc{f' / {c}(nr)' * (total == 'mean')}")
     lines += [f"    a_colsum /= {c}(nr)"] * (colsum == "mean")
     return lines
 
@@ -155,7 +158,7 @@ def _numpy(op, dtype, labels, outs) -> list:
         t = f"(np.arange(nc)[None, :] == a_t[:, None]).astype({c})" if labels == "index" else "a_t"
         lines.append(f"{pad}{t_j.name} = {t}")
         if op.smoothing:
-            lines.append(f"{pad}{t_j.name} = ({c}(1.0) - epsilon) * {t_j.name} + epsilon / {C.name}")
+            lines.append(f"{pad}{t_j.name} = ({c}(1.0) - epsilon) * {t_j.name} + epsilon / C")
     lines += [f"{pad}{k_j.name} = a_k"] * ("mask" in op.operands)
     lines += [f"{pad}{g_j.name} = a_g"] * ("upstream" in op.operands)
     lines += [f"{pad}{G.name} = a_g[:, None]"] * ("upstream_row" in op.operands)

@@ -67,7 +67,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  dtype: str = "float32"):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = normalized_shape
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 1:
             raise UsageError(f"LayerNorm normalizes the last axis: normalized_shape must be one "
                              f"positive int, got {normalized_shape!r}")
@@ -81,8 +82,8 @@ class LayerNorm(Module):
 
     def build(self, g, x, prefix=""):
         if g.shape(x)[-1:] != self.normalized_shape:
-            raise UsageError(f"{prefix}LayerNorm expects a last axis of {self.normalized_shape[0]}, "
-                             f"{x} has shape {g.shape(x)}")
+            raise UsageError(f"{prefix}LayerNorm expects a last axis of "
+                             f"{self.normalized_shape[0]}, {x} has shape {g.shape(x)}")
         y = g.add("layer_norm", x, name=f"{prefix}norm", eps=self.eps)
         if self.elementwise_affine:
             w = g.param(f"{prefix}weight", self.weight.shape, str(self.weight.dtype))

@@ -101,7 +101,7 @@ class RowOp(OpBase):
         self.param_values(params)
         z = tuple(shapes[0])
         if not z:
-            raise UsageError(f"{self.name}: {names[0]} is a scalar; a row op needs at least one axis")
+            raise UsageError(f"{self.name}: {names[0]} is a scalar; a row op needs an axis")
         for kind, s, nm in zip(self.operands, shapes[1:], names[1:]):
             ok = {"target": (z[:-1], z), "mask": (z,), "upstream": (z,), "upstream_row": (z[:-1],)}
             if tuple(s) not in ok[kind]:
@@ -213,7 +213,7 @@ register(RowOp(
         sum((zk - sum(z) / len(z)) ** 2 for zk in z) / len(z) + eps_ln) for zi in z],
     params={eps_ln: 1e-5},
     latex=r"\operatorname{LN}",
-    doc="layer normalization over the last axis, (z − μ)/√(σ² + eps) with the biased variance",
+    doc="layer normalization over the last axis, (z − μ)/√(σ² + eps), biased variance",
 ))
 register(RowLossOp(
     name="softmax_cross_entropy",
