@@ -74,7 +74,8 @@ def local_factor(g: Graph, node: str, i: int) -> Factor:
         return Factor(node, args[i], op, "elementwise", expr, operand=str(summed) if summed else "",
                       shape=shape)
     if isinstance(opdef, RowOp):
-        stats = "; ".join(f"{s} = {how}_j {sp.sstr(e)}" for s, how, e in opdef.stats + opdef.vjp_stats)
+        stats = "; ".join(f"{s} = {how}_j {sp.sstr(e)}"
+                          for s, how, e in opdef.stats + opdef.vjp_stats)
         kind = "rowloss" if opdef.output == "row" else "rowop"
         return Factor(node, args[i], op, kind, opdef.grad, operand=",".join(args[1:]), shape=shape,
                       note=stats)
