@@ -261,6 +261,21 @@ def test_a_loss_linear_in_a_node_has_a_zero_hessian_and_no_warning():
     np.testing.assert_array_equal(got, np.zeros((3, 3)))
 
 
+def test_hvp_through_a_gather_with_repeated_indices_equals_torch():
+    g = Graph()
+    w, idx = g.param("w", (5,), F64), g.input("idx", (3,), "int64")
+    e = g.add("gather", g.add("tanh", w), idx, axis=0)
+    L = g.add("sum", g.add("mul", e, e), name="L")
+    wv, v, index = np.array([0.1, -0.5, 0.7, 1.2, -0.3]), np.arange(5.0), np.array([4, 1, 4])
+    got = hvp(g, L, "w", v, feeds={"idx": index}, params={"w": wv})
+    _, want = torch.autograd.functional.hvp(
+        lambda a: (torch.tanh(a)[torch.tensor(index)] ** 2).sum(), torch.tensor(wv),
+        torch.tensor(v))
+    assert _rel(got, want.numpy()) < 1e-12
+    with pytest.raises(UsageError, match="idx must be integers"):
+        hvp(g, L, "w", v, feeds={"idx": np.array([4, 1.5, 4])}, params={"w": wv})
+
+
 def test_bad_calls_give_one_line_messages():
     g, L = _small_net()
     X, T, W, w2 = np.ones((4, 2)), np.ones(4), np.ones((3, 2)), np.ones(3)

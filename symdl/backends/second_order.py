@@ -131,17 +131,19 @@ class _Runner:
         return self.prog.shapes.get(self.hv.products[w])
 
     def _fill(self, n, arr):
-        buf = self.prog.buffers[n]
+        buf = self.prog.value(n)
         arr = np.asarray(arr)
         if arr.shape != buf.shape:
             raise UsageError(f"value for {n} has shape {arr.shape}, the graph needs {buf.shape}")
+        if buf.dtype.kind in "iu" and not np.array_equal(arr, np.round(arr)):
+            raise UsageError(f"value for {n} must be integers (the graph's {n} is {buf.dtype})")
         buf[...] = arr
 
     def __call__(self, vs) -> dict:
         for w, arr in zip(self.names, vs):
             if np.shape(arr) != self.shape(w):
                 raise UsageError(f"v for {w} has shape {np.shape(arr)}, {w} has {self.shape(w)}")
-            if self.hv.vectors[w] in self.prog.buffers:  # absent when the loss is linear in w
+            if self.hv.vectors[w] in self.prog.graph:  # absent when the loss is linear in w
                 self._fill(self.hv.vectors[w], arr)
         self.prog.run()
         return {w: self.prog.value(self.hv.products[w]).copy() for w in self.names}
