@@ -341,3 +341,18 @@ def test_layernorm_layer_checks_its_arguments():
     ln = LayerNorm(4, elementwise_affine=False)
     assert not list(ln.named_parameters())
     assert g.op(ln.build(g, g.input("h", ("N", 4)))) == "layer_norm"
+
+
+def test_row_ops_print_in_graph_derivations():
+    from symdl.derive.chains import derive_graph
+    from symdl.printing.chains import derivation_latex, derivation_text
+    g = Graph()
+    x = g.input("x", ("N", 4), "float64")
+    W = g.param("W", (4, 4), "float64")
+    h = g.add("layer_norm", g.add("matmul", x, W, name="xW"), name="h")
+    L = g.add("sum", g.add("log_softmax", h, name="p"), name="L")
+    gd = derive_graph(g, L)
+    text = derivation_text(gd)
+    assert "∂p/∂h  = per row, ∂L/∂z_j = g_j - g_s*exp(-m + z_j)/s, where m = max_j z_j" in text
+    assert "g_s = sum_j g_j" in text and "g_x = sum_j g_j*(-mu + z_j)" in text
+    assert r"g_{j} - \frac{g_{s} e^{- m + z_{j}}}{s}" in derivation_latex(gd)
