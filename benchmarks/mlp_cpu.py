@@ -5,6 +5,7 @@ MNIST-shaped data (60,000 x 784).  Measured in the same run:
 
 * symdl (generated step function, numba kernels, BLAS with ``out=``);
 * PyTorch eager on the CPU, same thread count;
+* the same PyTorch training step through ``torch.compile`` (inductor);
 * hand-written NumPy with preallocated buffers;
 * the GEMM limit: 6 x batch x sum(in*out) FLOPs per step over the measured
   sgemm rate of these exact shapes.
@@ -65,7 +66,9 @@ def bench_symdl(X, y, steps, repeats, optimizer="sgd"):
     return statistics.median(rates)
 
 
-def bench_torch(X, y, steps, repeats, threads, optimizer="sgd"):
+def bench_torch(X, y, steps, repeats, threads, optimizer="sgd", compile=False):
+    """PyTorch eager, or with ``compile`` the same training step (forward, loss,
+    backward, optimizer step) through ``torch.compile`` (inductor, CPU)."""
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -79,12 +82,20 @@ def bench_torch(X, y, steps, repeats, threads, optimizer="sgd"):
     perm = torch.from_numpy(np.random.default_rng(1).permutation(len(X)))
     nb = len(X) // BATCH
 
-    def step(s=0):
-        idx = perm[(s % nb) * BATCH:(s % nb + 1) * BATCH]
+    def train_step(xb, yb):
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
         loss.backward()
         opt.step()
+
+    run = torch.compile(train_step) if compile else train_step
+
+    def step(s=0):
+        idx = perm[(s % nb) * BATCH:(s % nb + 1) * BATCH]
+        run(Xt[idx], yt[idx])
+    if compile:
+        for s in range(3):  # compile (and recompile once for the optimizer's state) outside the clock
+            step(s)
     return timed(step, steps, repeats)
 
 
@@ -164,6 +175,8 @@ def run_one(name, steps, repeats, threads, optimizer="sgd"):
         return bench_symdl(X, y, steps, repeats, optimizer)
     if name == "pytorch eager":
         return bench_torch(X, y, steps, repeats, threads, optimizer)
+    if name == "torch.compile":
+        return bench_torch(X, y, steps, repeats, threads, optimizer, compile=True)
     if name == "numpy by hand":
         return bench_numpy(X, y, steps, repeats)
     return gemm_limit()[0]
@@ -176,13 +189,16 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                     help="sgd (vs torch SGD) or adam (vs torch Adam(fused=True))")
+    ap.add_argument("--no-compile", dest="compile", action="store_false",
+                    help="leave out the torch.compile peer (its compilation takes a minute)")
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.steps, args.repeats, args.threads, args.optimizer)))
         return
     limit, gflops, flops, expected = gemm_limit()
-    names = ("symdl", "pytorch eager") + (("numpy by hand",) if args.optimizer == "sgd" else ())
+    names = ("symdl", "pytorch eager") + (("torch.compile",) if args.compile else ()) \
+        + (("numpy by hand",) if args.optimizer == "sgd" else ())
     # rounds interleave the contenders, each in a fresh process, so that the
     # machine's drifting speed hits all of them alike; ratios are taken per round
     rates = {n: [] for n in names + ("gemm limit",)}
@@ -190,6 +206,7 @@ def main():
         for name in names + ("gemm limit",):
             cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
                    "--repeats", "2", "--threads", str(args.threads), "--optimizer", args.optimizer]
+            print(f"round {_ + 1}/{args.repeats}: {name}", file=sys.stderr, flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 sys.exit(f"{name} failed: {out.stderr.strip().splitlines()[-1:]}")
