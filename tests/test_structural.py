@@ -84,6 +84,9 @@ CASES = [
     ("scatter_add", [(2, 3), IDX_REP], {"axis": 1, "shape": (2, 3)}),
     ("scatter_add", [(2, 3), IDX_REP], {"axis": 1, "shape": (1, 4)}),
     ("scatter_add", [(2, 3), IDX_REP], {"axis": -1, "shape": (2, 5)}),
+    # more unfold/fold cases (strides, paddings, dilations, 1-D) in tests/test_conv.py
+    ("unfold", [(1, 2, 3, 3)], {"kernel": 2, "stride": 1, "padding": 1}),
+    ("fold", [(1, 8, 4)], {"output_size": (3, 3), "kernel": 2, "stride": 1}),
 ]
 
 

@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..ops import G, Y
 from . import numpy_rowops  # noqa: F401  (registers the row-op lowerings)
 from . import numpy_structural  # noqa: F401  (slice, pad, concat, gather... rows)
+from . import numpy_conv  # noqa: F401  (unfold, fold rows)
 from .base import register_backend
 from .loader import load_function, numba_available
 from .numpy_lower import NUMPY

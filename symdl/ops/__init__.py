@@ -5,6 +5,7 @@ from . import losses as _losses  # noqa: F401  (declares the losses)
 from .rowops import RowGradOp, RowLossOp, RowOp, RowVJPOp
 from .structural import StructuralOp, broadcast_shapes, sum_axes
 from . import shape_ops as _shape_ops  # noqa: F401  (slice, pad, concat, gather...)
+from . import conv as _conv  # noqa: F401  (unfold, fold: im2col and col2im)
 # importing the submodule ``elementwise`` set the package attribute of that
 # name to the module: the public name is the declaring function
 from .registry import elementwise  # noqa: E402,F811
