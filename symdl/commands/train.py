@@ -40,21 +40,28 @@ def _batch_size(text: str):
         raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
 
 
-def _number(low: float | None = 0.0):
-    """An argparse type: a finite float, at least ``low`` (``nan`` and ``inf`` are
-    refused here, with exit 2, rather than ending in a numerical failure later)."""
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if low is not None and v < low:
-            raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-        return v
-    parse.__name__ = "number"
-    return parse
+def _number(text: str) -> float:
+    """An argparse type: a finite float (``nan`` and ``inf`` are refused here, with
+    exit 2, rather than ending in a numerical failure later)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+#: Flags that must not be negative (checked by ``train``, exit 2).
+NON_NEGATIVE = ("lr", "momentum", "weight_decay", "l1", "l2", "dropout", "label_smoothing",
+                "clip_norm", "clip_value", "input_noise", "divergence", "val_fraction")
+
+
+def _check_non_negative(args) -> None:
+    for name in NON_NEGATIVE:
+        v = getattr(args, name, None)
+        if v is not None and v < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be a non-negative number, got {v:g}")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -73,7 +80,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _train_args(t: argparse.ArgumentParser) -> None:
     add_model_args(t)
-    num = _number()
+    num = _number
     t.add_argument("--epochs", type=int, default=30, help="passes over the training set (default: 30)")
     t.add_argument("--batch-size", type=_batch_size, default=32,
                    help="mini-batch size, or 'full' for full-batch gradient descent (default: 32)")
@@ -211,6 +218,7 @@ def _device(args):
 def cmd_train(args) -> int:
     from ..train import Trainer
     _device(args)
+    _check_non_negative(args)
     if args.epochs < 0 or (args.batch_size != "full" and args.batch_size < 1):
         raise UsageError("--epochs must be >= 0 and --batch-size >= 1")
     schedule = None

@@ -337,7 +337,7 @@ def check_writable(root, need_bytes: int) -> None:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".probe-{os.getpid()}"
         probe.write_bytes(b"")
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # a concurrent start may have cleared it
     except OSError as exc:
         raise CheckpointError(f"checkpoint folder {root} is not writable ({exc.strerror})") from None
     free = shutil.disk_usage(root).free
