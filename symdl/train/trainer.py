@@ -62,6 +62,11 @@ class Trainer:
     loss, loss_params : the loss op and its parameters.
     batch_size, epochs, seed : as usual; ``seed`` is an int or a ``SeedSequence``.
     progress : show a tqdm bar on stderr (default: only on a terminal).
+    explicit : the settings the caller chose explicitly (names as in the
+        checkpoint's ``settings``: ``lr``, ``seed``, ``clip_norm``, ...); on
+        resume those must equal the checkpoint's, the others take its values.
+        ``None`` (default): all of them must equal.
+    on_start : called with the loop state once resuming is settled.
     """
 
     def __init__(self, model, optimizer, loss="softmax_cross_entropy", loss_params=None,
@@ -214,9 +219,10 @@ class Trainer:
     def fit(self, train, val=None) -> History:
         """Train until ``epochs`` epochs are done; returns the :class:`History`.
 
-        Resumes from a checkpoint first when asked; Ctrl-C saves an
-        "interrupted" checkpoint at the next step boundary and re-raises
-        ``KeyboardInterrupt``.
+        Resumes from a checkpoint first when asked (with the checkpoint folder
+        locked for the whole run); Ctrl-C or SIGTERM saves an "interrupted"
+        checkpoint at the next step boundary and raises ``KeyboardInterrupt``
+        (:class:`~symdl.errors.Terminated`, a subclass, for SIGTERM).
         """
         X, y = train.X, self._targets(train)
         self._prepare(X, y)
