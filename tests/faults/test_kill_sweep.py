@@ -83,6 +83,7 @@ print(json.dumps(report))
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks its runs (POSIX)")
 def test_twenty_sigkills_leave_nothing_torn_and_resume_bit_identically(tmp_path):
     folder, ref = tmp_path / "run", tmp_path / "reference"
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(DRIVER), str(folder), str(ref),
