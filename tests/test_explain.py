@@ -26,7 +26,7 @@ def test_default_mlp_prints_one_chain_per_parameter_with_shapes(capsys):
                                              "∂L/∂4.W", "∂L/∂4.b"]
     assert "∂L/∂0.W  shape (64, 64)" in out and "∂L/∂4.b  shape (10,)" in out
     # relu' in terms of its output (a SymPy-checked claim), kink at 0 -> 0
-    assert "∂1.relu/∂0.z   = ⊙ Piecewise((1, 1.relu > 0), (0, True))" in out
+    assert "∂1.relu/∂0.z   = ⊙ Piecewise((0, 1.relu <= 0), (1, True))" in out
 
 
 def test_output_is_deterministic_in_every_format(capsys):

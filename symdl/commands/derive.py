@@ -13,6 +13,7 @@ import sys
 
 import sympy as sp
 
+from ..derive.budget import TIME_LIMIT
 from ..derive.parse import CONSTANTS, ParseError, format_caret, parse
 from ..derive.steps import derive
 from ..errors import UsageError
@@ -59,8 +60,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the variable to differentiate by (needed only when EXPR has several)")
     p.add_argument("--format", choices=FORMATS, default="text",
                    help="output format (default: text)")
+    p.add_argument("--time-limit", metavar="S", type=float, default=TIME_LIMIT,
+                   help=f"give up (exit 2) after S seconds (default: {TIME_LIMIT:g})")
     p.set_defaults(run=run)
+    _hint_dashed_expression(p)
     return p
+
+
+def _hint_dashed_expression(p: argparse.ArgumentParser) -> None:
+    """argparse reads an EXPR starting with '-' as an unknown option; say to put -- first."""
+    parse_known = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, extra = parse_known(args, namespace)
+        dashed = [a for a in extra if a.startswith("-") and not a.startswith("--")]
+        if dashed and getattr(ns, "expr", None) is None:
+            p.error(f"an expression starting with '-' needs -- before it: "
+                    f"symdl derive -- \"{dashed[0]}\"")
+        return ns, extra
+
+    p.parse_known_args = parse_known_args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     ParseError
         EXPR is not an allowed expression (exit code 2).
     UsageError
-        ``--wrt`` is missing although EXPR has several variables, or is not a name.
+        ``--wrt`` is missing although EXPR has several variables, or is not a name;
+        or the derivation took longer than ``--time-limit`` seconds or grew too large;
+        or its result could not be verified against SymPy's diff (printed, then exit 2).
     """
     if args.optimizer or args.schedule:
         return _rules(args)
@@ -81,8 +102,15 @@ def run(args: argparse.Namespace) -> int:
     wrt = None
     if args.wrt is not None:
         wrt = _variable(args.wrt)
-    text = derive(expr, wrt).render(args.format)
+    limit = getattr(args, "time_limit", TIME_LIMIT)
+    if not limit > 0:  # also NaN
+        raise UsageError(f"--time-limit must be a positive number of seconds, not {limit}")
+    dv = derive(expr, wrt, time_limit=None if limit == float("inf") else limit)
+    text = dv.render(args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if not dv.verified:  # shown, marked, and never exit 0: 0 means checked against SymPy
+        raise UsageError("the result above could not be verified against SymPy's diff (is the "
+                         "expression undefined at most points?)")
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 
 from ..errors import UsageError
 from ..ops import OPS, ElementwiseOp, Y
@@ -55,6 +56,13 @@ class OpFunctionBase(sp.Function):
 
     def _eval_is_extended_real(self):
         return True if all(a.is_extended_real for a in self.args) else None
+
+    def _eval_evalf(self, prec):
+        # a number by the registry declaration: not unevaluated (relu), nor by an
+        # mpmath function that happens to share the name (mpmath.sigmoid overflows)
+        if all(a.is_number for a in self.args):
+            return self.expansion().evalf(prec_to_dps(prec))
+        return super()._eval_evalf(prec)
 
     def expansion(self) -> sp.Expr:
         """The registry declaration applied to this call's arguments."""

@@ -14,7 +14,13 @@ Every other free name is a real symbol: ``beta1``, ``gamma``, ``lambda``,
 ``E``, ``N`` are plain symbols (``lambda`` is accepted although it is a Python
 keyword).  Two names are constants, by choice: ``pi`` is π and ``e`` is
 Euler's number, so ``e**x`` means ``exp(x)``; write ``E`` for a variable.
-Names starting with ``_`` are refused.  Input is limited to
+Names starting with ``_`` are refused, and so are ``oo``, ``zoo``, ``inf``,
+``infinity``, ``nan`` (any case) and ``I``, which read as SymPy's infinities,
+NaN and imaginary unit: everything here is a finite real value.  A constant
+that is not finite (``1/0``, ``log(0)``) or not real (``sqrt(-1)``) is refused,
+and so is a kinked function (``abs``, ``max``, ``relu``, …) of an argument
+that is not real for every real value of its variables (``abs(sqrt(x))``: its
+rules hold for real arguments only).  Input is limited to
 :data:`MAX_LENGTH` characters and :data:`MAX_DEPTH` levels of nesting (a chain
 ``a + b + c`` counts as one level), integer powers to :data:`MAX_EXPONENT`.
 Anything else raises :class:`ParseError` with the column (1-based) of the
@@ -30,6 +36,7 @@ import unicodedata
 import sympy as sp
 
 from ..errors import UsageError
+from ..ops import OPS
 from .opfuncs import ELEMENTARY, op_function, op_names
 
 __all__ = ["ParseError", "parse", "format_caret", "MAX_LENGTH", "MAX_DEPTH", "MAX_EXPONENT",
@@ -41,6 +48,11 @@ MAX_EXPONENT = 1000
 _MAX_DIGITS = 10_000
 #: Names that are constants rather than symbols.
 CONSTANTS = {"pi": sp.pi, "e": sp.E}
+#: Names refused: they read as SymPy's infinities, NaN and imaginary unit.
+_NOT_NAMES = {"oo": "infinity", "zoo": "complex infinity", "inf": "infinity",
+              "infinity": "infinity", "nan": "NaN", "I": "the imaginary unit"}
+#: Elementary functions with a kink: their rules hold for real arguments only.
+_KINKED = {"abs", "max", "min"}
 _LAMBDA = "_lmbda"  # same length as "lambda": columns do not move
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _GROUP = {ast.Add: 0, ast.Sub: 0, ast.Mult: 1, ast.Div: 1}
@@ -184,8 +196,28 @@ class _Builder:
         else:
             self._refuse(node)
         if out.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-            self.fail("undefined value (division by zero?)", node)
+            self.fail("not finite (a division by zero?)", node)
+        if out.is_number and not out.is_Rational and not out.is_Float:
+            self._check_constant(out, node)
         return out
+
+    def _check_constant(self, value: sp.Expr, node) -> None:
+        """A constant subexpression must be a finite real number of sane size
+        (``exp(exp(exp(3)))`` has 10^8 digits: SymPy would work on it for minutes)."""
+        try:
+            v = value.evalf(15)
+            if v.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+                self.fail("not finite", node)
+            re, im = v.as_real_imag()
+            big = re.is_Number and re != 0 and abs(sp.log(abs(re), 10)) > _MAX_DIGITS
+        except (OverflowError, ValueError, ArithmeticError, RecursionError):
+            big = True
+        if big:
+            self.fail(f"number out of range (beyond 1e±{_MAX_DIGITS})", node)
+        if im.is_Number and im != 0:
+            text = self.raw[node.col_offset:node.end_col_offset].decode("utf-8", "replace")
+            self.fail(f"not real: {text} = {sp.sstr(value)} (variables and values are "
+                      "real here)", node)
 
     def _refuse(self, node):
         what = _REFUSED.get(type(node), type(node).__name__)
@@ -214,7 +246,7 @@ class _Builder:
             self._check_power(node, a, b)
             return a**b
         if op is ast.Div and b == 0:
-            self.fail("division by zero", node.right)
+            self.fail("not finite: division by zero", node.right)
         if op is ast.Add:
             return a + b
         if op is ast.Sub:
@@ -229,7 +261,7 @@ class _Builder:
             if abs(float(b)) * math.log10(size) > _MAX_DIGITS:
                 self.fail("number too large", node)
         if a == 0 and b.is_number and b.is_negative:
-            self.fail("division by zero", node)
+            self.fail("not finite: division by zero", node)
 
     def _unary(self, node, depth: int) -> sp.Expr:
         if isinstance(node.op, ast.USub):
@@ -261,6 +293,10 @@ class _Builder:
             self.fail(f"names may not start with '_': {name}", node)
         if name in CONSTANTS:
             return CONSTANTS[name]
+        refused = _NOT_NAMES.get(name if name == "I" else name.lower())
+        if refused:
+            self.fail(f"{name} is not a variable name here (it reads as {refused}; values are "
+                      "finite and real): choose another name", node)
         if name in self.calls:
             self.fail(f"{name} is a function: call it as {name}(...)", node)
         return sp.Symbol(name, real=True)
@@ -279,6 +315,12 @@ class _Builder:
             if isinstance(a, ast.Starred):
                 self.fail("* unpacking is not allowed", a)
         args = [self.build(a, depth + 1) for a in node.args]
+        if name in _KINKED or (name not in ELEMENTARY and not OPS[name].smooth):
+            for a, arg in zip(node.args, args):
+                where = _complex_at(arg)
+                if where:
+                    self.fail(f"{name} needs a real argument, and {sp.sstr(arg)} is not real at "
+                              f"{where} (its derivative rule holds for real arguments only)", a)
         if name in ("max", "min"):
             if len(args) < 2:
                 self.fail(f"{name} takes at least 2 arguments", node)
@@ -294,6 +336,31 @@ class _Builder:
                 f"{lo} arguments" if lo == hi else f"{lo} to {hi} arguments"
             self.fail(f"{name} takes {want}, not {len(args)}", node)
         return fn(*args)
+
+
+#: Where arguments of kinked functions are tried when SymPy cannot tell they are real.
+_PROBES = (-2.7, 0.45, -0.6, 1.8)
+
+
+def _complex_at(e: sp.Expr) -> str:
+    """A real point (``"x = -0.6"``) where ``e`` has a non-real value, else ``""``
+    (``e`` is real where defined: by SymPy's assumptions, or at every probe)."""
+    if e.is_extended_real:
+        return ""
+    syms = sorted(e.free_symbols, key=lambda s: s.name)
+    if e.xreplace({s: sp.Symbol(s.name, real=True, nonzero=True) for s in syms}).is_extended_real:
+        return ""  # y/x: real wherever it is defined
+    for k in range(len(_PROBES) ** min(len(syms), 2)):
+        pt = {s: sp.Float(_PROBES[(k // len(_PROBES) ** (i % 2) + i) % len(_PROBES)])
+              for i, s in enumerate(syms)}
+        try:
+            re, im = e.xreplace(pt).evalf(15).as_real_imag()
+            bad = im.is_Number and re.is_Number and abs(im) > 1e-12 * max(1, abs(re))
+        except (TypeError, ValueError, ArithmeticError, RecursionError):
+            bad = False
+        if bad:
+            return ", ".join(f"{s} = {float(v):g}" for s, v in pt.items())
+    return ""
 
 
 def _symbol(op) -> str:

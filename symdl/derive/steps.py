@@ -17,7 +17,8 @@ reports that check.  Where that is not decisive, op calls are expanded to
 their declarations and :func:`symdl.ops.claims.check_equal` decides.  The
 result is checked the same way against SymPy's derivative of the input.
 Nothing prints here; :mod:`symdl.printing` renders a :class:`Derivation`.
-No ``simplify()`` on the main path: targeted rewrites only.
+No ``simplify()`` on the main path: targeted rewrites only.  The work is
+bounded in time and size (:mod:`symdl.derive.budget`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import UsageError
+from .budget import TIME_LIMIT, Budget, OutOfTime
 from .checks import op_forms_check, op_forms_verified, verify_equal, weakest
 from .opfuncs import OpFunctionBase, cites_grad_form, expand_ops, op_derivative, \
     op_expansion_of, to_ops
@@ -133,7 +135,8 @@ def _value(e: sp.Expr, expand: bool) -> sp.Expr:
     return e.xreplace({n: n.doit() for n in _pending(e)})
 
 
-def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
+def derive(expr, wrt=None, *, max_steps: int = 200, time_limit: float | None = TIME_LIMIT
+           ) -> Derivation:
     """Differentiate ``expr`` with respect to ``wrt``, rule by rule.
 
     Parameters
@@ -141,6 +144,9 @@ def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
     expr : sympy expression, or text for :func:`symdl.derive.parse.parse`.
     wrt : the variable (symbol or name); may be omitted when ``expr`` has one.
     max_steps : after this many steps, what is left is evaluated by SymPy.
+    time_limit : seconds (None: no limit); past it, or when the expression grows
+        past :data:`symdl.derive.budget.MAX_NODES`, a one-line
+        :class:`~symdl.errors.UsageError` "too large to derive in N s".
 
     Returns
     -------
@@ -154,10 +160,18 @@ def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
     >>> dv.result
     (1 - sigmoid(z))*sigmoid(z)
     """
-    if isinstance(expr, str):
-        from .parse import parse
-        expr = parse(expr)
-    expr = _real(sp.sympify(expr))
+    budget = Budget(time_limit)
+    try:
+        with budget.alarm():
+            if isinstance(expr, str):
+                from .parse import parse
+                expr = parse(expr)
+            return _derive(_real(sp.sympify(expr)), wrt, max_steps, budget)
+    except (OutOfTime, RecursionError, MemoryError):
+        raise budget.error() from None
+
+
+def _derive(expr, wrt, max_steps: int, budget: Budget) -> Derivation:
     x = resolve_wrt(expr, wrt)
     cur = d(expr, x)
     # With every op's derivative form checked against its declaration, values
@@ -166,6 +180,7 @@ def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
     expand = not all(op_forms_verified(name) for name in ops)
     steps: list = []
     while (pending := _pending(cur)) and len(steps) < max_steps:
+        budget.check(cur)
         batch = [(pending[0], _apply(pending[0]))]
         rule = batch[0][1].rule
         for n in pending[1:]:  # the same rule on every pending derivative at once
@@ -183,7 +198,9 @@ def derive(expr, wrt=None, *, max_steps: int = 200) -> Derivation:
     if _pending(cur):
         mapping = {n: n.doit() for n in _pending(cur)}
         cur = _step(steps, "sympy", cur, mapping, "the rest by SymPy's diff", expand)
+    budget.check(cur)
     cur = _rewrite(expr, x, cur, steps, expand)
+    budget.check(cur)
     ok, method = verify_equal(_value(d(expr, x), expand), _value(cur, expand))
     return Derivation(expr, x, tuple(steps), cur, ok, method)
 
