@@ -69,11 +69,12 @@ class NumpyBackend:
 
     def update_kernel(self, rule, dtype: str, parallel: bool):
         """The fused in-place kernel ``kernel(p, g, *state, *scalars)`` of ``rule``."""
-        key = (id(rule), dtype, parallel)
+        # rules are rebuilt per optimizer instance: key on what the kernel computes
+        key = (repr((rule.name, rule.equations, rule.state, sorted(map(str, rule.kernel_scalars)))),
+               dtype, parallel)
         if key not in self._updates:
-            self._updates[key] = (rule, load_function(
-                update_kernel_source(rule, dtype, self.flavor, parallel)))
-        return self._updates[key][1]
+            self._updates[key] = load_function(update_kernel_source(rule, dtype, self.flavor, parallel))
+        return self._updates[key]
 
     # ------------------------------------------------- trainer primitives
     def gather(self, src, idx, out) -> None:
