@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +234,7 @@ def load_checkpoint(path) -> Checkpoint:
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"checkpoint {path}: refused to load ({exc})") from None
     return Checkpoint(path, meta, arrays)
 

@@ -127,7 +127,10 @@ def restore(trainer, ckpt) -> LoopState:
         raise CheckpointError(f"{where} was trained with {meta['optimizer']['name']}, this run uses {name}")
     if int(meta.get("batch_size", trainer.batch_size)) != trainer.batch_size:
         raise CheckpointError(f"{where} used batch size {meta['batch_size']}, this run {trainer.batch_size}")
-    _reconcile(trainer, meta["settings"], where)
+    try:
+        _reconcile(trainer, meta["settings"], where)
+    except (TypeError, ValueError) as exc:  # a forged settings value (UsageError passes through)
+        raise CheckpointError(f"{where} is corrupt (settings: {exc})") from None
     try:
         for p in trainer.params:
             p.data[...] = arrays[f"param/{p.name}"]
