@@ -42,7 +42,8 @@ class Budget:
 
     def error(self, why: str = "") -> UsageError:
         """The one-line error to raise when the budget is spent."""
-        limit = f" in {float(self.seconds):g} s" if self.seconds is not None else ""
+        timed = self.seconds is not None and not why
+        limit = f" in {float(self.seconds):g} s" if timed else ""
         hint = ", or a longer --time-limit" if self.seconds is not None else ""
         return UsageError(f"too large to derive{limit}{why} (try a smaller expression{hint})")
 
