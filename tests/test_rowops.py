@@ -329,8 +329,8 @@ def test_mlp_with_layernorm_one_kernel_each_way_and_matches_torch():
                                    rtol=1e-10, atol=1e-12, err_msg=n)
 
 
-def test_layernorm_layer_checks_its_arguments():
-    from symdl.nn import LayerNorm
+def test_last_axis_layernorm_checks_its_arguments():
+    from symdl.nn.layers import LayerNorm  # symdl.nn's LayerNorm extends it to several axes
     with pytest.raises(UsageError, match="last axis"):
         LayerNorm((3, 4))
     with pytest.raises(UsageError, match="eps must be positive"):
