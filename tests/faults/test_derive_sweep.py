@@ -14,7 +14,6 @@ import math
 import time
 
 import mpmath
-import pytest
 import sympy as sp
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st

@@ -110,7 +110,8 @@ def test_nan_and_inf_give_what_torch_gives(name, flavor, dtype):
         what = f"{name} value" if k == 0 else f"d{name}/dx{k - 1}"
         bad = ~(np.isclose(a, b, rtol=rtol, atol=0) | (np.isnan(a) & np.isnan(b)) | (a == b))
         where = [tuple(float(c[j]) for c in cols) for j in np.nonzero(bad)[0][:5]]
-        assert not bad.any(), f"{what} ({flavor}, {dtype}) at {where}: {a[bad][:5]} != torch {b[bad][:5]}"
+        assert not bad.any(), \
+            f"{what} ({flavor}, {dtype}) at {where}: {a[bad][:5]} != torch {b[bad][:5]}"
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
