@@ -1,4 +1,4 @@
-"""Convolution: unfold/fold transposes checked exactly, their NumPy rows, Conv1d/Conv2d against torch.
+"""Convolution: unfold/fold transposes checked exactly, NumPy rows, Conv1d/Conv2d against torch.
 
 The transposes run through the exact SymPy check and the adjoint identity of
 ``tests/test_structural.py`` on a table of their own (strides, paddings,
@@ -229,3 +229,38 @@ def test_receptive_field():
     assert receptive_field([(3, 1)] * 5) == 1 + 5 * 2             # 1 + L(K − 1)
     with pytest.raises(UsageError, match="stride must be an integer >= 1"):
         receptive_field([(3, 0, 1)])
+
+
+# ---------------------------------------------------------------- summary
+def test_summary_three_3x3_against_one_7x7():
+    """The notes' comparison: the same 7×7 view with 27C² weights instead of 49C²."""
+    from symdl.nn import summary
+    C = 16
+    three = Sequential(*[Conv2d(C, C, 3, padding=1, bias=False) for _ in range(3)])
+    one = Conv2d(C, C, 7, padding=3, bias=False)
+    s3, s1 = three.summary(("N", C, 32, 32)), summary(one, ("N", C, 32, 32))
+    assert s3.total_params == 27 * C * C and s1.total_params == 49 * C * C
+    assert [r.field for r in s3.rows] == [(3, 3), (5, 5), (7, 7)]
+    assert s3.receptive_field == s1.receptive_field == (7, 7)
+    assert s3.rows[-1].shape == s1.rows[-1].shape == ("N", C, 32, 32)
+    text = str(s3)
+    assert "total parameters: 6,912" in text and "receptive field of the output: 7×7" in text
+
+
+def test_summary_lenet_rows():
+    from symdl.nn import Dense, GlobalAvgPool2d
+    net = Sequential(Conv2d(1, 6, 5, padding=2), Activation("relu"), MaxPool2d(2),
+                     Conv2d(6, 16, 5), Activation("relu"), MaxPool2d(2), Flatten(),
+                     Dense(400, 10))
+    s = net.summary(("N", 1, 28, 28))
+    assert [r.shape for r in s.rows][::3] == [("N", 6, 28, 28), ("N", 16, 10, 10), ("N", 400)]
+    assert [r.params for r in s.rows] == [156, 0, 0, 2416, 0, 0, 0, 4010]
+    assert [r.field for r in s.rows] == [(5, 5), (5, 5), (6, 6), (14, 14), (14, 14), (16, 16),
+                                         (16, 16), None]
+    assert s.total_params == net.num_parameters() == 156 + 2416 + 4010
+    # strides and dilations: 1 + 2·2 (dilated 3×3) + 1·2 (stride-2 conv before it)
+    d = Sequential(Conv2d(1, 2, 2, stride=2), Conv2d(2, 2, 3, dilation=2, padding=2),
+                   Residual(Conv2d(2, 2, 3, padding=1)), GlobalAvgPool2d())
+    s = d.summary((1, 1, 8, 8))
+    assert [r.field for r in s.rows] == [(2, 2), (10, 10), (14, 14), None]
+    assert "whole input" in str(s)

@@ -1,4 +1,4 @@
-"""Pooling, upsampling and normalization layers against torch autograd (float64), by hand and by finite differences."""
+"""Pooling, upsampling and normalization vs torch autograd (float64), by hand, by differences."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,7 +54,8 @@ def test_lp_pool_matches_torch(norm, k, s):
 
 def test_adaptive_global_pool_and_upsample_match_torch():
     compare_layer(AdaptiveAvgPool2d(1), (2, 3, 5, 4), lambda x: F.adaptive_avg_pool2d(x, 1))
-    compare_layer(AdaptiveAvgPool2d((2, 3)), (2, 3, 4, 6), lambda x: F.adaptive_avg_pool2d(x, (2, 3)))
+    compare_layer(AdaptiveAvgPool2d((2, 3)), (2, 3, 4, 6),
+                  lambda x: F.adaptive_avg_pool2d(x, (2, 3)))
     compare_layer(GlobalAvgPool2d(), (2, 3, 5, 4), lambda x: x.mean((2, 3)))
     compare_layer(Upsample(2), (2, 3, 3, 4), lambda x: F.interpolate(x, scale_factor=2,
                                                                       mode="nearest"))

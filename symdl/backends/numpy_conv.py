@@ -1,4 +1,4 @@
-"""NumPy lowerings of ``unfold`` (im2col) and ``fold`` (col2im): strided views, no loops over pixels.
+"""NumPy lowerings of ``unfold`` (im2col) and ``fold`` (col2im): strided views, no pixel loops.
 
 Rows of :data:`symdl.backends.numpy_lower.NUMPY`.  Everything is laid out at
 compile time: ``unfold`` reads a strided ``(N, C, *K, *O)`` window view of
@@ -73,7 +73,8 @@ def _fold(prog, n):
         return _impl_lines(prog, n)
     lines = [prog.comment(n)]
     img, inner = (_padded(prog, f"{n}@padded", out, p) if any(p) else (out, None))
-    pairs = [(img[_ALL2 + where], cols[_ALL2 + off]) for off, where in fold_offsets(k, s, dl, sizes)]
+    pairs = [(img[_ALL2 + where], cols[_ALL2 + off])
+             for off, where in fold_offsets(k, s, dl, sizes)]
     lines.append(f"    {prog.alias('fold_into', fold_into)}({prog.alias(f'{n}@pairs', pairs)}, "
                  f"{prog.alias(f'{n}@img', img)})")
     if inner is not None:

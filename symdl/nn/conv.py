@@ -1,4 +1,4 @@
-"""Convolution, pooling and reshaping layers built from ``unfold``, batched ``matmul`` and reductions.
+"""Convolution, pooling and reshaping layers from ``unfold``, batched ``matmul`` and reductions.
 
 Parameter layouts and initialization follow PyTorch (``weight`` of shape
 ``(out, in/groups, *kernel)``, ``bias`` of ``(out,)``, both uniform in
@@ -39,6 +39,14 @@ def _outs(who, x, spatial, k, s, p, dl) -> tuple:
         raise UsageError(f"{who} on {x} of spatial size {spatial}: {e}") from None
 
 
+def _extras(**kw) -> str:
+    """``, name=value`` for the settings that differ from their defaults, as torch prints."""
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
+    return "".join(f", {k}={v if len(set(v)) > 1 else v[0]}" if isinstance(v, tuple)
+                   else f", {k}={v}" for k, v in kw.items()
+                   if (v[0] if isinstance(v, tuple) and len(set(v)) == 1 else v) != defaults[k])
+
+
 def window_of(layer) -> tuple | None:
     """``(kernel, stride, dilation)`` per spatial axis of a windowed layer, else None."""
     geo = getattr(layer, "geometry", None)
@@ -64,7 +72,8 @@ class _ConvNd(Module):
                              f"out_channels {out_channels}")
         self.geometry = conv_params({"kernel": kernel_size, "stride": stride, "padding": padding,
                                      "dilation": dilation}, d)
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), groups
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.groups = int(groups)
         k = self.geometry[0]
         fan_in = in_channels // groups * prod(k)
         bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=√5), as torch.nn.Conv*d
@@ -99,9 +108,10 @@ class _ConvNd(Module):
 
     def __repr__(self):
         k, s, p, dl = self.geometry
-        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={k}, "
-                f"stride={s}, padding={p}, dilation={dl}, groups={self.groups}, "
-                f"bias={self.has_bias})")
+        kk = k[0] if len(set(k)) == 1 else k
+        extras = _extras(stride=s, padding=p, dilation=dl, groups=self.groups, bias=self.has_bias)
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={kk}{extras})")
 
 
 class Conv2d(_ConvNd):
@@ -143,7 +153,10 @@ class _Pool2d(Module):
 
     def __repr__(self):
         k, s, p, dl = self.geometry
-        return f"{type(self).__name__}(kernel_size={k}, stride={s}, padding={p})"
+        kk = k[0] if len(set(k)) == 1 else k
+        ss = s[0] if len(set(s)) == 1 else s   # always shown: a pool's default is its kernel
+        return (f"{type(self).__name__}(kernel_size={kk}, stride={ss}"
+                f"{_extras(padding=p, dilation=dl)})")
 
 
 class MaxPool2d(_Pool2d):

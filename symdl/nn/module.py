@@ -84,6 +84,11 @@ class Module:
     def build(self, g, x: str, prefix: str = "") -> str:
         raise NotImplementedError(type(self).__name__)
 
+    def summary(self, input_shape):
+        """Per-layer output shape, parameters, receptive field (:func:`.summary.summary`)."""
+        from .summary import summary  # a sibling module that itself imports this one
+        return summary(self, input_shape)
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={m!r}" for n, m in self._modules.items())
         return f"{type(self).__name__}({inner})"

@@ -1,4 +1,4 @@
-"""Normalization layers for feature maps: BatchNorm1d/2d, InstanceNorm2d, LayerNorm over several axes.
+"""Normalization for feature maps: BatchNorm1d/2d, InstanceNorm2d, LayerNorm over several axes.
 
 Each is a graph of existing ops, so its gradient is derived by reverse mode:
 batch normalization from ``mean``, ``sub``, ``square``, ``sqrt`` and
@@ -71,14 +71,15 @@ class _BatchNorm(Module):
         if len(shape) not in self.ranks or shape[1] != self.num_features:
             raise UsageError(f"{prefix}{type(self).__name__}({self.num_features}) expects "
                              f"{' or '.join(f'{r}-D' for r in self.ranks)} input with "
-                             f"{self.num_features} channels on axis 1, {x} has shape {tuple(shape)}")
+                             f"{self.num_features} channels on axis 1, {x} has shape "
+                             f"{tuple(shape)}")
         dtype = g.node(x)["dtype"]
         axes = (0, *range(2, len(shape)))
         col = (self.num_features,) + (1,) * (len(shape) - 2)
         p = prefix
         bm = g.add("mean", x, axes=axes, keepdims=True, name=f"{p}batch_mean")
-        bv = g.add("mean", g.add("square", g.add("sub", x, bm, name=f"{p}centered"), name=f"{p}sq"),
-                   axes=axes, keepdims=True, name=f"{p}batch_var")
+        sq = g.add("square", g.add("sub", x, bm, name=f"{p}centered"), name=f"{p}sq")
+        bv = g.add("mean", sq, axes=axes, keepdims=True, name=f"{p}batch_var")
         a = g.input(f"{p}train", (), dtype)
         rm, rv = (g.input(f"{p}running_{s}", col, dtype) for s in ("mean", "var"))
         for n, what in ((a, "train"), (rm, "running_mean"), (rv, "running_var")):
@@ -87,7 +88,8 @@ class _BatchNorm(Module):
         ia = g.add("sub", one, a, name=f"{p}eval")
 
         def blend(batch, running, name):
-            return g.add("add", g.add("mul", a, batch), g.add("mul", ia, running), name=f"{p}{name}")
+            return g.add("add", g.add("mul", a, batch), g.add("mul", ia, running),
+                         name=f"{p}{name}")
 
         mean, var = blend(bm, rm, "mean"), blend(bv, rv, "var")
         eps = g.add("fill", value=self.eps, shape=(), dtype=dtype, name=f"{p}eps")
@@ -190,7 +192,8 @@ class LayerNorm(_LastAxisLayerNorm):
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  dtype: str = "float32"):
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = normalized_shape
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
             raise UsageError(f"LayerNorm normalized_shape must be positive ints, got "
                              f"{normalized_shape!r}")
@@ -205,8 +208,8 @@ class LayerNorm(_LastAxisLayerNorm):
             return super().build(g, x, prefix)
         shape, k = tuple(g.shape(x)), len(self.normalized_shape)
         if shape[-k:] != self.normalized_shape or len(shape) == k:
-            raise UsageError(f"{prefix}LayerNorm expects (..., {', '.join(map(str, self.normalized_shape))}), "
-                             f"{x} has shape {shape}")
+            want = ", ".join(map(str, self.normalized_shape))
+            raise UsageError(f"{prefix}LayerNorm expects (..., {want}), {x} has shape {shape}")
         flat = g.add("reshape", x, shape=(*shape[:-k], prod(self.normalized_shape)),
                      name=f"{prefix}rows")
         y = g.add("layer_norm", flat, eps=self.eps, name=f"{prefix}norm")

@@ -1,4 +1,4 @@
-"""Convolution's structural linear ops, ``unfold`` (im2col) and ``fold`` (col2im), and their arithmetic.
+"""Convolution's linear ops ``unfold`` (im2col) and ``fold`` (col2im), and their arithmetic.
 
 ``unfold`` copies every receptive field of an ``(N, C, *S)`` array (``S``
 one or more spatial sizes) into a column: the result is ``(N, C·∏K, ∏O)``,
@@ -95,7 +95,8 @@ def conv_params(params, d: int) -> tuple:
     """``(kernel, stride, padding, dilation)`` of a node's params, each a ``d``-tuple."""
     if "kernel" not in params:
         raise UsageError("unfold/fold need a kernel size")
-    return (_tuple("kernel", params["kernel"], d, 1), _tuple("stride", params.get("stride", 1), d, 1),
+    return (_tuple("kernel", params["kernel"], d, 1),
+            _tuple("stride", params.get("stride", 1), d, 1),
             _tuple("padding", params.get("padding", 0), d, 0),
             _tuple("dilation", params.get("dilation", 1), d, 1))
 
