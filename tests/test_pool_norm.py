@@ -211,3 +211,14 @@ def test_norm_errors():
         BatchNorm2d(3).build(g, g.input("x", ("N", 4, 2, 2)))
     with pytest.raises(UsageError, match="LayerNorm expects"):
         LayerNorm((3, 4)).build(g, g.input("y", ("N", 4, 3)))
+
+
+def test_l2_pool_of_a_zero_window_has_zero_gradient_as_torch():
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 0, 0] = 2.0
+    y, dx = _pool_by_hand(LPPool2d(2, 2), x)
+    np.testing.assert_allclose(y, [[2, 0], [0, 0]], atol=1e-150)
+    tx = torch.tensor(x, requires_grad=True)
+    F.lp_pool2d(tx, 2, 2).sum().backward()
+    np.testing.assert_array_equal(dx, tx.grad.numpy()[0, 0])
+    assert np.isfinite(dx).all() and dx[0, 0] == 1

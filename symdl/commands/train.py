@@ -72,6 +72,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=_csv_ints, default=(64, 64), metavar="N,N",
                    help="hidden layer sizes of the MLP (default: 64,64)")
     p.add_argument("--activation", default="relu", help="hidden activation, any op of the registry (default: relu)")
+    p.add_argument("--channels", type=_csv_ints, default=(16, 32), metavar="N,N",
+                   help="cnn: output channels of each conv stage (default: 16,32)")
+    p.add_argument("--kernel", type=int, default=3, help="cnn: conv kernel size, odd (default: 3)")
+    p.add_argument("--pool", choices=("max", "avg", "l2"), default="max",
+                   help="cnn: 2x2 pooling after each stage (default: max)")
+    p.add_argument("--norm", choices=("none", "batch", "layer", "instance"), default="none",
+                   help="cnn: normalization after each conv (default: none)")
+    p.add_argument("--residual", action="store_true",
+                   help="cnn: add a residual block y = F(x) + x to each stage")
     p.add_argument("--dataset", choices=DATASETS, default="digits", help="data set (default: digits, embedded)")
     p.add_argument("--data-dir", help="folder with MNIST IDX files (for --dataset mnist)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -175,7 +184,14 @@ def make_spec(args, train, init_ss):
     n_out = train.n_classes if train.task == "classification" else train.y.reshape(len(train), -1).shape[1]
     return make_model(args.model, train.X.shape[1], n_out, args.hidden, args.activation,
                       np.random.default_rng(init_ss), args.dtype, train.task,
-                      getattr(args, "dropout", 0.0), getattr(args, "label_smoothing", 0.0))
+                      getattr(args, "dropout", 0.0), getattr(args, "label_smoothing", 0.0),
+                      **_cnn_options(args))
+
+
+def _cnn_options(args) -> dict:
+    if getattr(args, "model", None) != "cnn":
+        return {}
+    return {k: getattr(args, k) for k in ("channels", "kernel", "pool", "norm", "residual")}
 
 
 def _optimizer(args):

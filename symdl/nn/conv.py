@@ -193,7 +193,8 @@ class AvgPool2d(_Pool2d):
 
 class LPPool2d(_Pool2d):
     """Power-average pooling ``(Σ_window x^p)^{1/p}``, as ``torch.nn.LPPool2d``
-    (no padding); ``norm_type=2`` is L2 pooling, √(Σ x²)."""
+    (no padding); ``norm_type=2`` is L2 pooling, √(Σ x²).  A window of zeros
+    gives √(tiny) ≈ 1e-19 (float32) and gradient 0, where torch gives 0 and 0."""
 
     def __init__(self, norm_type, kernel_size, stride=None):
         super().__init__(kernel_size, stride)
@@ -211,6 +212,11 @@ class LPPool2d(_Pool2d):
             xp = g.add("pow", x, pw, name=f"{prefix}xp")
         win, out = self.windows(g, xp, prefix)
         s = g.add("sum", win, axes=(2,), keepdims=True, name=f"{prefix}winsum")
+        # plus the smallest normal float: an all-zero window (ReLU before the pool) then has
+        # gradient 0 as in torch, not (1/2√0)·0 = ∞·0 = NaN; any other sum is unchanged
+        tiny = g.add("fill", value=float(np.finfo(dtype).tiny), shape=(), dtype=dtype,
+                     name=f"{prefix}tiny")
+        s = g.add("add", s, tiny, name=f"{prefix}winsum_")
         if self.norm_type == 2:
             y = g.add("sqrt", s, name=f"{prefix}root")
         else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from .cnn import cnn
 from .layers import Activation, Dense, Dropout, Sequential
 
-MODELS = ("mlp", "logreg", "perceptron")
+MODELS = ("mlp", "logreg", "perceptron", "cnn")
 RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
 
 
@@ -21,10 +22,11 @@ class ModelSpec:
 
 def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: str = "relu",
                rng=None, dtype: str = "float32", task: str = "classification",
-               dropout: float = 0.0, label_smoothing: float = 0.0) -> ModelSpec:
+               dropout: float = 0.0, label_smoothing: float = 0.0, **cnn_options) -> ModelSpec:
     """``mlp`` (Dense+activation per hidden layer), ``logreg`` (one Dense,
     softmax cross-entropy) or ``perceptron`` (one Dense trained with the
-    perceptron criterion: multiclass hinge with margin 0)."""
+    perceptron criterion: multiclass hinge with margin 0) or ``cnn``
+    (:func:`symdl.nn.cnn.cnn`, given ``cnn_options``: channels, kernel, pool, norm, residual)."""
     if kind not in MODELS:
         raise UsageError(f"unknown model {kind!r} (choose from: {', '.join(MODELS)})")
     init = "he_uniform" if activation in RELU_LIKE else "xavier_uniform"
@@ -37,8 +39,11 @@ def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: st
             if dropout:
                 layers.append(Dropout(dropout))
             width = int(h)
-    layers.append(Dense(width, n_out, rng, "xavier_uniform", dtype=dtype))
-    model = Sequential(*layers)
+    if kind == "cnn":
+        model = cnn(n_in, n_out, activation=activation, rng=rng, dtype=dtype, **cnn_options)
+    else:
+        layers.append(Dense(width, n_out, rng, "xavier_uniform", dtype=dtype))
+        model = Sequential(*layers)
     model.name_parameters()
     if task == "regression":
         return ModelSpec(model, "mse", {})

@@ -15,7 +15,9 @@ def build_training_graph(model, n_features: int, loss: str, loss_params: dict, d
     to the output's shape otherwise.  Returns ``(graph, output node, L)``.
     """
     g = Graph()
-    x = g.input("x", ("N", n_features), dtype)
+    # n_features: an int (rows of features) or a tuple (one example's shape: (C, H, W) images)
+    x = g.input("x", ("N", *n_features) if isinstance(n_features, tuple) else ("N", n_features),
+                dtype)
     out = model.build(g, x)
     rowloss = isinstance(OPS[loss], RowLossOp)
     if target_shape is None:

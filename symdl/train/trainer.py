@@ -23,6 +23,7 @@ from ..backends import get_backend
 from ..data.dataset import bad_rows, integral_labels
 from ..derive import grad
 from ..errors import CheckpointError, DataError, Terminated, UsageError
+from ..nn.norm import set_batchnorm_mode, update_running_stats
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
 from .checkpoint import (FolderLock, check_writable, clean_stale, latest_good, load_checkpoint,
@@ -124,14 +125,15 @@ class Trainer:
     def _prepare(self, X, y=None):
         if self._graph is None:
             tshape = None if y is None else ("N",) if y.ndim == 1 else ("N", y.shape[1])
-            g, out, L = build_training_graph(self.model, X.shape[1], self.loss, self.loss_params,
+            features = X.shape[1] if X.ndim == 2 else tuple(X.shape[1:])  # (C, H, W) images too
+            g, out, L = build_training_graph(self.model, features, self.loss, self.loss_params,
                                              self.dtype, tshape, self.l1, self.l2)
             self._graph, self._out, self._L = g, out, L
             self._grad = grad(g, L, [p.name for p in self.params])
             self._masks = dropout_masks(g)
-        elif X.shape[1] != self._graph.shape("x")[1]:
-            raise DataError(f"data has {X.shape[1]} features, the model was built for "
-                            f"{self._graph.shape('x')[1]}")
+        elif tuple(X.shape[1:]) != tuple(self._graph.shape("x")[1:]):
+            raise DataError(f"data has {_features(X.shape[1:])}, the model was built for "
+                            f"{_features(self._graph.shape('x')[1:])}")
 
     def program(self, n: int, train: bool):
         key = (n, train)
@@ -174,7 +176,7 @@ class Trainer:
 
     def _preflight(self, X, y):
         self._check_data(X, y)
-        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
         if bad.size:
             raise DataError(f"{bad.size} row(s) hold NaN or Inf, the first is row {bad[0]}")
         if len(X) < self.batch_size and self.drop_last:
@@ -279,6 +281,7 @@ class Trainer:
         self._batch(prog, X, y, idx)
         if self._masks:
             fill_masks(prog, self._masks, self.noise_rng, train=True)
+        set_batchnorm_mode(prog, self.model, train=True)  # batch statistics (no-op without)
         if self.input_noise:
             add_input_noise(prog, self.input_noise, self.noise_rng)
         prog.run()
@@ -288,6 +291,7 @@ class Trainer:
             if self.clip_norm or self.clip_value:
                 clip(self.pack.grad, gsq, self.clip_norm, self.clip_value)
             self.optimizer.step()
+            update_running_stats(self.model, prog)
             state.total += loss * len(idx)
             if self.classification:
                 state.correct += self.backend.count_hits(prog.value(self._out), prog.inputs["y"])
@@ -323,6 +327,7 @@ class Trainer:
             idx = np.arange(s, min(s + batch, len(X)))
             prog = self.program(len(idx), False)
             self._batch(prog, X, y, idx)
+            set_batchnorm_mode(prog, self.model, train=False)  # running statistics
             prog.run()
             total += float(prog.value(self._L)) * len(idx)
             if self.classification:
@@ -338,9 +343,15 @@ class Trainer:
             chunk = X[s:s + batch]
             prog = self.program(len(chunk), False)
             prog.inputs["x"][...] = chunk
+            set_batchnorm_mode(prog, self.model, train=False)
             prog.run()
             outs.append(prog.value(self._out).copy())
         return np.concatenate(outs)
+
+
+def _features(shape) -> str:
+    shape = tuple(shape)
+    return f"{shape[0]} features" if len(shape) == 1 else f"examples of shape {shape}"
 
 
 @contextlib.contextmanager
