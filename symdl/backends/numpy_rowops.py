@@ -93,11 +93,15 @@ def _rowop(prog, n):
         return _pair(prog, value_node, vjp_node)
     opdef = OPS[g.op(n)]
     labels, dtype, big = _layout(prog, n, opdef)
+    colsum = None
+    if isinstance(opdef, RowVJPOp) and not big and prog.flavor == "numba":
+        colsum = _absorb(prog, n, "rows")  # a bias gradient below a normalization, on the way
     what = f"{opdef.name}, {labels} labels" if "target" in opdef.operands else opdef.name
     src = module_header(prog.flavor) + row_kernel(
-        "kernel", opdef, dtype, labels, prog.flavor, big, comment=[what])
-    argv = ", ".join(_argv(prog, opdef, g.args(n), [n]))
-    return [prog.comment(n), f"    {prog.kernel(src)}({argv}{_params(opdef, g.node(n)['params'])})"]
+        "kernel", opdef, dtype, labels, prog.flavor, big, comment=[what], colsum=colsum and colsum[1])
+    argv = ", ".join(_argv(prog, opdef, g.args(n), [n]) + ([colsum[2]] if colsum else []))
+    head = [prog.comment(m) for m in [n] + ([colsum[0]] if colsum else [])]
+    return head + [f"    {prog.kernel(src)}({argv}{_params(opdef, g.node(n)['params'])})"]
 
 
 def _absorb(prog, n: str, how: str):

@@ -1,8 +1,9 @@
 """Kernel source text from SymPy declarations: elementwise kernels, reductions.
 
 Row ops (softmax, losses over logits, layer norm) are rendered by
-:mod:`symdl.codegen.rowops`.  Two flavours from the same expressions: ``"numba"`` (loops, compiled by
-numba, parallel over rows) and ``"numpy"`` (whole-array reference code).
+:mod:`symdl.codegen.rowops`.  Two flavours from the same expressions:
+``"numba"`` (loops, compiled by numba, parallel over rows) and ``"numpy"``
+(whole-array reference code).
 Each function returns source lines only; nothing here compiles or runs.
 
 Input layouts of a numba elementwise kernel, given an output viewed as
@@ -15,8 +16,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .render import HEADER, module_header, render  # noqa: F401  (HEADER, module_header: re-exported)
+from .render import HEADER, module_header, render  # noqa: F401  (re-exported)
 from .spec import KernelSpec, Operand, hoist  # noqa: F401  (hoist: re-exported)
+
+__all__ = ["KernelInput", "elementwise_kernel", "reduction_kernel", "hits_kernel", "HEADER",
+           "module_header", "hoist"]
 
 _DIMS = {"full": (True, True), "row": (False, True), "col": (True, False), "scalar": (False, False)}
 

@@ -13,6 +13,9 @@ from ..ops import OPS, ElementwiseOp, RowOp
 from .kernels import HEADER, KernelInput, elementwise_kernel, module_header
 from .rowops import row_kernel
 
+__all__ = ["DTYPES", "FLAVORS", "elementwise_file", "rowop_file", "op_listing", "check_listing",
+           "write_listing"]
+
 DTYPES = ("float32", "float64")
 FLAVORS = ("numba", "numpy")
 

@@ -60,14 +60,15 @@ def row_kernel(name: str, op: RowOp, dtype: str, labels: str = "index", flavor: 
 
     ``labels`` (``"index"`` or ``"dense"``) is the layout of a target operand.
     With ``value`` (the op whose VJP ``op`` is) the kernel also writes
-    ``value``'s output into ``a_val``; then, in a serial numba kernel,
-    ``total`` (``"sum"``/``"mean"``) adds ``a_total`` (0-d) for the batch total
-    of a per-row value and ``colsum`` adds ``a_colsum`` (C,) for ``op``'s output
-    summed (or averaged) over rows, in the order of a row-by-row reduction.
+    ``value``'s output into ``a_val``.  In a serial numba kernel ``total``
+    (``"sum"``/``"mean"``) adds ``a_total`` (0-d) for the batch total of a
+    per-row ``value``, and ``colsum`` adds ``a_colsum`` (C,) for ``op``'s
+    output summed (or averaged) over rows, in the order of a row-by-row
+    reduction.
     """
-    if (total or colsum) and (parallel or value is None or flavor != "numba"):
-        raise ValueError("batch totals need a serial numba kernel computing value and VJP")
-    if total and value.output != "row":
+    if (total or colsum) and (parallel or flavor != "numba"):
+        raise ValueError("batch totals and column sums are serial numba loop features")
+    if total and (value is None or value.output != "row"):
         raise ValueError("a batch total needs a per-row value")
     outs = ([(value, "a_val")] if value is not None else []) + [(op, "a_out")]
     head = [f"# {c}" for c in comment]
