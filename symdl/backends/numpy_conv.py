@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ops.conv import conv_params, fold_offsets, windows
 from .numpy_lower import NUMPY
-from .numpy_structural import _impl_lines
+from .numpy_lower import impl_lines as _impl_lines
 
 __all__ = ["fold_into"]
 
