@@ -137,13 +137,8 @@ def _run(case, fuse, dims=None):
 
 
 # numpy_lower.reduced_axes passes an int ``axes`` on unnormalised (``tuple(axes)`` fails)
-KNOWN = {"sum axis int": "the NumPy reduction row does not accept an int axes yet"}
-
-
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(
-    reason=KNOWN[c[0]], raises=TypeError, strict=True)) if c[0] in KNOWN else c
-                                  for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_value_and_gradient_match_torch(case, fuse):
     got, want = _run(case, fuse)
     for k, (a, b) in enumerate(zip(got, want)):
@@ -272,12 +267,8 @@ def test_views_and_dedicated_rows_are_used():
     np.testing.assert_allclose(prog.value(gg[x]), tx.grad.numpy(), rtol=1e-12, atol=1e-13)
 
 
-def test_matmul_lines_one_gemm_over_stacked_rows(monkeypatch):
-    """The batched-matmul row offered to numpy_lower: (B, T, k) @ (k, m) as one GEMM."""
-    from symdl.backends.lowering import Lowering
-    from symdl.backends.numpy_lower import NUMPY
-    from symdl.backends.numpy_structural import matmul_lines
-    monkeypatch.setitem(NUMPY.rows, "matmul", Lowering(matmul_lines))
+def test_batched_matmul_with_a_2d_right_operand_is_one_gemm():
+    """(B, T, k) @ (k, m) runs as one GEMM over the stacked rows."""
     case = next(c for c in CASES if c[0] == "matmul shared weight")
     got, want = _run(case, fuse=True)
     for a, b in zip(got, want):

@@ -15,7 +15,7 @@ from ..codegen.kernels import reduction_kernel
 from ..codegen.render import module_header, render
 from ..codegen.spec import KernelSpec, Operand, collapse, operand_shape
 from ..ops import OPS, StructuralOp
-from ..ops.structural import sum_axes
+from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
 
 __all__ = ["NUMPY", "PARALLEL_MIN"]
@@ -53,8 +53,7 @@ def reduced_axes(prog, n: str) -> tuple:
     src = prog.shapes[d["args"][0]]
     if d["op"] == "sum_to":
         return sum_axes(prog.shapes[n], src)
-    axes = d["params"].get("axes")
-    return tuple(range(len(src))) if axes is None else axes
+    return norm_axes(d["params"].get("axes"), len(src))
 
 
 def view_as(prog, n: str, shape) -> str:
@@ -94,7 +93,15 @@ def _reshape(prog, n):
 
 @NUMPY.register("matmul")
 def _matmul(prog, n):
+    """BLAS with ``out=``; a batched ``(..., n, k) @ (k, m)`` with a contiguous
+    left operand is one GEMM over the stacked rows, else ``np.matmul`` runs
+    one BLAS call per 2-D slice."""
     a, b = prog.graph.args(n)
+    sa, sb = prog.shapes[a], prog.shapes[b]
+    if len(sa) > 2 and len(sb) == 2 and prog.buffers[a].flags.c_contiguous:
+        rows = int(np.prod(sa[:-1]))
+        a2, out = view_as(prog, a, (rows, sa[-1])), view_as(prog, n, (rows, sb[-1]))
+        return [prog.comment(n), f"    np.matmul({a2}, {prog.var(b)}, out={out})"]
     return [prog.comment(n), f"    np.matmul({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
 
 
@@ -121,10 +128,11 @@ def _reduce(prog, n):
 
 
 @NUMPY.register(StructuralOp)
-def _structural(prog, n):
-    """Any other structural op: its declared NumPy ``impl`` (one call, copied out)."""
+def impl_lines(prog, n, **override) -> list:
+    """Any other structural op: its declared NumPy ``impl`` (one call, copied
+    out), with params made concrete by ``override``."""
     d = prog.graph.node(n)
-    params = prog.alias(f"{n}@params", dict(d["params"]))
+    params = prog.alias(f"{n}@params", {**d["params"], **override})
     impl = prog.alias(f"{d['op']}@impl", OPS[d["op"]].impl)
     args = ", ".join(prog.var(a) for a in d["args"])
     return [prog.comment(n), f"    np.copyto({prog.var(n)}, {impl}({args}, **{params}))"]

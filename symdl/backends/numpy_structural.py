@@ -13,9 +13,9 @@ import numpy as np
 
 from ..ops import OPS
 from ..ops.shape_ops import pad_index, slice_index
-from .numpy_lower import NUMPY, view_as
+from .numpy_lower import NUMPY, impl_lines, view_as
 
-__all__ = ["matmul_lines"]
+__all__: list = []
 
 
 def _args(prog, n):
@@ -24,15 +24,6 @@ def _args(prog, n):
 
 def _params(prog, n) -> dict:
     return prog.graph.node(n)["params"]
-
-
-def _impl_lines(prog, n, **override) -> list:
-    """The op's declared NumPy ``impl``, copied out (params made concrete by ``override``)."""
-    d = prog.graph.node(n)
-    params = prog.alias(f"{n}@params", {**d["params"], **override})
-    impl = prog.alias(f"{d['op']}@impl", OPS[d["op"]].impl)
-    args = ", ".join(prog.var(a) for a in d["args"])
-    return [prog.comment(n), f"    np.copyto({prog.var(n)}, {impl}({args}, **{params}))"]
 
 
 # ------------------------------------------------------------------ views
@@ -88,7 +79,7 @@ def _gather(prog, n):
     if _rows(prog, x, idx, axis):
         flat = view_as(prog, idx, prog.shapes[idx][:1])
         return [prog.comment(n), f"    np.take({prog.var(x)}, {flat}, axis=0, out={prog.var(n)})"]
-    return _impl_lines(prog, n)
+    return impl_lines(prog, n)
 
 
 @NUMPY.register("scatter_add")
@@ -99,7 +90,7 @@ def _scatter_add(prog, n):
         flat = view_as(prog, idx, prog.shapes[idx][:1])
         return [prog.comment(n), f"    {prog.var(n)}.fill(0)",
                 f"    np.add.at({prog.var(n)}, {flat}, {prog.var(g)})"]
-    return _impl_lines(prog, n, shape=prog.shapes[n])
+    return impl_lines(prog, n, shape=prog.shapes[n])
 
 
 @NUMPY.register("argmax")
@@ -108,19 +99,3 @@ def _argmax(prog, n):
     axis = _params(prog, n).get("axis", 0)
     return [prog.comment(n),
             f"    np.argmax({prog.var(x)}, axis={axis}, out={prog.var(n)}, keepdims=True)"]
-
-
-# ----------------------------------------------------------------- matmul
-def matmul_lines(prog, n) -> list:
-    """A batched product with a 2-D right operand, ``(..., n, k) @ (k, m)``, as
-    one GEMM over the stacked rows where the left operand is contiguous;
-    otherwise ``np.matmul`` (one BLAS call per 2-D slice).  Not registered:
-    the ``matmul`` row of :mod:`symdl.backends.numpy_lower` can delegate here."""
-    a, b = _args(prog, n)
-    sa, sb = prog.shapes[a], prog.shapes[b]
-    if len(sa) > 2 and len(sb) == 2 and prog.buffers[a].flags.c_contiguous:
-        rows = int(np.prod(sa[:-1]))
-        a2 = view_as(prog, a, (rows, sa[-1]))
-        out = view_as(prog, n, (rows, sb[-1]))
-        return [prog.comment(n), f"    np.matmul({a2}, {prog.var(b)}, out={out})"]
-    return [prog.comment(n), f"    np.matmul({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
