@@ -147,17 +147,17 @@ class _Builder:
         return new
 
     def emit(self, op, *args, **params):
-        g = self.g
-        if op == "transpose" and not params.get("axes"):
-            (x,) = args
-            if g.op(x) == "transpose" and not g.node(x)["params"].get("axes"):
-                return g.args(x)[0]
-            if g.op(x) == "matmul" and x not in self.live and g.nx.out_degree(x) == 0:
-                p, q = g.args(x)
-                return self.emit("matmul", self.emit("transpose", q), self.emit("transpose", p))
-        if op in ("reshape", "broadcast_to", "sum_to") and g.shape(args[0]) == tuple(params["shape"]):
-            return args[0]
+        """Add a gradient node, after the op's own declared rewrite (``simplify``)."""
+        rule = getattr(OPS[op], "simplify", None)
+        if rule is not None:
+            node = rule(self, args, params)
+            if node is not None:
+                return node
         return self.add(op, *args, **params)
+
+    def rewritable(self, x) -> bool:
+        """``x`` is a gradient node of this pass that nothing reads yet."""
+        return x not in self.live and self.g.nx.out_degree(x) == 0
 
 
 def _vjp(gb: _Builder, n: str, total: str) -> list:

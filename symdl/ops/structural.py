@@ -53,6 +53,11 @@ class StructuralOp(OpBase):
     index_args: tuple = ()
     #: the dtype of the result when it is not the arguments' (``"int64"``)
     out_dtype: str | None = None
+    #: an algebraic rewrite reverse mode applies when it emits this op:
+    #: ``simplify(builder, args, params) -> node | None`` (None: emit as is);
+    #: the builder offers ``g`` (the graph), ``emit(op, *args, **params)`` and
+    #: ``rewritable(node)`` (a fresh gradient node nothing else reads yet)
+    simplify: Callable | None = None
 
     def local_factor(self, args, params, i) -> tuple:
         """``(kind, operand)`` of ``∂y/∂args[i]`` for printed chain rules."""
@@ -178,10 +183,29 @@ def _vjp_transpose(emit, args, shapes, params, g):
 
 _transposed = lambda args, params, i: ("transpose", "")  # noqa: E731
 
+
+def _simplify_transpose(gb, args, params):
+    """(Xᵀ)ᵀ = X; a fresh (PQ)ᵀ becomes QᵀPᵀ (so dW = δᵀ x, not (xᵀ δ)ᵀ)."""
+    if params.get("axes"):
+        return None
+    g, (x,) = gb.g, args
+    if g.op(x) == "transpose" and not g.node(x)["params"].get("axes"):
+        return g.args(x)[0]
+    if g.op(x) == "matmul" and gb.rewritable(x) and len(g.shape(x)) == 2:
+        p, q = g.args(x)
+        return gb.emit("matmul", gb.emit("transpose", q), gb.emit("transpose", p))
+    return None
+
+
+def _same_shape(gb, args, params):
+    """A reshape, broadcast or sum to the shape it already has is the identity."""
+    return args[0] if gb.g.shape(args[0]) == tuple(params["shape"]) else None
+
+
 structural("transpose", 1, _infer_transpose,
            lambda x, axes=None: np.transpose(x, axes), _vjp_transpose,
            "permutes axes (reverses them by default); transpose: the inverse permutation",
-           factor=_transposed)
+           factor=_transposed, simplify=_simplify_transpose)
 structural("permute", 1, _infer_permute, lambda x, axes=(): np.transpose(x, axes or None),
            lambda emit, args, shapes, params, g: [
                emit("permute", g, axes=_inverse(params.get("axes") or ()))],
@@ -200,7 +224,7 @@ def _infer_reshape(shapes, params, names=()):
 
 structural("reshape", 1, _infer_reshape, lambda x, shape: np.reshape(x, shape),
            lambda emit, args, shapes, params, g: [emit("reshape", g, shape=tuple(shapes[0]))],
-           "reshape; transpose: reshape back",
+           "reshape; transpose: reshape back", simplify=_same_shape,
            factor=lambda args, params, i: ("linear", "reshape back to the argument's shape"))
 
 
@@ -258,7 +282,7 @@ def _impl_sum_to(x, shape):
 structural("broadcast_to", 1, _infer_broadcast, lambda x, shape: np.broadcast_to(x, shape),
            lambda emit, args, shapes, params, g: [emit("sum_to", g, shape=tuple(shapes[0]))],
            "broadcast to a shape (NumPy rules); transpose: sum over the expanded axes",
-           pointwise=lambda argx, params, shapes: argx[0])
+           pointwise=lambda argx, params, shapes: argx[0], simplify=_same_shape)
 def _infer_sum_to(shapes, params, names=("x",)):
     (s,) = shapes
     target = tuple(params["shape"])
@@ -274,7 +298,7 @@ def _infer_sum_to(shapes, params, names=("x",)):
 
 structural("sum_to", 1, _infer_sum_to, _impl_sum_to,
            lambda emit, args, shapes, params, g: [emit("broadcast_to", g, shape=tuple(shapes[0]))],
-           "sum a broadcast result back to a shape; transpose: broadcast")
+           "sum a broadcast result back to a shape; transpose: broadcast", simplify=_same_shape)
 
 
 # ------------------------------------------------------------------- scale
