@@ -64,19 +64,13 @@ def test_groups_that_feed_each_other_are_not_both_merged():
 # ------------------------------------------- the registry's second derivatives
 POINTS = {"real": (-1.3, 0.7, 2.1), "positive": (0.4, 1.7), "nonzero": (-0.8, 1.6),
           "unit": (0.3, 0.85), "sign": (-1.0, 1.0)}
-#: kinked ops whose first derivative is sign(x): its derivative is DiracDelta, which
-#: the registry refuses to compile (PyTorch gives 0 almost everywhere)
-DIRAC = {"abs", "mae"}
-
-
 def _points(op):
     cols = [POINTS[d] for d in op.domain]
     k = max(len(c) for c in cols)
     return [[c[(r + i) % len(c)] for i, c in enumerate(cols)] for r in range(k)]
 
 
-@pytest.mark.parametrize("name", [op.name for op in OPS.declared("elementwise")
-                                  if op.name not in DIRAC])
+@pytest.mark.parametrize("name", [op.name for op in OPS.declared("elementwise")])
 def test_registry_derives_second_order_ops_that_compose_to_the_exact_hessian(name):
     """``<op>.grad<i>.grad<j>`` exist for every input of every derived op, and
     reverse mode's sum over their sources (an argument, the output y, the
@@ -110,9 +104,8 @@ def test_registry_derives_second_order_ops_that_compose_to_the_exact_hessian(nam
                         1.0, abs(first)), (name, i, pt)
 
 
-@pytest.mark.xfail(raises=UsageError, strict=True,
-                   reason="d sign(x)/dx is DiracDelta, refused by the registry (torch: 0 a.e.)")
 def test_second_order_through_abs():
+    """d sign(x)/dx is DiracDelta: 0 away from the kink, as PyTorch's."""
     g = Graph()
     w = g.param("w", (3,), F64)
     L = g.add("sum", g.add("mul", g.add("abs", w), w), name="L")  # Σ |w| w: H = 2 sign(w)
