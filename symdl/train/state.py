@@ -21,6 +21,7 @@ import numpy as np
 import sympy
 
 from ..errors import CheckpointError, UsageError
+from ..nn.norm import batchnorm_layers
 
 __all__ = ["LoopState", "capture", "restore", "run_settings"]
 
@@ -52,6 +53,8 @@ def capture(trainer, state: LoopState, reason: str) -> tuple:
     arrays.update({f"optim/{k}": host(v) for k, v in trainer.optimizer.state_arrays().items()})
     if state.perm is not None:
         arrays["data/perm"] = state.perm
+    for key, stat in _running_stats(trainer):  # batch norm's running statistics
+        arrays[key] = host(stat)
     opt = trainer.optimizer
     meta = {
         "reason": reason,
@@ -134,6 +137,8 @@ def restore(trainer, ckpt) -> LoopState:
     try:
         for p in trainer.params:
             p.data[...] = arrays[f"param/{p.name}"]
+        for key, stat in _running_stats(trainer):
+            stat[...] = arrays[key]
         trainer.history.__init__(**meta["history"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where} is corrupt ({type(exc).__name__}: {exc})") from None
@@ -150,6 +155,12 @@ def restore(trainer, ckpt) -> LoopState:
                      perm=arrays.get("data/perm"), pos=int(pos["pos"]), total=float(pos["total"]),
                      correct=int(pos["correct"]), skips=int(pos.get("skips", 0)),
                      loss0=pos.get("loss0"))
+
+
+def _running_stats(trainer) -> list:
+    """``(array key, array)`` of each batch-norm running statistic, keyed by its graph input."""
+    return [(f"buffer/{bn.nodes[k]}", getattr(bn, k)) for bn in batchnorm_layers(trainer.model)
+            if bn.nodes for k in ("running_mean", "running_var")]
 
 
 def _param_diff(own: dict, theirs: dict) -> str:

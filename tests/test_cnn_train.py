@@ -1,0 +1,88 @@
+"""Training CNNs: the train command, image-shaped data in the Trainer, batch norm, checkpoints."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from symdl.cli import main
+from symdl.data import load_dataset
+from symdl.errors import DataError, UsageError
+from symdl.nn import BatchNorm2d, Conv2d, Flatten, MaxPool2d, Sequential, make_model
+from symdl.nn.layers import Activation, Dense
+from symdl.nn.norm import batchnorm_layers
+from symdl.optim import SGD
+from symdl.train import Trainer
+
+
+def _run(capsys, *flags):
+    assert main(["train", "--model", "cnn", "--json", *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_cnn_defaults_reach_98_percent(capsys):
+    out = _run(capsys)
+    assert out["model"] == "cnn" and out["epochs"] == 30
+    assert out["test_accuracy"] >= 0.98, out
+    assert out["seconds"] < 60
+
+
+@pytest.mark.parametrize("pool, norm", [("avg", "batch"), ("l2", "layer"), ("max", "instance")])
+def test_train_cnn_pool_and_norm_choices_train(capsys, pool, norm):
+    out = _run(capsys, "--pool", pool, "--norm", norm, "--epochs", "10")
+    assert out["test_accuracy"] >= 0.95, out
+
+
+def test_train_cnn_residual_and_flags(capsys):
+    out = _run(capsys, "--residual", "--kernel", "5", "--channels", "8", "--epochs", "6")
+    assert out["test_accuracy"] >= 0.9, out
+    spec = make_model("cnn", 64, 10, channels=(8,), kernel=5, pool="max", norm="none",
+                      residual=True, rng=np.random.default_rng(0))
+    names = [n for n, _ in spec.module.named_parameters()]
+    assert names == ["1.weight", "1.bias", "3.block.0.weight", "3.block.0.bias", "6.W", "6.b"]
+    with pytest.raises(UsageError, match="odd positive"):
+        make_model("cnn", 64, 10, kernel=4)
+    with pytest.raises(UsageError, match="square images"):
+        make_model("cnn", 60, 10)
+
+
+def _digits_images():
+    ds = load_dataset("digits", seed=0, split="train")
+    return replace(ds, X=ds.X.reshape(-1, 1, 8, 8).astype("float32"))
+
+
+def test_trainer_takes_image_shaped_data_and_batch_norm():
+    """X of shape (N, 1, 8, 8) straight into the Trainer; batch statistics in
+    training, running statistics (updated every step) in evaluation."""
+    ds = _digits_images()
+    rng = np.random.default_rng(0)
+    net = Sequential(Conv2d(1, 8, 3, padding=1, rng=rng), BatchNorm2d(8), Activation("relu"),
+                     MaxPool2d(2), Flatten(), Dense(128, 10, rng))
+    net.name_parameters()
+    tr = Trainer(net, lambda p: SGD(p, lr=0.05, momentum=0.9), "softmax_cross_entropy", {},
+                 32, 3, np.random.SeedSequence(1), progress=False)
+    hist = tr.fit(ds)
+    assert hist.train_accuracy[-1] > 0.9
+    bn = batchnorm_layers(net)[0]
+    assert np.all(bn.running_var != 1) and np.all(bn.running_mean != 0)
+    loss, acc = tr.evaluate(ds)
+    assert acc > 0.9
+    # evaluation really uses the running statistics: spoiling them changes the outputs
+    before = tr.predict(ds.X[:16])
+    bn.running_mean += 10
+    assert not np.allclose(tr.predict(ds.X[:16]), before)
+    with pytest.raises(DataError, match=r"examples of shape \(1, 4, 16\)"):
+        tr.evaluate(replace(ds, X=ds.X.reshape(-1, 1, 4, 16)))
+
+
+def test_batch_norm_cnn_resumes_with_its_running_statistics(tmp_path, capsys):
+    ck = tmp_path / "ck"
+    flags = ["--norm", "batch", "--channels", "4", "--epochs", "2", "--checkpoint", str(ck)]
+    first = _run(capsys, *flags, "--epochs", "1")
+    assert first["epochs"] == 1
+    resumed = _run(capsys, *flags)
+    whole = _run(capsys, "--norm", "batch", "--channels", "4", "--epochs", "2")
+    assert resumed["test_loss"] == whole["test_loss"]
+    assert resumed["val_loss"] == whole["val_loss"]
