@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands contributed by other modules (``add_parser(subparsers)``)."""
     from .commands.derive import add_parser as derive_parser
-    out = [derive_parser]
+    from .commands.summary import add_parser as summary_parser
+    out = [derive_parser, summary_parser]
     try:
         from .commands.gallery import add_parser as gallery_parser
         out.append(gallery_parser)

@@ -86,3 +86,16 @@ def test_batch_norm_cnn_resumes_with_its_running_statistics(tmp_path, capsys):
     whole = _run(capsys, "--norm", "batch", "--channels", "4", "--epochs", "2")
     assert resumed["test_loss"] == whole["test_loss"]
     assert resumed["val_loss"] == whole["val_loss"]
+
+
+def test_summary_command(capsys):
+    assert main(["summary", "--model", "cnn", "--channels", "16,32", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["input_shape"] == ["N", 64]
+    assert [r["shape"] for r in out["layers"]][:2] == [["N", 1, 8, 8], ["N", 16, 8, 8]]
+    assert out["layers"][1]["params"] == 16 * 9 + 16 and out["layers"][1]["receptive_field"] == [3, 3]
+    assert out["total_params"] == 160 + (32 * 16 * 9 + 32) + (32 * 2 * 2 * 10 + 10)
+    assert main(["summary", "--model", "cnn", "--residual"]) == 0
+    text = capsys.readouterr().out
+    assert "Residual(Conv2d → Activation)" in text and "total parameters:" in text
+    assert main(["summary", "--model", "cnn", "--kernel", "2"]) == 2

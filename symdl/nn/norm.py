@@ -100,8 +100,10 @@ class _BatchNorm(Module):
         return _affine(self, g, y, p, col) if self.affine else y
 
     def __repr__(self):
-        return (f"{type(self).__name__}({self.num_features}, eps={self.eps:g}, "
-                f"momentum={self.momentum:g}, affine={self.affine})")
+        extras = "".join(f", {k}={v!r}" for k, v, d in (
+            ("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1), ("affine", self.affine, True))
+            if v != d)
+        return f"{type(self).__name__}({self.num_features}{extras})"
 
 
 class BatchNorm1d(_BatchNorm):

@@ -41,6 +41,16 @@ class Summary:
     rows: tuple
     total_params: int
 
+    def as_dict(self) -> dict:
+        """JSON-ready rows and totals."""
+        return {"input_shape": list(self.input_shape), "total_params": self.total_params,
+                "receptive_field": None if self.receptive_field is None
+                else list(self.receptive_field),
+                "layers": [{"name": r.name, "layer": r.layer, "shape": list(r.shape),
+                            "params": r.params,
+                            "receptive_field": None if r.field is None else list(r.field)}
+                           for r in self.rows]}
+
     @property
     def receptive_field(self) -> tuple | None:
         """The receptive field of the last layer's outputs."""
@@ -66,6 +76,16 @@ def _shape(shape) -> str:
 
 def _field(field) -> str:
     return "whole input" if field is None else "×".join(str(v) for v in field)
+
+
+def _describe(layer) -> str:
+    """The layer's repr, or for a long composite its kind and its parts' kinds."""
+    text = repr(layer)
+    if len(text) <= 60:
+        return text
+    inner = getattr(layer, "block", None)
+    parts = [type(m).__name__ for _, m in _layers(inner)] if inner is not None else []
+    return f"{type(layer).__name__}({' → '.join(parts)})" if parts else text[:57] + "..."
 
 
 def _layers(model) -> list:
@@ -120,8 +140,10 @@ def summary(model, input_shape) -> Summary:
     for name, layer in _layers(model):
         x = layer.build(g, x, prefix=f"{name}." if name else "")
         rf, jump = _advance(layer, rf, jump, g.shape(x))
+        if rf is not None and len(rf) < len(g.shape(x)) - 2:   # flat rows seen as images
+            rf, jump = (1,) * (len(g.shape(x)) - 2), (Fraction(1),) * (len(g.shape(x)) - 2)
         shown = None if rf is None else tuple(math.ceil(r) for r in rf)
         count = sum(p.data.size for _, p in layer.named_parameters())
-        rows.append(LayerRow(name or type(layer).__name__, repr(layer), tuple(g.shape(x)), count,
-                             shown))
+        rows.append(LayerRow(name or type(layer).__name__, _describe(layer), tuple(g.shape(x)),
+                             count, shown))
     return Summary(input_shape, tuple(rows), sum(r.params for r in rows))
