@@ -93,7 +93,8 @@ def test_summary_command(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["input_shape"] == ["N", 64]
     assert [r["shape"] for r in out["layers"]][:2] == [["N", 1, 8, 8], ["N", 16, 8, 8]]
-    assert out["layers"][1]["params"] == 16 * 9 + 16 and out["layers"][1]["receptive_field"] == [3, 3]
+    assert out["layers"][1]["params"] == 16 * 9 + 16
+    assert out["layers"][1]["receptive_field"] == [3, 3]
     assert out["total_params"] == 160 + (32 * 16 * 9 + 32) + (32 * 2 * 2 * 10 + 10)
     assert main(["summary", "--model", "cnn", "--residual"]) == 0
     text = capsys.readouterr().out

@@ -100,9 +100,9 @@ class _BatchNorm(Module):
         return _affine(self, g, y, p, col) if self.affine else y
 
     def __repr__(self):
-        extras = "".join(f", {k}={v!r}" for k, v, d in (
-            ("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1), ("affine", self.affine, True))
-            if v != d)
+        settings = (("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1),
+                    ("affine", self.affine, True))
+        extras = "".join(f", {k}={v!r}" for k, v, d in settings if v != d)
         return f"{type(self).__name__}({self.num_features}{extras})"
 
 
