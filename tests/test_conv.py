@@ -22,6 +22,7 @@ from symdl.errors import UsageError
 from symdl.graph import Graph
 from symdl.nn.conv import Conv1d, Conv2d, Flatten, MaxPool2d, Residual
 from symdl.nn.layers import Activation, Sequential
+from symdl.nn.norm import set_batchnorm_mode
 from symdl.ops import OPS
 from symdl.ops.conv import conv_output_size, receptive_field
 from symdl.testing import check_grad
@@ -115,8 +116,7 @@ def compare_layer(module, shape, torch_fn, params=(), fuse=True, dims_name="N", 
     cv = rng.normal(size=tuple(ty.shape))
     prog.inputs["x"][...] = xv
     prog.inputs["c"][...] = cv
-    from symdl.nn.norm import set_batchnorm_mode
-    set_batchnorm_mode(prog, module, train=True)
+    set_batchnorm_mode(prog, module, train=True)  # a batch norm inside: batch statistics
     prog.run()
     (torch.tanh(ty) * torch.tensor(cv)).sum().backward()
     assert prog.value(y).shape == tuple(ty.shape)

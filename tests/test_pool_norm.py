@@ -222,3 +222,27 @@ def test_l2_pool_of_a_zero_window_has_zero_gradient_as_torch():
     F.lp_pool2d(tx, 2, 2).sum().backward()
     np.testing.assert_array_equal(dx, tx.grad.numpy()[0, 0])
     assert np.isfinite(dx).all() and dx[0, 0] == 1
+
+
+def test_dropout2d_drops_whole_maps():
+    from symdl.nn import Dropout2d
+    from symdl.train.regularize import dropout_masks, fill_masks
+    g = Graph()
+    x = g.input("x", ("N", 6, 3, 3), F64)
+    y = Dropout2d(0.5).build(g, x)
+    L = g.add("sum", y, name="L")
+    gg = grad(g, L, [x])
+    prog = compile_graph(gg.graph, [y, gg[x]], dims={"N": 40})
+    masks = dropout_masks(g)
+    assert list(masks.values()) == [0.5] and g.shape(next(iter(masks))) == ("N", 6, 1, 1)
+    prog.inputs["x"][...] = 1.0
+    fill_masks(prog, masks, np.random.default_rng(0), train=True)
+    prog.run()
+    per_map = prog.value(y).reshape(40 * 6, 9)
+    assert set(np.unique(per_map)) == {0.0, 2.0}
+    assert (per_map == per_map[:, :1]).all()                    # a map is kept or dropped whole
+    assert 0.35 < (per_map[:, 0] > 0).mean() < 0.65
+    np.testing.assert_array_equal(prog.value(gg[x]), prog.value(y))   # d(x·m)/dx = m
+    fill_masks(prog, masks, None, train=False)
+    prog.run()
+    assert (prog.value(y) == 1).all()

@@ -1,8 +1,8 @@
 """Layers as graph builders, parameters, initializers."""
 from .init import INITIALIZERS, initializer
 from .layers import Activation, Dense, Dropout, Sequential
-from .conv import (AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Flatten, GlobalAvgPool2d,
-                   LPPool2d, MaxPool2d, Residual, Upsample)
+from .conv import (AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Dropout2d, Flatten,
+                   GlobalAvgPool2d, LPPool2d, MaxPool2d, Residual, Upsample)
 from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm
 from .summary import conv_output_size, receptive_field, summary
 from .models import MODELS, make_model
@@ -12,5 +12,5 @@ from .parameter import Parameter, ParamPack
 __all__ = ["Module", "Parameter", "ParamPack", "Dense", "Dropout", "LayerNorm", "Activation", "Sequential",
            "INITIALIZERS", "initializer", "MODELS", "make_model",
            "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d",
-           "GlobalAvgPool2d", "Upsample", "Flatten", "Residual", "BatchNorm1d", "BatchNorm2d",
+           "GlobalAvgPool2d", "Upsample", "Dropout2d", "Flatten", "Residual", "BatchNorm1d", "BatchNorm2d",
            "InstanceNorm2d", "summary", "conv_output_size", "receptive_field"]

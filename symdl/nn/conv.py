@@ -20,7 +20,7 @@ from .module import Module
 from .parameter import Parameter
 
 __all__ = ["Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d",
-           "GlobalAvgPool2d", "Upsample", "Flatten", "Residual", "window_of"]
+           "GlobalAvgPool2d", "Upsample", "Dropout2d", "Flatten", "Residual", "window_of"]
 
 
 def _spatial(g, x, d: int, who: str, channels: int | None = None) -> tuple:
@@ -283,6 +283,30 @@ class Upsample(Module):
 
     def __repr__(self):
         return f"Upsample(scale_factor={self.scale}, mode='nearest')"
+
+
+class Dropout2d(Module):
+    """Dropout of whole feature maps, as ``torch.nn.Dropout2d``: each (sample,
+    channel) map is kept with probability 1 − p and scaled by 1/(1 − p).  The
+    mask, of shape (N, C, 1, 1), is a graph input the trainer fills like
+    :class:`~symdl.nn.layers.Dropout`'s (ones in evaluation)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise UsageError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def build(self, g, x, prefix=""):
+        n, c, spatial = _spatial(g, x, len(g.shape(x)) - 2, f"{prefix}Dropout2d")
+        if self.p == 0:
+            return x
+        mask = g.input(f"{prefix}mask", (n, c) + (1,) * len(spatial), g.node(x)["dtype"])
+        g.node(mask)["params"]["dropout"] = self.p
+        return g.add("mul", x, mask, name=f"{prefix}dropout")
+
+    def __repr__(self):
+        return f"Dropout2d({self.p})"
 
 
 # ------------------------------------------------------------- shape, residual
