@@ -12,5 +12,5 @@ from .parameter import Parameter, ParamPack
 __all__ = ["Module", "Parameter", "ParamPack", "Dense", "Dropout", "LayerNorm", "Activation", "Sequential",
            "INITIALIZERS", "initializer", "MODELS", "make_model",
            "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d",
-           "GlobalAvgPool2d", "Upsample", "Dropout2d", "Flatten", "Residual", "BatchNorm1d", "BatchNorm2d",
-           "InstanceNorm2d", "summary", "conv_output_size", "receptive_field"]
+           "GlobalAvgPool2d", "Upsample", "Dropout2d", "Flatten", "Residual", "BatchNorm1d",
+           "BatchNorm2d", "InstanceNorm2d", "summary", "conv_output_size", "receptive_field"]
