@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..errors import SymdlError
+from ..errors import BackendError
 
 __all__ = ["Backend", "BackendUnavailable", "get_backend", "register_backend", "BACKENDS"]
 
 
-class BackendUnavailable(SymdlError):
-    """The requested backend cannot run here (exit code 1: a runtime failure)."""
-
-    exit_code = 1
+#: the requested backend cannot run here (exit code 1: a runtime failure)
+BackendUnavailable = BackendError
 
 
 @runtime_checkable
@@ -66,7 +64,11 @@ _MADE: dict = {}
 
 def get_backend(name: str = "numpy") -> Backend:
     """The backend called ``name`` (``"cpu"`` is ``"numpy"``); created once."""
-    name = {"cpu": "numpy"}.get(name, name)
+    name = {"cpu": "numpy", "cuda": "cupy"}.get(name, name)
+    if name == "cupy" and name not in BACKENDS:
+        raise BackendUnavailable("the CUDA backend (CuPy) is not available in this version of "
+                                 "symdl: install symdl[cuda12] or symdl[cuda13] once it lands, "
+                                 "or use the CPU")
     if name not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
     if name not in _MADE:

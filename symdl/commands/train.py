@@ -221,19 +221,24 @@ def _default_lr(args) -> float:
 
 
 def _device(args):
-    """A missing backend is a runtime failure (exit 1), not a usage error."""
+    """The backend for ``--device``; a missing one is a runtime failure (exit 1),
+    not a usage error; ``auto`` falls back to the CPU with a notice."""
+    from ..backends import get_backend
     if args.device == "cpu":
-        return
-    if args.device == "cuda":
-        raise BackendError("--device cuda: this version of symdl has no CUDA backend; install "
-                           "symdl[cuda12] or symdl[cuda13] (CuPy) once it lands, or use --device cpu")
+        return get_backend("numpy")
+    try:
+        return get_backend("cuda")
+    except BackendError as e:
+        if args.device == "cuda":
+            raise BackendError(f"--device cuda: {e}") from None
     print("symdl: --device auto: no GPU backend, using the CPU", file=sys.stderr)
+    return get_backend("numpy")
 
 
 # ------------------------------------------------------------------ train
 def cmd_train(args) -> int:
     from ..train import Trainer
-    _device(args)
+    backend = _device(args)
     _check_non_negative(args)
     if args.epochs < 0 or (args.batch_size != "full" and args.batch_size < 1):
         raise UsageError("--epochs must be >= 0 and --batch-size >= 1")
@@ -263,7 +268,7 @@ def cmd_train(args) -> int:
                       divergence=args.divergence, drop_last=args.drop_last, schedule=schedule,
                       l1=args.l1, l2=args.l2, clip_norm=args.clip_norm, clip_value=args.clip_value,
                       input_noise=args.input_noise, early_stopping=args.early_stopping,
-                      explicit=explicit, on_start=banner)
+                      explicit=explicit, on_start=banner, backend=backend)
     hist = trainer.fit(train, val)
     test_loss, test_acc = trainer.evaluate(test)
     seconds = time.perf_counter() - t0
