@@ -289,8 +289,6 @@ def test_bad_calls_give_one_line_messages():
         assert "\n" not in str(e.value)
 
 
-@pytest.mark.xfail(raises=UsageError, strict=True,
-                   reason="the row family declares no second derivative (VJP of a VJP) yet")
 def test_hvp_through_softmax_cross_entropy_equals_torch():
     g = Graph()
     x, y = g.input("x", ("N", 3), F64), g.input("y", ("N",), "int64")

@@ -162,8 +162,9 @@ def test_cross_entropy_on_rank_3_logits_matches_torch(eps, flavor):
     p = program("softmax_cross_entropy", (2, 3, 4), (((2, 3), "int64"),), flavor,
                 params=(("epsilon", eps),))
     r, dz = p.run(z, y, w=w)
-    ce = lambda t: F.cross_entropy(t.permute(0, 2, 1), torch.tensor(y), label_smoothing=eps,  # noqa: E731
-                                   reduction="none")
+    def ce(t):
+        return F.cross_entropy(t.permute(0, 2, 1), torch.tensor(y), label_smoothing=eps,
+                               reduction="none")
     want_r, want_dz = torch_ref(ce, z, w)
     np.testing.assert_allclose(r, want_r, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dz, want_dz, rtol=1e-12, atol=1e-12)
@@ -186,8 +187,8 @@ def test_a_vjp_has_no_second_derivative_and_says_so():
 # ----------------------------------------------------- large logits
 BIG = {"float64": 1000.0, "float32": 88.8}
 LOSS_REFS = {
-    "softmax_cross_entropy": lambda z, y, p: F.cross_entropy(z, y, label_smoothing=p.get("epsilon", 0.0),
-                                                             reduction="none"),
+    "softmax_cross_entropy": lambda z, y, p: F.cross_entropy(
+        z, y, label_smoothing=p.get("epsilon", 0.0), reduction="none"),
     "nll": lambda z, y, p: F.nll_loss(z, y, reduction="none"),
     # PyTorch divides by the number of classes; symdl sums
     "multi_hinge": lambda z, y, p: F.multi_margin_loss(z, y, reduction="none") * z.shape[1],
@@ -308,7 +309,8 @@ def test_mlp_with_layernorm_one_kernel_each_way_and_matches_torch():
     assert sum("= layer_norm.grad0(" in c for c in calls) == 1
     for c in calls:  # one kernel computes the normalization; its VJP (and the bias gradient below)
         if "layer_norm" in c:
-            assert re.findall(r"# \S+ = (\S+)\(", c) in (["layer_norm"], ["layer_norm.grad0", "sum_to"]), c
+            ops = re.findall(r"# \S+ = (\S+)\(", c)
+            assert ops in (["layer_norm"], ["layer_norm.grad0", "sum_to"]), c
     X, Y = rng.normal(size=(6, 5)), rng.integers(0, 3, 6)
     prog.inputs[x][...], prog.inputs[y][...] = X, Y
     params = dict(model.named_parameters())
@@ -353,6 +355,39 @@ def test_row_ops_print_in_graph_derivations():
     L = g.add("sum", g.add("log_softmax", h, name="p"), name="L")
     gd = derive_graph(g, L)
     text = derivation_text(gd)
-    assert "∂p/∂h  = per row, ∂L/∂z_j = g_j - g_s*exp(-m + z_j)/s, where m = max_j z_j" in text
+    assert ("∂p/∂h  = per row, ∂L/∂z_j = g_j - g_s*exp(-m + z_j)/s, where m = max_j z_j"
+            in text)
     assert "g_s = sum_j g_j" in text and "g_x = sum_j g_j*(-mu + z_j)" in text
     assert r"g_{j} - \frac{g_{s} e^{- m + z_{j}}}{s}" in derivation_latex(gd)
+
+
+# ---------------------------------------------------------- second order
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("case", ["softmax_cross_entropy", "softmax_cross_entropy-0.1", "nll"])
+def test_hvp_through_row_losses_equals_torch(case, flavor):
+    """The VJP of a row loss's VJP (declared and checked for second order)."""
+    from symdl.backends.second_order import hvp
+    name, _, eps = case.partition("-")
+    params = {"epsilon": float(eps)} if eps else {}
+    g = Graph()
+    x, y = g.input("x", ("N", 3), "float64"), g.input("y", ("N",), "int64")
+    W = g.param("W", (4, 3), "float64")
+    z = g.add("tanh", g.add("matmul", x, g.add("transpose", W)))
+    L = g.add("mean", g.add(name, z, y, **params), name="L")
+    rng = np.random.default_rng(7)
+    X, Y, Wv, v = (rng.normal(size=(6, 3)), rng.integers(0, 4, 6), rng.normal(size=(4, 3)),
+                   rng.normal(size=(4, 3)))
+    got = hvp(g, L, "W", v, feeds={"x": X, "y": Y}, params={"W": Wv}, flavor=flavor)
+    ref = {"softmax_cross_entropy": lambda o, t: F.cross_entropy(o, t, label_smoothing=params.get(
+        "epsilon", 0.0)), "nll": lambda o, t: F.nll_loss(o, t)}[name]
+    _, want = torch.autograd.functional.hvp(
+        lambda w: ref(torch.tanh(torch.tensor(X) @ w.T), torch.tensor(Y)),
+        torch.tensor(Wv), torch.tensor(v))
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_third_order_and_undeclared_second_order_say_so():
+    with pytest.raises(UsageError, match="no second derivative .* softmax_cross_entropy.grad0"):
+        OPS["softmax_cross_entropy"].grad_op(0).grad_op(0).grad_op(0)
+    with pytest.raises(UsageError, match="no second derivative .* multi_hinge"):
+        OPS["multi_hinge"].grad_op(0).grad_op(0)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import sympy as sp
 
 from ..ops.registry import G
-from ..ops.rowops import C, RowOp, g_j, k_j, t_j, z_j
+from ..ops.rowops import C, RowOp, g_j, k_j, t_j, u_j, z_j
 from .printers import ArrayPrinter, ScalarPrinter
 from .render import decorator
 
 __all__ = ["row_kernel", "row_signature"]
 
-_ARG = {"target": "a_t", "mask": "a_k", "upstream": "a_g", "upstream_row": "a_g"}
+_ARG = {"target": "a_t", "mask": "a_k", "upstream": "a_g", "upstream_row": "a_g",
+        "upstream2": "a_u"}
 
 
 class _RowScalar(ScalarPrinter):
@@ -101,6 +102,8 @@ def _loads(op: RowOp, exprs, dtype: str, labels: str, pad: str, at: str = "j") -
         lines.append(f"{pad}{t_j.name} = {base}")
     lines += [f"{pad}{k_j.name} = a_k[i, {at}]"] * ("mask" in op.operands and _uses(exprs, k_j))
     lines += [f"{pad}{g_j.name} = a_g[i, {at}]"] * ("upstream" in op.operands and _uses(exprs, g_j))
+    lines += [f"{pad}{u_j.name} = a_u[i, {at}]"] * ("upstream2" in op.operands
+                                                    and _uses(exprs, u_j))
     return lines
 
 
@@ -162,6 +165,7 @@ def _numpy(op, dtype, labels, outs) -> list:
             lines.append(f"{pad}{t_j.name} = ({c}(1.0) - epsilon) * {t_j.name} + epsilon / C")
     lines += [f"{pad}{k_j.name} = a_k"] * ("mask" in op.operands)
     lines += [f"{pad}{g_j.name} = a_g"] * ("upstream" in op.operands)
+    lines += [f"{pad}{u_j.name} = a_u"] * ("upstream2" in op.operands)
     lines += [f"{pad}{G.name} = a_g[:, None]"] * ("upstream_row" in op.operands)
     for sym, how, elem in op.stats:
         full = f"np.broadcast_to({pr.doprint(elem)}, (nr, nc))"

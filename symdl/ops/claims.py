@@ -17,7 +17,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .registry import OPS, ElementwiseOp, G, Y
-from .rowops import C, OPERAND_SYMBOLS, RowOp, g_j, z_j
+from .rowops import C, OPERAND_SYMBOLS, RowOp, g_j, u_j, z_j
 
 _KINKY = (sp.Abs, sp.Min, sp.Max, sp.Piecewise, sp.sign, sp.Heaviside)
 _POINTS = [Fraction(n, d) for n, d in ((3, 7), (-5, 3), (11, 4), (-1, 9), (7, 2), (-13, 5))]
@@ -117,10 +117,11 @@ def _operand_rows(op: RowOp, width: int) -> list:
     raise ValueError(f"{op.name}: no explicit instances for operands {op.operands}")
 
 
-def row_instance(op: RowOp, z, operands, params: dict, g=None):
+def row_instance(op: RowOp, z, operands, params: dict, g=None, u=None):
     """The declared statistics, output and VJP of ``op`` on an explicit row:
-    ``(out, vjp)`` with ``out`` a list (per element) or one expression (per
-    row); ``g`` is the upstream gradient (a list, or one symbol per row)."""
+    ``(out, vjp, vjp2)`` with ``out`` a list (per element) or one expression
+    (per row); ``g`` is the upstream gradient (a list, or one symbol per
+    row), ``u`` the VJP's upstream (a list) when ``vjp2`` is wanted."""
     kinds = dict(zip(op.operands, operands))
     t = kinds.get("target", (sp.S.Zero,) * len(z))
 
@@ -130,12 +131,15 @@ def row_instance(op: RowOp, z, operands, params: dict, g=None):
             sub[OPERAND_SYMBOLS[kind]] = vals[i]
         if isinstance(g, (list, tuple)):
             sub[g_j] = g[i]
+        if u is not None:
+            sub[u_j] = u[i]
         return e.subs(env).subs(sub)
 
     env = dict(params)
     if g is not None and not isinstance(g, (list, tuple)):
         env[G] = g
-    for stats in (op.stats, op.vjp_stats if g is not None else ()):
+    for stats in (op.stats, op.vjp_stats if g is not None else (),
+                  op.vjp2_stats if u is not None else ()):
         for sym, how, elem in stats:
             terms = [at(elem, i, env) for i in range(len(z))]
             if how == "max":
@@ -149,7 +153,8 @@ def row_instance(op: RowOp, z, operands, params: dict, g=None):
     else:
         out = [at(op.out, i, env) for i in range(len(z))]
     vjp = [at(op.vjp, i, env) for i in range(len(z))] if g is not None else None
-    return out, vjp
+    vjp2 = [at(op.vjp2, i, env) for i in range(len(z))] if u is not None else None
+    return out, vjp, vjp2
 
 
 def _check_rowop(op: RowOp, width: int = 3) -> dict:
@@ -157,18 +162,22 @@ def _check_rowop(op: RowOp, width: int = 3) -> dict:
     params = {s: sp.nsimplify(d) for s, d in op.params.items()}
     per_row = op.output == "row"
     g = sp.Symbol("g", real=True) if per_row else list(sp.symbols(f"g0:{width}", real=True))
+    u = list(sp.symbols(f"u0:{width}", real=True)) if op.vjp2 is not None else None
     out = {}
     for k, operands in enumerate(_operand_rows(op, width)):
         plain = op.plain(z, *operands)
         plain = plain.subs(params) if per_row else [p.subs(params) for p in plain]
-        got, vjp = row_instance(op, z, operands, params, g)
+        got, vjp, vjp2 = row_instance(op, z, operands, params, g, u)
         tag = f", instance {k}" if len(operands) else ""
         if per_row:
             out[f"value{tag}"] = check_equal(got, plain)
         for i, (a, b) in enumerate(zip(got, plain) if not per_row else ()):
             out[f"value {i}{tag}"] = check_equal(a, b)
-        for i, zi in enumerate(z):
-            want = g * sp.diff(plain, zi) if per_row else sum(
-                gk * sp.diff(pk, zi) for gk, pk in zip(g, plain))
-            out[f"vjp d/dz{i}{tag}"] = check_equal(vjp[i], want)
+        wants = [g * sp.diff(plain, zi) if per_row else sum(
+            gk * sp.diff(pk, zi) for gk, pk in zip(g, plain)) for zi in z]
+        for i in range(width):
+            out[f"vjp d/dz{i}{tag}"] = check_equal(vjp[i], wants[i])
+        for i, zi in enumerate(z if u is not None else ()):  # second order: the VJP's own VJP
+            want = sum(uk * sp.diff(wk, zi) for uk, wk in zip(u, wants))
+            out[f"vjp2 d/dz{i}{tag}"] = check_equal(vjp2[i], want)
     return out

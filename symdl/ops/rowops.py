@@ -30,15 +30,15 @@ from ..errors import UsageError
 from .registry import OPS, G, OpBase, real, register
 
 __all__ = ["RowOp", "RowLossOp", "RowVJPOp", "RowGradOp", "OPERAND_SYMBOLS", "C", "ZY",
-           "z_j", "t_j", "k_j", "g_j"]
+           "z_j", "t_j", "k_j", "g_j", "u_j"]
 
-z_j, t_j, k_j, g_j = real("z_j t_j k_j g_j")
+z_j, t_j, k_j, g_j, u_j = real("z_j t_j k_j g_j u_j")
 #: the row length, as a statistic's element expression sees it
 C = sp.Symbol("C", positive=True)
 #: ``Σ_j t_j z_j``: the true-class logit for one-hot targets
 ZY = sp.Symbol("z_y", real=True)
 #: the per-element symbol of each operand kind (``upstream_row`` is per row)
-OPERAND_SYMBOLS = {"target": t_j, "mask": k_j, "upstream": g_j, "upstream_row": G}
+OPERAND_SYMBOLS = {"target": t_j, "mask": k_j, "upstream": g_j, "upstream_row": G, "upstream2": u_j}
 _KINDS = ("max", "sum", "dot")
 
 
@@ -60,6 +60,8 @@ class RowOp(OpBase):
         (and, for derived VJPs, ``"upstream"`` or ``"upstream_row"``).
     vjp_stats : backward statistics, reduced after ``stats``, that the VJP uses.
     params : ``{symbol: default}``.
+    vjp2, vjp2_stats : optionally, the VJP of the VJP with respect to ``z``
+        (upstream ``u_j``; checked like ``vjp``), for second order.
     smoothing : targets are smoothed by the parameter ``epsilon``.
     onehot_only : the declaration holds for one-hot targets only (tests, claims).
     """
@@ -72,6 +74,8 @@ class RowOp(OpBase):
     output: str = "element"
     operands: tuple = ()
     vjp_stats: tuple = ()
+    vjp2: sp.Expr | None = None
+    vjp2_stats: tuple = ()
     params: dict = field(default_factory=dict)
     smoothing: bool = False
     onehot_only: bool = False
@@ -82,7 +86,7 @@ class RowOp(OpBase):
 
     def __post_init__(self):
         self.arity = 1 + len(self.operands)
-        for _, how, _ in (*self.stats, *self.vjp_stats):
+        for _, how, _ in (*self.stats, *self.vjp_stats, *self.vjp2_stats):
             if how not in _KINDS:
                 raise ValueError(f"{self.name}: statistic kind {how!r} is not one of {_KINDS}")
 
@@ -103,7 +107,8 @@ class RowOp(OpBase):
         if not z:
             raise UsageError(f"{self.name}: {names[0]} is a scalar; a row op needs an axis")
         for kind, s, nm in zip(self.operands, shapes[1:], names[1:]):
-            ok = {"target": (z[:-1], z), "mask": (z,), "upstream": (z,), "upstream_row": (z[:-1],)}
+            ok = {"target": (z[:-1], z), "mask": (z,), "upstream": (z,), "upstream_row": (z[:-1],),
+                  "upstream2": (z,)}
             if tuple(s) not in ok[kind]:
                 want = " or ".join(str(w) for w in ok[kind])
                 what = {"target": "labels or targets"}.get(kind, kind)
@@ -137,8 +142,11 @@ class RowVJPOp(RowOp):
     @classmethod
     def of(cls, base: RowOp) -> "RowVJPOp":
         up = "upstream_row" if base.output == "row" else "upstream"
+        if isinstance(base, RowVJPOp):
+            up = "upstream2"
         op = cls(name=f"{base.name}.grad0", stats=base.stats + base.vjp_stats, out=base.vjp,
-                 vjp=sp.S.Zero, plain=None, output="element", operands=base.operands + (up,),
+                 vjp=base.vjp2 if base.vjp2 is not None else sp.S.Zero, vjp_stats=base.vjp2_stats,
+                 plain=None, output="element", operands=base.operands + (up,),
                  params=base.params, smoothing=base.smoothing, onehot_only=base.onehot_only,
                  doc=f"vector-Jacobian product of {base.name}", kind="rowgrad",
                  derived_from=(base.name, 0))
@@ -146,8 +154,15 @@ class RowVJPOp(RowOp):
         return op
 
     def grad_op(self, i: int = 0):
-        raise UsageError(f"{self.name}: no second derivative is declared for the row op "
-                         f"{self.base.name}")
+        if isinstance(self.base, RowVJPOp) or self.base.vjp2 is None:
+            raise UsageError(f"{self.name}: no second derivative is declared for the row op "
+                             f"{self.base.name}")
+        if i != 0:
+            raise UsageError(f"{self.name}: argument {i} ({self.operands[i - 1]}) has no gradient")
+        name = f"{self.name}.grad0"
+        if name not in OPS:
+            OPS[name] = RowVJPOp.of(self)
+        return OPS[name]
 
 
 #: the name other modules import
@@ -156,7 +171,7 @@ RowGradOp = RowVJPOp
 
 # ------------------------------------------------------------- declarations
 m, s, eps, margin = real("m s epsilon margin")
-cnt, hsum, gs, gy = real("c h g_s g_y")
+cnt, hsum, gs, gy, uy = real("c h g_s g_y u_y")
 mu, var, gm, gx = real("mu var g_m g_x")
 eps_ln = sp.Symbol("eps", positive=True)
 _E = sp.exp(z_j - m)
@@ -220,6 +235,9 @@ register(RowLossOp(
     stats=((m, "max", z_j), (s, "sum", _E), (ZY, "dot", z_j)),
     out=m + sp.log(s) - ZY,
     vjp=G * (_E / s - t_j),
+    # second order: g times softmax's VJP, with upstream u
+    vjp2_stats=((uy, "sum", u_j * _E / s),),
+    vjp2=G * _E / s * (u_j - uy),
     plain=lambda z, t: -sum(ti * sp.log(sp.exp(zi) / sum(sp.exp(zk) for zk in z))
                             for zi, ti in zip(z, t)),
     params={eps: 0.0},
@@ -232,6 +250,7 @@ register(RowLossOp(
     stats=((ZY, "dot", z_j),),
     out=-ZY,
     vjp=-G * t_j,
+    vjp2=sp.S.Zero,  # the gradient does not depend on z
     plain=lambda z, t: -sum(ti * zi for zi, ti in zip(z, t)),
     latex=r"\operatorname{NLL}",
     doc="negative log-likelihood of log-probabilities z",
