@@ -10,38 +10,34 @@ from numba import njit, prange
 # forward, float32: Abs(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def abs_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.abs(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.abs(x)
 
 # backward d/dx, float32: g*sign(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def abs_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*np.sign(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))
 
 # forward, float64: Abs(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def abs_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.abs(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.abs(x)
 
 # backward d/dx, float64: g*sign(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def abs_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*np.sign(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))
 

@@ -2,72 +2,66 @@
 """
 bce_logits: binary cross-entropy on a logit x with target t in [0, 1]
 declared: bce_logits(x, t) = -t*log(1/(1 + exp(-x))) - (1 - t)*log(1 - 1/(1 + exp(-x)))
-stable form (checked equal): -t*x + log1p(exp(-Abs(x))) + Max(0, x)
+stable form (checked equal): x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 stated d/dx (checked against sympy.diff): -t + exp(Min(0, x))/(1 + exp(-Abs(x)))
 """
 import math
 import numpy as np
 from numba import njit, prange
 
-# forward, float32: -t*x + log1p(exp(-Abs(x))) + Max(0, x)
+# forward, float32: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_f_32(a_x, a_t, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            out0[i, j] = -t*x + np.log1p(np.exp(-np.abs(x))) + max(np.float32(0.0), x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        out0[i0] = x*(np.float32(1.0) - t) + np.log1p(np.exp(-np.abs(x))) - min(np.float32(0.0), x)
 
 # backward d/dx, float32: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b0_32(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(-t + np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x))))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(-t + np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x))))
 
 # backward d/dt, float32: -g*x
 @njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b1_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = -g*x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = -g*x
 
-# forward, float64: -t*x + log1p(exp(-Abs(x))) + Max(0, x)
+# forward, float64: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_f_64(a_x, a_t, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            out0[i, j] = -t*x + np.log1p(np.exp(-np.abs(x))) + max(np.float64(0.0), x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        out0[i0] = x*(np.float64(1.0) - t) + np.log1p(np.exp(-np.abs(x))) - min(np.float64(0.0), x)
 
 # backward d/dx, float64: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b0_64(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(-t + np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x))))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(-t + np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x))))
 
 # backward d/dt, float64: -g*x
 @njit(parallel=True, cache=True, error_model="numpy")
 def bce_logits_b1_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = -g*x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = -g*x
 

@@ -10,42 +10,38 @@ from numba import njit, prange
 # forward, float32: x*(erf(sqrt(2)*x/2) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t0 = (np.float32(0.5))*x
-            out0[i, j] = t0*(math.erf(np.sqrt(np.float32(2.0))*t0) + np.float32(1.0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t0 = (np.float32(0.5))*x
+        out0[i0] = t0*(math.erf(np.sqrt(np.float32(2.0))*t0) + np.float32(1.0))
 
 # backward d/dx, float32: g*(sqrt(2)*x*exp(-x**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*x/2)/2 + 1/2)
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = (np.float32(0.5))*np.sqrt(np.float32(2.0))*x
-            out0[i, j] = g*(t0*np.exp(-np.float32(0.5)*(x * x))/np.sqrt(np.float32(3.141592653589793)) + (np.float32(0.5))*math.erf(t0) + np.float32(0.5))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = (np.float32(0.5))*np.sqrt(np.float32(2.0))*x
+        out0[i0] = g*(t0*np.exp(-np.float32(0.5)*(x * x))/np.sqrt(np.float32(3.141592653589793)) + (np.float32(0.5))*math.erf(t0) + np.float32(0.5))
 
 # forward, float64: x*(erf(sqrt(2)*x/2) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t0 = (np.float64(0.5))*x
-            out0[i, j] = t0*(math.erf(np.sqrt(np.float64(2.0))*t0) + np.float64(1.0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t0 = (np.float64(0.5))*x
+        out0[i0] = t0*(math.erf(np.sqrt(np.float64(2.0))*t0) + np.float64(1.0))
 
 # backward d/dx, float64: g*(sqrt(2)*x*exp(-x**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*x/2)/2 + 1/2)
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = (np.float64(0.5))*np.sqrt(np.float64(2.0))*x
-            out0[i, j] = g*(t0*np.exp(-np.float64(0.5)*(x * x))/np.sqrt(np.float64(3.141592653589793)) + (np.float64(0.5))*math.erf(t0) + np.float64(0.5))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = (np.float64(0.5))*np.sqrt(np.float64(2.0))*x
+        out0[i0] = g*(t0*np.exp(-np.float64(0.5)*(x * x))/np.sqrt(np.float64(3.141592653589793)) + (np.float64(0.5))*math.erf(t0) + np.float64(0.5))
 

@@ -10,42 +10,38 @@ from numba import njit, prange
 # forward, float32: x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_tanh_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = (np.float32(0.5))*x*(np.tanh(np.sqrt(np.float32(2.0))*((np.float32(0.044715))*(x * x * x) + x)/np.sqrt(np.float32(3.141592653589793))) + np.float32(1.0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = (np.float32(0.5))*x*(np.tanh(np.sqrt(np.float32(2.0))*((np.float32(0.044715))*(x * x * x) + x)/np.sqrt(np.float32(3.141592653589793))) + np.float32(1.0))
 
 # backward d/dx, float32: g*(sqrt(2)*x*(1 - tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))**2)*(26829*x**2/200000 + 1)/(2*sqrt(pi)) + tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))/2 + 1/2)
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_tanh_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = np.sqrt(np.float32(2.0))/np.sqrt(np.float32(3.141592653589793))
-            t1 = np.tanh(t0*((np.float32(0.044715))*(x * x * x) + x))
-            out0[i, j] = g*((np.float32(0.5))*t0*x*(np.float32(1.0) - (t1 * t1))*((np.float32(0.134145))*(x * x) + np.float32(1.0)) + (np.float32(0.5))*t1 + np.float32(0.5))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = np.sqrt(np.float32(2.0))/np.sqrt(np.float32(3.141592653589793))
+        t1 = np.tanh(t0*((np.float32(0.044715))*(x * x * x) + x))
+        out0[i0] = g*((np.float32(0.5))*t0*x*(np.float32(1.0) - (t1 * t1))*((np.float32(0.134145))*(x * x) + np.float32(1.0)) + (np.float32(0.5))*t1 + np.float32(0.5))
 
 # forward, float64: x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_tanh_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = (np.float64(0.5))*x*(np.tanh(np.sqrt(np.float64(2.0))*((np.float64(0.044715))*(x * x * x) + x)/np.sqrt(np.float64(3.141592653589793))) + np.float64(1.0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = (np.float64(0.5))*x*(np.tanh(np.sqrt(np.float64(2.0))*((np.float64(0.044715))*(x * x * x) + x)/np.sqrt(np.float64(3.141592653589793))) + np.float64(1.0))
 
 # backward d/dx, float64: g*(sqrt(2)*x*(1 - tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))**2)*(26829*x**2/200000 + 1)/(2*sqrt(pi)) + tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))/2 + 1/2)
 @njit(parallel=True, cache=True, error_model="numpy")
 def gelu_tanh_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = np.sqrt(np.float64(2.0))/np.sqrt(np.float64(3.141592653589793))
-            t1 = np.tanh(t0*((np.float64(0.044715))*(x * x * x) + x))
-            out0[i, j] = g*((np.float64(0.5))*t0*x*(np.float64(1.0) - (t1 * t1))*((np.float64(0.134145))*(x * x) + np.float64(1.0)) + (np.float64(0.5))*t1 + np.float64(0.5))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = np.sqrt(np.float64(2.0))/np.sqrt(np.float64(3.141592653589793))
+        t1 = np.tanh(t0*((np.float64(0.044715))*(x * x * x) + x))
+        out0[i0] = g*((np.float64(0.5))*t0*x*(np.float64(1.0) - (t1 * t1))*((np.float64(0.134145))*(x * x) + np.float64(1.0)) + (np.float64(0.5))*t1 + np.float64(0.5))
 

@@ -12,41 +12,37 @@ from numba import njit, prange
 @njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_f_32(a_x, out0, alpha):
     alpha = np.float32(alpha)
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = (x if (x > np.float32(0.0)) else alpha*x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = (x if (x > np.float32(0.0)) else alpha*x)
 
 # backward d/dx, float32: g*Piecewise((1, x > 0), (alpha, True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_b0_32(a_x, a_g, out0, alpha):
     alpha = np.float32(alpha)
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(np.float32(1.0) if (x > np.float32(0.0)) else alpha)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(1.0) if (x > np.float32(0.0)) else alpha)
 
 # forward, float64: Piecewise((x, x > 0), (alpha*x, True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_f_64(a_x, out0, alpha):
     alpha = np.float64(alpha)
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = (x if (x > np.float64(0.0)) else alpha*x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = (x if (x > np.float64(0.0)) else alpha*x)
 
 # backward d/dx, float64: g*Piecewise((1, x > 0), (alpha, True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def leaky_relu_b0_64(a_x, a_g, out0, alpha):
     alpha = np.float64(alpha)
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(np.float64(1.0) if (x > np.float64(0.0)) else alpha)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(1.0) if (x > np.float64(0.0)) else alpha)
 

@@ -10,38 +10,34 @@ from numba import njit, prange
 # forward, float32: log(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.log(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.log(x)
 
 # backward d/dx, float32: g/x
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g/x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g/x
 
 # forward, float64: log(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.log(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.log(x)
 
 # backward d/dx, float64: g/x
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g/x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g/x
 

@@ -12,38 +12,34 @@ from numba import njit, prange
 # forward, float32: -log1p(exp(-Abs(x))) + Min(0, x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_sigmoid_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = -np.log1p(np.exp(-np.abs(x))) + min(np.float32(0.0), x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = -np.log1p(np.exp(-np.abs(x))) + min(np.float32(0.0), x)
 
 # backward d/dx, float32: g*(1 - exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_sigmoid_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(np.float32(1.0) - np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x))))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(1.0) - np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x))))
 
 # forward, float64: -log1p(exp(-Abs(x))) + Min(0, x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_sigmoid_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = -np.log1p(np.exp(-np.abs(x))) + min(np.float64(0.0), x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = -np.log1p(np.exp(-np.abs(x))) + min(np.float64(0.0), x)
 
 # backward d/dx, float64: g*(1 - exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
 def log_sigmoid_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(np.float64(1.0) - np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x))))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(1.0) - np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x))))
 

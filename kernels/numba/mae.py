@@ -10,64 +10,58 @@ from numba import njit, prange
 # forward, float32: Abs(t - x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mae_f_32(a_x, a_t, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            out0[i, j] = np.abs(t - x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        out0[i0] = np.abs(t - x)
 
 # backward d/dx, float32: -g*sign(t - x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mae_b0_32(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = -g*np.sign(t - x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = -g*(np.float32(1.0) if (t - x > np.float32(0.0)) else (np.float32(-1.0) if (t - x < np.float32(0.0)) else np.float32(0.0)))
 
 # backward d/dt, float32: g*sign(t - x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mae_b1_32(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*np.sign(t - x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(1.0) if (t - x > np.float32(0.0)) else (np.float32(-1.0) if (t - x < np.float32(0.0)) else np.float32(0.0)))
 
 # forward, float64: Abs(t - x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mae_f_64(a_x, a_t, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            out0[i, j] = np.abs(t - x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        out0[i0] = np.abs(t - x)
 
 # backward d/dx, float64: -g*sign(t - x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mae_b0_64(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = -g*np.sign(t - x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = -g*(np.float64(1.0) if (t - x > np.float64(0.0)) else (np.float64(-1.0) if (t - x < np.float64(0.0)) else np.float64(0.0)))
 
 # backward d/dt, float64: g*sign(t - x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mae_b1_64(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*np.sign(t - x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(1.0) if (t - x > np.float64(0.0)) else (np.float64(-1.0) if (t - x < np.float64(0.0)) else np.float64(0.0)))
 

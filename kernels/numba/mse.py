@@ -10,64 +10,58 @@ from numba import njit, prange
 # forward, float32: (-t + x)**2
 @njit(parallel=True, cache=True, error_model="numpy")
 def mse_f_32(a_x, a_t, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            out0[i, j] = ((-t + x) * (-t + x))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        out0[i0] = ((-t + x) * (-t + x))
 
 # backward d/dx, float32: g*(-2*t + 2*x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mse_b0_32(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(-np.float32(2.0)*t + np.float32(2.0)*x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(-np.float32(2.0)*t + np.float32(2.0)*x)
 
 # backward d/dt, float32: g*(2*t - 2*x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mse_b1_32(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(np.float32(2.0)*t - np.float32(2.0)*x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(2.0)*t - np.float32(2.0)*x)
 
 # forward, float64: (-t + x)**2
 @njit(parallel=True, cache=True, error_model="numpy")
 def mse_f_64(a_x, a_t, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            out0[i, j] = ((-t + x) * (-t + x))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        out0[i0] = ((-t + x) * (-t + x))
 
 # backward d/dx, float64: g*(-2*t + 2*x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mse_b0_64(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(-np.float64(2.0)*t + np.float64(2.0)*x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(-np.float64(2.0)*t + np.float64(2.0)*x)
 
 # backward d/dt, float64: g*(2*t - 2*x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def mse_b1_64(a_x, a_t, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            t = a_t[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*(np.float64(2.0)*t - np.float64(2.0)*x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        t = a_t[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(2.0)*t - np.float64(2.0)*x)
 

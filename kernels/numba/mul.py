@@ -10,60 +10,54 @@ from numba import njit, prange
 # forward, float32: a*b
 @njit(parallel=True, cache=True, error_model="numpy")
 def mul_f_32(a_a, a_b, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            out0[i, j] = a*b
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        out0[i0] = a*b
 
 # backward d/da, float32: b*g
 @njit(parallel=True, cache=True, error_model="numpy")
 def mul_b0_32(a_b, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            b = a_b[i, j]
-            g = a_g[i, j]
-            out0[i, j] = b*g
+    n0, = out0.shape
+    for i0 in prange(n0):
+        b = a_b[i0]
+        g = a_g[i0]
+        out0[i0] = b*g
 
 # backward d/db, float32: a*g
 @njit(parallel=True, cache=True, error_model="numpy")
 def mul_b1_32(a_a, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            g = a_g[i, j]
-            out0[i, j] = a*g
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        g = a_g[i0]
+        out0[i0] = a*g
 
 # forward, float64: a*b
 @njit(parallel=True, cache=True, error_model="numpy")
 def mul_f_64(a_a, a_b, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            out0[i, j] = a*b
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        out0[i0] = a*b
 
 # backward d/da, float64: b*g
 @njit(parallel=True, cache=True, error_model="numpy")
 def mul_b0_64(a_b, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            b = a_b[i, j]
-            g = a_g[i, j]
-            out0[i, j] = b*g
+    n0, = out0.shape
+    for i0 in prange(n0):
+        b = a_b[i0]
+        g = a_g[i0]
+        out0[i0] = b*g
 
 # backward d/db, float64: a*g
 @njit(parallel=True, cache=True, error_model="numpy")
 def mul_b1_64(a_a, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            g = a_g[i, j]
-            out0[i, j] = a*g
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        g = a_g[i0]
+        out0[i0] = a*g
 

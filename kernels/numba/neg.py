@@ -10,36 +10,32 @@ from numba import njit, prange
 # forward, float32: -x
 @njit(parallel=True, cache=True, error_model="numpy")
 def neg_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = -x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = -x
 
 # backward d/dx, float32: -g
 @njit(parallel=True, cache=True, error_model="numpy")
 def neg_b0_32(a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            g = a_g[i, j]
-            out0[i, j] = -g
+    n0, = out0.shape
+    for i0 in prange(n0):
+        g = a_g[i0]
+        out0[i0] = -g
 
 # forward, float64: -x
 @njit(parallel=True, cache=True, error_model="numpy")
 def neg_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = -x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = -x
 
 # backward d/dx, float64: -g
 @njit(parallel=True, cache=True, error_model="numpy")
 def neg_b0_64(a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            g = a_g[i, j]
-            out0[i, j] = -g
+    n0, = out0.shape
+    for i0 in prange(n0):
+        g = a_g[i0]
+        out0[i0] = -g
 

@@ -16,19 +16,20 @@ def adadelta_32(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
     rho = np.float32(rho)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - rho
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        u = a_u[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        u = a_u[i0]
         t0 = eps + u
         t1 = g + p*weight_decay
         t2 = h0*(t1 * t1)
         t3 = (rho*v + t2 if (np.abs(rho*v + t2) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t4 = eps + t3
-        a_p[i] = -lr*np.sqrt(t0)*t1/np.sqrt(t4) + p
-        a_v[i] = t3
-        a_u[i] = (rho*u + t0*t2/t4 if (np.abs(rho*u + t0*t2/t4) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
+        a_p[i0] = -lr*np.sqrt(t0)*t1/np.sqrt(t4) + p
+        a_v[i0] = t3
+        a_u[i0] = (rho*u + t0*t2/t4 if (np.abs(rho*u + t0*t2/t4) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
 
 
 # adadelta: Adadelta: running averages of squared gradients v and squared updates u
@@ -44,17 +45,18 @@ def adadelta_64(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
     rho = np.float64(rho)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - rho
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        u = a_u[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        u = a_u[i0]
         t0 = eps + u
         t1 = g + p*weight_decay
         t2 = h0*(t1 * t1)
         t3 = (rho*v + t2 if (np.abs(rho*v + t2) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t4 = eps + t3
-        a_p[i] = -lr*np.sqrt(t0)*t1/np.sqrt(t4) + p
-        a_v[i] = t3
-        a_u[i] = (rho*u + t0*t2/t4 if (np.abs(rho*u + t0*t2/t4) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
+        a_p[i0] = -lr*np.sqrt(t0)*t1/np.sqrt(t4) + p
+        a_v[i0] = t3
+        a_u[i0] = (rho*u + t0*t2/t4 if (np.abs(rho*u + t0*t2/t4) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
 

@@ -12,14 +12,15 @@ def adagrad_32(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float32(clr)
     eps = np.float32(eps)
     weight_decay = np.float32(weight_decay)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        s = a_s[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        s = a_s[i0]
         t0 = g + p*weight_decay
         t1 = s + (t0 * t0)
-        a_p[i] = -clr*t0/(eps + np.sqrt(t1)) + p
-        a_s[i] = t1
+        a_p[i0] = -clr*t0/(eps + np.sqrt(t1)) + p
+        a_s[i0] = t1
 
 
 # adagrad: Adagrad: accumulated squared gradients s, decayed rate lr/(1 + (t-1) lr_decay)
@@ -31,12 +32,13 @@ def adagrad_64(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float64(clr)
     eps = np.float64(eps)
     weight_decay = np.float64(weight_decay)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        s = a_s[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        s = a_s[i0]
         t0 = g + p*weight_decay
         t1 = s + (t0 * t0)
-        a_p[i] = -clr*t0/(eps + np.sqrt(t1)) + p
-        a_s[i] = t1
+        a_p[i0] = -clr*t0/(eps + np.sqrt(t1)) + p
+        a_s[i0] = t1
 

@@ -23,17 +23,18 @@ def adam_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     h1 = (np.float32(1.0) / c2)
     h2 = np.float32(1.0) - beta1
     h3 = -lr/c1
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = g + p*weight_decay
         t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = h3*t1/(eps + np.sqrt(h1*t2)) + p
-        a_m[i] = t1
-        a_v[i] = t2
+        a_p[i0] = h3*t1/(eps + np.sqrt(h1*t2)) + p
+        a_m[i0] = t1
+        a_v[i0] = t2
 
 
 # adam: Adam
@@ -56,17 +57,18 @@ def adam_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     h1 = (np.float64(1.0) / c2)
     h2 = np.float64(1.0) - beta1
     h3 = -lr/c1
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = g + p*weight_decay
         t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = h3*t1/(eps + np.sqrt(h1*t2)) + p
-        a_m[i] = t1
-        a_v[i] = t2
+        a_p[i0] = h3*t1/(eps + np.sqrt(h1*t2)) + p
+        a_m[i0] = t1
+        a_v[i0] = t2
 
 
 # adam: Adam, AMSGrad (running maximum of v)
@@ -90,20 +92,21 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, w
     h1 = (np.float32(1.0) / c2)
     h2 = np.float32(1.0) - beta1
     h3 = -lr/c1
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
-        vmax = a_vmax[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
+        vmax = a_vmax[i0]
         t0 = g + p*weight_decay
         t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t3 = max(t2, vmax)
-        a_p[i] = h3*t1/(eps + np.sqrt(h1*t3)) + p
-        a_m[i] = t1
-        a_v[i] = t2
-        a_vmax[i] = t3
+        a_p[i0] = h3*t1/(eps + np.sqrt(h1*t3)) + p
+        a_m[i0] = t1
+        a_v[i0] = t2
+        a_vmax[i0] = t3
 
 
 # adam: Adam, AMSGrad (running maximum of v)
@@ -127,18 +130,19 @@ def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, w
     h1 = (np.float64(1.0) / c2)
     h2 = np.float64(1.0) - beta1
     h3 = -lr/c1
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
-        vmax = a_vmax[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
+        vmax = a_vmax[i0]
         t0 = g + p*weight_decay
         t1 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t3 = max(t2, vmax)
-        a_p[i] = h3*t1/(eps + np.sqrt(h1*t3)) + p
-        a_m[i] = t1
-        a_v[i] = t2
-        a_vmax[i] = t3
+        a_p[i0] = h3*t1/(eps + np.sqrt(h1*t3)) + p
+        a_m[i0] = t1
+        a_v[i0] = t2
+        a_vmax[i0] = t3
 

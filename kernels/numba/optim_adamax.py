@@ -18,17 +18,18 @@ def adamax_32(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - beta1
     h1 = -lr/c1
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        u = a_u[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        u = a_u[i0]
         t0 = g + p*weight_decay
         t1 = (beta1*m + h0*t0 if (np.abs(beta1*m + h0*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = max(beta2*u, eps + np.abs(t0))
-        a_p[i] = h1*t1/t2 + p
-        a_m[i] = t1
-        a_u[i] = t2
+        a_p[i0] = h1*t1/t2 + p
+        a_m[i0] = t1
+        a_u[i0] = t2
 
 
 # adamax: Adamax: Adam with the infinity norm u (u >= eps, never subnormal)
@@ -46,15 +47,16 @@ def adamax_64(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - beta1
     h1 = -lr/c1
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        u = a_u[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        u = a_u[i0]
         t0 = g + p*weight_decay
         t1 = (beta1*m + h0*t0 if (np.abs(beta1*m + h0*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = max(beta2*u, eps + np.abs(t0))
-        a_p[i] = h1*t1/t2 + p
-        a_m[i] = t1
-        a_u[i] = t2
+        a_p[i0] = h1*t1/t2 + p
+        a_m[i0] = t1
+        a_u[i0] = t2
 

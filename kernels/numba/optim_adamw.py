@@ -22,16 +22,17 @@ def adamw_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     h1 = (np.float32(1.0) / c2)
     h2 = np.float32(1.0) - beta1
     h3 = (np.float32(1.0) / c1)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
-        a_m[i] = t0
-        a_v[i] = t1
+        a_p[i0] = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
+        a_m[i0] = t0
+        a_v[i0] = t1
 
 
 # adamw: AdamW: Adam with decoupled weight decay
@@ -53,16 +54,17 @@ def adamw_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     h1 = (np.float64(1.0) / c2)
     h2 = np.float64(1.0) - beta1
     h3 = (np.float64(1.0) / c1)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
-        a_m[i] = t0
-        a_v[i] = t1
+        a_p[i0] = -lr*(h3*t0/(eps + np.sqrt(h1*t1)) + p*weight_decay) + p
+        a_m[i0] = t0
+        a_v[i0] = t1
 
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
@@ -85,19 +87,20 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, 
     h1 = (np.float32(1.0) / c2)
     h2 = np.float32(1.0) - beta1
     h3 = (np.float32(1.0) / c1)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
-        vmax = a_vmax[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
+        vmax = a_vmax[i0]
         t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = max(t1, vmax)
-        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
-        a_m[i] = t0
-        a_v[i] = t1
-        a_vmax[i] = t2
+        a_p[i0] = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
+        a_m[i0] = t0
+        a_v[i0] = t1
+        a_vmax[i0] = t2
 
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
@@ -120,17 +123,18 @@ def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, 
     h1 = (np.float64(1.0) / c2)
     h2 = np.float64(1.0) - beta1
     h3 = (np.float64(1.0) / c1)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
-        vmax = a_vmax[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
+        vmax = a_vmax[i0]
         t0 = (beta1*m + g*h2 if (np.abs(beta1*m + g*h2) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t1 = (beta2*v + (g * g)*h0 if (np.abs(beta2*v + (g * g)*h0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = max(t1, vmax)
-        a_p[i] = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
-        a_m[i] = t0
-        a_v[i] = t1
-        a_vmax[i] = t2
+        a_p[i0] = -lr*(h3*t0/(eps + np.sqrt(h1*t2)) + p*weight_decay) + p
+        a_m[i0] = t0
+        a_v[i0] = t1
+        a_vmax[i0] = t2
 

@@ -25,18 +25,19 @@ def nadam_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu
     h2 = np.float32(1.0) - beta1
     h3 = -lr*mu_next/(-mu_next*mu_prod + np.float32(1.0))
     h4 = -lr*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = g + p*weight_decay
         t1 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (np.float32(1.0) / (eps + np.sqrt(h1*t1)))
         t3 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = h3*t2*t3 + h4*t0*t2 + p
-        a_m[i] = t3
-        a_v[i] = t1
+        a_p[i0] = h3*t2*t3 + h4*t0*t2 + p
+        a_m[i0] = t3
+        a_v[i0] = t1
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t
@@ -61,18 +62,19 @@ def nadam_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu
     h2 = np.float64(1.0) - beta1
     h3 = -lr*mu_next/(-mu_next*mu_prod + np.float64(1.0))
     h4 = -lr*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = g + p*weight_decay
         t1 = (beta2*v + h0*(t0 * t0) if (np.abs(beta2*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (np.float64(1.0) / (eps + np.sqrt(h1*t1)))
         t3 = (beta1*m + h2*t0 if (np.abs(beta1*m + h2*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = h3*t2*t3 + h4*t0*t2 + p
-        a_m[i] = t3
-        a_v[i] = t1
+        a_p[i0] = h3*t2*t3 + h4*t0*t2 + p
+        a_m[i0] = t3
+        a_v[i0] = t1
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
@@ -97,17 +99,18 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, m
     h3 = -lr*(np.float32(1.0) - mu_t)/(np.float32(1.0) - mu_prod)
     h4 = np.float32(1.0) - beta1
     h5 = -lr*mu_next/(-mu_next*mu_prod + np.float32(1.0))
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = (beta2*v + (g * g)*h1 if (np.abs(beta2*v + (g * g)*h1) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t1 = (np.float32(1.0) / (eps + np.sqrt(h2*t0)))
         t2 = (beta1*m + g*h4 if (np.abs(beta1*m + g*h4) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = g*h3*t1 + h0*p + h5*t1*t2 + p
-        a_m[i] = t2
-        a_v[i] = t0
+        a_p[i0] = g*h3*t1 + h0*p + h5*t1*t2 + p
+        a_m[i0] = t2
+        a_v[i0] = t0
 
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
@@ -132,15 +135,16 @@ def nadam_decoupled_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, m
     h3 = -lr*(np.float64(1.0) - mu_t)/(np.float64(1.0) - mu_prod)
     h4 = np.float64(1.0) - beta1
     h5 = -lr*mu_next/(-mu_next*mu_prod + np.float64(1.0))
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        m = a_m[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        m = a_m[i0]
+        v = a_v[i0]
         t0 = (beta2*v + (g * g)*h1 if (np.abs(beta2*v + (g * g)*h1) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t1 = (np.float64(1.0) / (eps + np.sqrt(h2*t0)))
         t2 = (beta1*m + g*h4 if (np.abs(beta1*m + g*h4) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = g*h3*t1 + h0*p + h5*t1*t2 + p
-        a_m[i] = t2
-        a_v[i] = t0
+        a_p[i0] = g*h3*t1 + h0*p + h5*t1*t2 + p
+        a_m[i0] = t2
+        a_v[i0] = t0
 

@@ -14,14 +14,15 @@ def rmsprop_32(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = -lr*t0/(eps + np.sqrt(t1)) + p
-        a_v[i] = t1
+        a_p[i0] = -lr*t0/(eps + np.sqrt(t1)) + p
+        a_v[i0] = t1
 
 
 # rmsprop: RMSprop
@@ -35,14 +36,15 @@ def rmsprop_64(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = -lr*t0/(eps + np.sqrt(t1)) + p
-        a_v[i] = t1
+        a_p[i0] = -lr*t0/(eps + np.sqrt(t1)) + p
+        a_v[i0] = t1
 
 
 # rmsprop: RMSprop with momentum
@@ -58,17 +60,18 @@ def rmsprop_momentum_32(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_dec
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (b*momentum + t0/(eps + np.sqrt(t1)) if (np.abs(b*momentum + t0/(eps + np.sqrt(t1))) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = -lr*t2 + p
-        a_v[i] = t1
-        a_b[i] = t2
+        a_p[i0] = -lr*t2 + p
+        a_v[i0] = t1
+        a_b[i0] = t2
 
 
 # rmsprop: RMSprop with momentum
@@ -84,17 +87,18 @@ def rmsprop_momentum_64(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_dec
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (b*momentum + t0/(eps + np.sqrt(t1)) if (np.abs(b*momentum + t0/(eps + np.sqrt(t1))) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = -lr*t2 + p
-        a_v[i] = t1
-        a_b[i] = t2
+        a_p[i0] = -lr*t2 + p
+        a_v[i0] = t1
+        a_b[i0] = t2
 
 
 # rmsprop: RMSprop centered
@@ -110,17 +114,18 @@ def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        gbar = a_gbar[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        gbar = a_gbar[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
-        a_v[i] = t2
-        a_gbar[i] = t1
+        a_p[i0] = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
+        a_v[i0] = t2
+        a_gbar[i0] = t1
 
 
 # rmsprop: RMSprop centered
@@ -136,17 +141,18 @@ def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        gbar = a_gbar[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        gbar = a_gbar[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
-        a_v[i] = t2
-        a_gbar[i] = t1
+        a_p[i0] = -lr*t0/(eps + np.sqrt(-(t1 * t1) + t2)) + p
+        a_v[i0] = t2
+        a_gbar[i0] = t1
 
 
 # rmsprop: RMSprop centered with momentum
@@ -164,20 +170,21 @@ def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, mom
     momentum = np.float32(momentum)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        gbar = a_gbar[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        gbar = a_gbar[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
         t3 = (b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2)) if (np.abs(b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2))) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
-        a_p[i] = -lr*t3 + p
-        a_v[i] = t2
-        a_gbar[i] = t1
-        a_b[i] = t3
+        a_p[i0] = -lr*t3 + p
+        a_v[i0] = t2
+        a_gbar[i0] = t1
+        a_b[i0] = t3
 
 
 # rmsprop: RMSprop centered with momentum
@@ -195,18 +202,19 @@ def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, mom
     momentum = np.float64(momentum)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - alpha
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        v = a_v[i]
-        gbar = a_gbar[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        v = a_v[i0]
+        gbar = a_gbar[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = (alpha*gbar + h0*t0 if (np.abs(alpha*gbar + h0*t0) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t2 = (alpha*v + h0*(t0 * t0) if (np.abs(alpha*v + h0*(t0 * t0)) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
         t3 = (b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2)) if (np.abs(b*momentum + t0/(eps + np.sqrt(-(t1 * t1) + t2))) >= np.float64(2.2250738585072014e-308)) else np.float64(0.0))
-        a_p[i] = -lr*t3 + p
-        a_v[i] = t2
-        a_gbar[i] = t1
-        a_b[i] = t3
+        a_p[i0] = -lr*t3 + p
+        a_v[i0] = t2
+        a_gbar[i0] = t1
+        a_b[i0] = t3
 

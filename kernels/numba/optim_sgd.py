@@ -10,10 +10,11 @@ from numba import njit, prange
 def sgd_32(a_p, a_g, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        a_p[i] = -lr*(g + p*weight_decay) + p
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        a_p[i0] = -lr*(g + p*weight_decay) + p
 
 
 # sgd: plain SGD (with weight decay)
@@ -23,10 +24,11 @@ def sgd_32(a_p, a_g, lr, weight_decay):
 def sgd_64(a_p, a_g, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        a_p[i] = -lr*(g + p*weight_decay) + p
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        a_p[i0] = -lr*(g + p*weight_decay) + p
 
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
@@ -42,14 +44,15 @@ def sgd_momentum_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - dampening
     h1 = np.float32(1.0) - first
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = first*t0 + h1*(b*momentum + h0*t0)
-        a_p[i] = -lr*t1 + p
-        a_b[i] = t1
+        a_p[i0] = -lr*t1 + p
+        a_b[i0] = t1
 
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
@@ -65,14 +68,15 @@ def sgd_momentum_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - dampening
     h1 = np.float64(1.0) - first
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = first*t0 + h1*(b*momentum + h0*t0)
-        a_p[i] = -lr*t1 + p
-        a_b[i] = t1
+        a_p[i0] = -lr*t1 + p
+        a_b[i0] = t1
 
 
 # sgd: SGD with Nesterov momentum
@@ -88,14 +92,15 @@ def sgd_nesterov_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
     weight_decay = np.float32(weight_decay)
     h0 = np.float32(1.0) - dampening
     h1 = np.float32(1.0) - first
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = first*t0 + h1*(b*momentum + h0*t0)
-        a_p[i] = -lr*(momentum*t1 + t0) + p
-        a_b[i] = t1
+        a_p[i0] = -lr*(momentum*t1 + t0) + p
+        a_b[i0] = t1
 
 
 # sgd: SGD with Nesterov momentum
@@ -111,12 +116,13 @@ def sgd_nesterov_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
     weight_decay = np.float64(weight_decay)
     h0 = np.float64(1.0) - dampening
     h1 = np.float64(1.0) - first
-    for i in prange(a_p.shape[0]):
-        p = a_p[i]
-        g = a_g[i]
-        b = a_b[i]
+    n0, = a_p.shape
+    for i0 in prange(n0):
+        p = a_p[i0]
+        g = a_g[i0]
+        b = a_b[i0]
         t0 = g + p*weight_decay
         t1 = first*t0 + h1*(b*momentum + h0*t0)
-        a_p[i] = -lr*(momentum*t1 + t0) + p
-        a_b[i] = t1
+        a_p[i0] = -lr*(momentum*t1 + t0) + p
+        a_b[i0] = t1
 

@@ -2,6 +2,8 @@
 """
 pow
 declared: pow(a, b) = a**b
+stated d/da (checked against sympy.diff): Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
+stated d/db (checked against sympy.diff): Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
 """
 import math
 import numpy as np
@@ -10,64 +12,58 @@ from numba import njit, prange
 # forward, float32: a**b
 @njit(parallel=True, cache=True, error_model="numpy")
 def pow_f_32(a_a, a_b, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            out0[i, j] = a ** b
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        out0[i0] = a ** b
 
-# backward d/da, float32: a**b*b*g/a
+# backward d/da, float32: g*Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def pow_b0_32(a_a, a_b, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            g = a_g[i, j]
-            out0[i, j] = a ** b*b*g/a
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(0.0) if (b == np.float32(0.0)) else a ** (b + np.float32(-1.0))*b)
 
-# backward d/db, float32: a**b*g*log(a)
+# backward d/db, float32: g*Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def pow_b1_32(a_a, a_b, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            g = a_g[i, j]
-            out0[i, j] = a ** b*g*np.log(a)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float32(0.0) if ((a == np.float32(0.0)) and (b >= np.float32(0.0))) else a ** b*np.log(a))
 
 # forward, float64: a**b
 @njit(parallel=True, cache=True, error_model="numpy")
 def pow_f_64(a_a, a_b, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            out0[i, j] = a ** b
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        out0[i0] = a ** b
 
-# backward d/da, float64: a**b*b*g/a
+# backward d/da, float64: g*Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def pow_b0_64(a_a, a_b, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            g = a_g[i, j]
-            out0[i, j] = a ** b*b*g/a
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(0.0) if (b == np.float64(0.0)) else a ** (b + np.float64(-1.0))*b)
 
-# backward d/db, float64: a**b*g*log(a)
+# backward d/db, float64: g*Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
 @njit(parallel=True, cache=True, error_model="numpy")
 def pow_b1_64(a_a, a_b, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            a = a_a[i, j]
-            b = a_b[i, j]
-            g = a_g[i, j]
-            out0[i, j] = a ** b*g*np.log(a)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        a = a_a[i0]
+        b = a_b[i0]
+        g = a_g[i0]
+        out0[i0] = g*(np.float64(0.0) if ((a == np.float64(0.0)) and (b >= np.float64(0.0))) else a ** b*np.log(a))
 

@@ -12,38 +12,34 @@ from numba import njit, prange
 # forward, float32: exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
 
 # backward d/dx, float32: g*y*(1 - y)
 @njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_b0_32(a_y, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            y = a_y[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*y*(np.float32(1.0) - y)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        y = a_y[i0]
+        g = a_g[i0]
+        out0[i0] = g*y*(np.float32(1.0) - y)
 
 # forward, float64: exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
 
 # backward d/dx, float64: g*y*(1 - y)
 @njit(parallel=True, cache=True, error_model="numpy")
 def sigmoid_b0_64(a_y, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            y = a_y[i, j]
-            g = a_g[i, j]
-            out0[i, j] = g*y*(np.float64(1.0) - y)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        y = a_y[i0]
+        g = a_g[i0]
+        out0[i0] = g*y*(np.float64(1.0) - y)
 

@@ -11,46 +11,42 @@ from numba import njit, prange
 # forward, float32: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, error_model="numpy")
 def silu_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = x*np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = x*np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
 
 # backward d/dx, float32: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
 def silu_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = np.exp(min(np.float32(0.0), x))
-            t1 = np.exp(-np.abs(x))
-            t2 = t1 + np.float32(1.0)
-            t3 = t0/t2
-            out0[i, j] = g*(t0*t1*x*np.sign(x)/(t2 * t2) + t3*x*(np.float32(0.0) if (x > np.float32(0.0)) else (np.float32(0.5) if (x == np.float32(0.0)) else np.float32(1.0))) + t3)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = np.exp(min(np.float32(0.0), x))
+        t1 = np.exp(-np.abs(x))
+        t2 = t1 + np.float32(1.0)
+        t3 = t0/t2
+        out0[i0] = g*(t0*t1*x*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t2 * t2) + t3*x*(np.float32(0.0) if (x > np.float32(0.0)) else (np.float32(0.5) if (x == np.float32(0.0)) else np.float32(1.0))) + t3)
 
 # forward, float64: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, error_model="numpy")
 def silu_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = x*np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = x*np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
 
 # backward d/dx, float64: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
 def silu_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = np.exp(min(np.float64(0.0), x))
-            t1 = np.exp(-np.abs(x))
-            t2 = t1 + np.float64(1.0)
-            t3 = t0/t2
-            out0[i, j] = g*(t0*t1*x*np.sign(x)/(t2 * t2) + t3*x*(np.float64(0.0) if (x > np.float64(0.0)) else (np.float64(0.5) if (x == np.float64(0.0)) else np.float64(1.0))) + t3)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = np.exp(min(np.float64(0.0), x))
+        t1 = np.exp(-np.abs(x))
+        t2 = t1 + np.float64(1.0)
+        t3 = t0/t2
+        out0[i0] = g*(t0*t1*x*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))/(t2 * t2) + t3*x*(np.float64(0.0) if (x > np.float64(0.0)) else (np.float64(0.5) if (x == np.float64(0.0)) else np.float64(1.0))) + t3)
 

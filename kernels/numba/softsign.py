@@ -10,40 +10,36 @@ from numba import njit, prange
 # forward, float32: x/(Abs(x) + 1)
 @njit(parallel=True, cache=True, error_model="numpy")
 def softsign_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = x/(np.abs(x) + np.float32(1.0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = x/(np.abs(x) + np.float32(1.0))
 
 # backward d/dx, float32: g*(-x*sign(x)/(Abs(x) + 1)**2 + 1/(Abs(x) + 1))
 @njit(parallel=True, cache=True, error_model="numpy")
 def softsign_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = np.abs(x) + np.float32(1.0)
-            out0[i, j] = g*((np.float32(1.0) / t0) - x*np.sign(x)/(t0 * t0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = np.abs(x) + np.float32(1.0)
+        out0[i0] = g*((np.float32(1.0) / t0) - x*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t0 * t0))
 
 # forward, float64: x/(Abs(x) + 1)
 @njit(parallel=True, cache=True, error_model="numpy")
 def softsign_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = x/(np.abs(x) + np.float64(1.0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = x/(np.abs(x) + np.float64(1.0))
 
 # backward d/dx, float64: g*(-x*sign(x)/(Abs(x) + 1)**2 + 1/(Abs(x) + 1))
 @njit(parallel=True, cache=True, error_model="numpy")
 def softsign_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            t0 = np.abs(x) + np.float64(1.0)
-            out0[i, j] = g*((np.float64(1.0) / t0) - x*np.sign(x)/(t0 * t0))
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        t0 = np.abs(x) + np.float64(1.0)
+        out0[i0] = g*((np.float64(1.0) / t0) - x*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))/(t0 * t0))
 

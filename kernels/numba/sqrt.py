@@ -11,38 +11,34 @@ from numba import njit, prange
 # forward, float32: sqrt(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.sqrt(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.sqrt(x)
 
 # backward d/dx, float32: g/(2*y)
 @njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_b0_32(a_y, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            y = a_y[i, j]
-            g = a_g[i, j]
-            out0[i, j] = (np.float32(0.5))*g/y
+    n0, = out0.shape
+    for i0 in prange(n0):
+        y = a_y[i0]
+        g = a_g[i0]
+        out0[i0] = (np.float32(0.5))*g/y
 
 # forward, float64: sqrt(x)
 @njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = np.sqrt(x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = np.sqrt(x)
 
 # backward d/dx, float64: g/(2*y)
 @njit(parallel=True, cache=True, error_model="numpy")
 def sqrt_b0_64(a_y, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            y = a_y[i, j]
-            g = a_g[i, j]
-            out0[i, j] = (np.float64(0.5))*g/y
+    n0, = out0.shape
+    for i0 in prange(n0):
+        y = a_y[i0]
+        g = a_g[i0]
+        out0[i0] = (np.float64(0.5))*g/y
 

@@ -10,38 +10,34 @@ from numba import njit, prange
 # forward, float32: x**2
 @njit(parallel=True, cache=True, error_model="numpy")
 def square_f_32(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = (x * x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = (x * x)
 
 # backward d/dx, float32: 2*g*x
 @njit(parallel=True, cache=True, error_model="numpy")
 def square_b0_32(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = np.float32(2.0)*g*x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = np.float32(2.0)*g*x
 
 # forward, float64: x**2
 @njit(parallel=True, cache=True, error_model="numpy")
 def square_f_64(a_x, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            out0[i, j] = (x * x)
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        out0[i0] = (x * x)
 
 # backward d/dx, float64: 2*g*x
 @njit(parallel=True, cache=True, error_model="numpy")
 def square_b0_64(a_x, a_g, out0):
-    R, C = out0.shape
-    for i in prange(R):
-        for j in range(C):
-            x = a_x[i, j]
-            g = a_g[i, j]
-            out0[i, j] = np.float64(2.0)*g*x
+    n0, = out0.shape
+    for i0 in prange(n0):
+        x = a_x[i0]
+        g = a_g[i0]
+        out0[i0] = np.float64(2.0)*g*x
 

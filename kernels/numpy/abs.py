@@ -19,7 +19,7 @@ def abs_b0_32(a_x, a_g, out0):
     with np.errstate(all='ignore'):
         x = a_x
         g = a_g
-        r0 = g*np.sign(x)
+        r0 = g*np.where((x > np.float32(0.0)), np.float32(1.0), np.where((x < np.float32(0.0)), np.float32(-1.0), np.float32(0.0)))
         out0[...] = r0
 
 # forward, float64: Abs(x)
@@ -34,6 +34,6 @@ def abs_b0_64(a_x, a_g, out0):
     with np.errstate(all='ignore'):
         x = a_x
         g = a_g
-        r0 = g*np.sign(x)
+        r0 = g*np.where((x > np.float64(0.0)), np.float64(1.0), np.where((x < np.float64(0.0)), np.float64(-1.0), np.float64(0.0)))
         out0[...] = r0
 

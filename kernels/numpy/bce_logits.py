@@ -2,19 +2,19 @@
 """
 bce_logits: binary cross-entropy on a logit x with target t in [0, 1]
 declared: bce_logits(x, t) = -t*log(1/(1 + exp(-x))) - (1 - t)*log(1 - 1/(1 + exp(-x)))
-stable form (checked equal): -t*x + log1p(exp(-Abs(x))) + Max(0, x)
+stable form (checked equal): x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 stated d/dx (checked against sympy.diff): -t + exp(Min(0, x))/(1 + exp(-Abs(x)))
 """
 import math
 import numpy as np
 _erf = np.vectorize(math.erf, otypes=[float])
 
-# forward, float32: -t*x + log1p(exp(-Abs(x))) + Max(0, x)
+# forward, float32: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 def bce_logits_f_32(a_x, a_t, out0):
     with np.errstate(all='ignore'):
         x = a_x
         t = a_t
-        r0 = -t*x + np.log1p(np.exp(-np.abs(x))) + np.maximum(np.float32(0.0), x)
+        r0 = x*(np.float32(1.0) - t) + np.log1p(np.exp(-np.abs(x))) - np.minimum(np.float32(0.0), x)
         out0[...] = r0
 
 # backward d/dx, float32: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
@@ -34,12 +34,12 @@ def bce_logits_b1_32(a_x, a_g, out0):
         r0 = -g*x
         out0[...] = r0
 
-# forward, float64: -t*x + log1p(exp(-Abs(x))) + Max(0, x)
+# forward, float64: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 def bce_logits_f_64(a_x, a_t, out0):
     with np.errstate(all='ignore'):
         x = a_x
         t = a_t
-        r0 = -t*x + np.log1p(np.exp(-np.abs(x))) + np.maximum(np.float64(0.0), x)
+        r0 = x*(np.float64(1.0) - t) + np.log1p(np.exp(-np.abs(x))) - np.minimum(np.float64(0.0), x)
         out0[...] = r0
 
 # backward d/dx, float64: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))

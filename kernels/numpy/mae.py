@@ -21,7 +21,7 @@ def mae_b0_32(a_x, a_t, a_g, out0):
         x = a_x
         t = a_t
         g = a_g
-        r0 = -g*np.sign(t - x)
+        r0 = -g*np.where((t - x > np.float32(0.0)), np.float32(1.0), np.where((t - x < np.float32(0.0)), np.float32(-1.0), np.float32(0.0)))
         out0[...] = r0
 
 # backward d/dt, float32: g*sign(t - x)
@@ -30,7 +30,7 @@ def mae_b1_32(a_x, a_t, a_g, out0):
         x = a_x
         t = a_t
         g = a_g
-        r0 = g*np.sign(t - x)
+        r0 = g*np.where((t - x > np.float32(0.0)), np.float32(1.0), np.where((t - x < np.float32(0.0)), np.float32(-1.0), np.float32(0.0)))
         out0[...] = r0
 
 # forward, float64: Abs(t - x)
@@ -47,7 +47,7 @@ def mae_b0_64(a_x, a_t, a_g, out0):
         x = a_x
         t = a_t
         g = a_g
-        r0 = -g*np.sign(t - x)
+        r0 = -g*np.where((t - x > np.float64(0.0)), np.float64(1.0), np.where((t - x < np.float64(0.0)), np.float64(-1.0), np.float64(0.0)))
         out0[...] = r0
 
 # backward d/dt, float64: g*sign(t - x)
@@ -56,6 +56,6 @@ def mae_b1_64(a_x, a_t, a_g, out0):
         x = a_x
         t = a_t
         g = a_g
-        r0 = g*np.sign(t - x)
+        r0 = g*np.where((t - x > np.float64(0.0)), np.float64(1.0), np.where((t - x < np.float64(0.0)), np.float64(-1.0), np.float64(0.0)))
         out0[...] = r0
 

@@ -2,6 +2,8 @@
 """
 pow
 declared: pow(a, b) = a**b
+stated d/da (checked against sympy.diff): Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
+stated d/db (checked against sympy.diff): Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
 """
 import math
 import numpy as np
@@ -15,22 +17,22 @@ def pow_f_32(a_a, a_b, out0):
         r0 = a ** b
         out0[...] = r0
 
-# backward d/da, float32: a**b*b*g/a
+# backward d/da, float32: g*Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
 def pow_b0_32(a_a, a_b, a_g, out0):
     with np.errstate(all='ignore'):
         a = a_a
         b = a_b
         g = a_g
-        r0 = a ** b*b*g/a
+        r0 = g*np.where((b == np.float32(0.0)), np.float32(0.0), a ** (b + np.float32(-1.0))*b)
         out0[...] = r0
 
-# backward d/db, float32: a**b*g*log(a)
+# backward d/db, float32: g*Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
 def pow_b1_32(a_a, a_b, a_g, out0):
     with np.errstate(all='ignore'):
         a = a_a
         b = a_b
         g = a_g
-        r0 = a ** b*g*np.log(a)
+        r0 = g*np.where(((a == np.float32(0.0)) & (b >= np.float32(0.0))), np.float32(0.0), a ** b*np.log(a))
         out0[...] = r0
 
 # forward, float64: a**b
@@ -41,21 +43,21 @@ def pow_f_64(a_a, a_b, out0):
         r0 = a ** b
         out0[...] = r0
 
-# backward d/da, float64: a**b*b*g/a
+# backward d/da, float64: g*Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
 def pow_b0_64(a_a, a_b, a_g, out0):
     with np.errstate(all='ignore'):
         a = a_a
         b = a_b
         g = a_g
-        r0 = a ** b*b*g/a
+        r0 = g*np.where((b == np.float64(0.0)), np.float64(0.0), a ** (b + np.float64(-1.0))*b)
         out0[...] = r0
 
-# backward d/db, float64: a**b*g*log(a)
+# backward d/db, float64: g*Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
 def pow_b1_64(a_a, a_b, a_g, out0):
     with np.errstate(all='ignore'):
         a = a_a
         b = a_b
         g = a_g
-        r0 = a ** b*g*np.log(a)
+        r0 = g*np.where(((a == np.float64(0.0)) & (b >= np.float64(0.0))), np.float64(0.0), a ** b*np.log(a))
         out0[...] = r0
 

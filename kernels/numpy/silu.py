@@ -24,7 +24,7 @@ def silu_b0_32(a_x, a_g, out0):
         t1 = np.exp(-np.abs(x))
         t2 = t1 + np.float32(1.0)
         t3 = t0/t2
-        r0 = g*(t0*t1*x*np.sign(x)/(t2 * t2) + t3*x*np.where((x > np.float32(0.0)), np.float32(0.0), np.where((x == np.float32(0.0)), np.float32(0.5), np.float32(1.0))) + t3)
+        r0 = g*(t0*t1*x*np.where((x > np.float32(0.0)), np.float32(1.0), np.where((x < np.float32(0.0)), np.float32(-1.0), np.float32(0.0)))/(t2 * t2) + t3*x*np.where((x > np.float32(0.0)), np.float32(0.0), np.where((x == np.float32(0.0)), np.float32(0.5), np.float32(1.0))) + t3)
         out0[...] = r0
 
 # forward, float64: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
@@ -43,6 +43,6 @@ def silu_b0_64(a_x, a_g, out0):
         t1 = np.exp(-np.abs(x))
         t2 = t1 + np.float64(1.0)
         t3 = t0/t2
-        r0 = g*(t0*t1*x*np.sign(x)/(t2 * t2) + t3*x*np.where((x > np.float64(0.0)), np.float64(0.0), np.where((x == np.float64(0.0)), np.float64(0.5), np.float64(1.0))) + t3)
+        r0 = g*(t0*t1*x*np.where((x > np.float64(0.0)), np.float64(1.0), np.where((x < np.float64(0.0)), np.float64(-1.0), np.float64(0.0)))/(t2 * t2) + t3*x*np.where((x > np.float64(0.0)), np.float64(0.0), np.where((x == np.float64(0.0)), np.float64(0.5), np.float64(1.0))) + t3)
         out0[...] = r0
 

@@ -20,7 +20,7 @@ def softsign_b0_32(a_x, a_g, out0):
         x = a_x
         g = a_g
         t0 = np.abs(x) + np.float32(1.0)
-        r0 = g*((np.float32(1.0) / t0) - x*np.sign(x)/(t0 * t0))
+        r0 = g*((np.float32(1.0) / t0) - x*np.where((x > np.float32(0.0)), np.float32(1.0), np.where((x < np.float32(0.0)), np.float32(-1.0), np.float32(0.0)))/(t0 * t0))
         out0[...] = r0
 
 # forward, float64: x/(Abs(x) + 1)
@@ -36,6 +36,6 @@ def softsign_b0_64(a_x, a_g, out0):
         x = a_x
         g = a_g
         t0 = np.abs(x) + np.float64(1.0)
-        r0 = g*((np.float64(1.0) / t0) - x*np.sign(x)/(t0 * t0))
+        r0 = g*((np.float64(1.0) / t0) - x*np.where((x > np.float64(0.0)), np.float64(1.0), np.where((x < np.float64(0.0)), np.float64(-1.0), np.float64(0.0)))/(t0 * t0))
         out0[...] = r0
 
