@@ -100,3 +100,16 @@ def test_summary_command(capsys):
     text = capsys.readouterr().out
     assert "Residual(Conv2d → Activation)" in text and "total parameters:" in text
     assert main(["summary", "--model", "cnn", "--kernel", "2"]) == 2
+
+
+def test_every_optimizer_trains_a_cnn():
+    from symdl.optim import OPTIMIZERS
+    ds = load_dataset("digits", seed=0, split="train")
+    for name, cls in sorted(OPTIMIZERS.items()):
+        spec = make_model("cnn", 64, 10, channels=(4,), kernel=3, pool="avg", norm="batch",
+                          residual=False, rng=np.random.default_rng(0))
+        tr = Trainer(spec.module, cls, spec.loss, spec.loss_params, 32, 2,
+                     np.random.SeedSequence(0), progress=False)
+        hist = tr.fit(ds)
+        assert np.isfinite(hist.train_loss).all(), name
+        assert hist.train_loss[-1] < 0.9 * hist.train_loss[0], (name, hist.train_loss)

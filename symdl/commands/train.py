@@ -255,6 +255,8 @@ def cmd_train(args) -> int:
         if args.json:
             return
         arch = "-".join(str(w) for w in [train.X.shape[1], *(args.hidden if args.model == "mlp" else ()),
+                                          *(f"c{c}" for c in (args.channels if args.model == "cnn"
+                                                              else ())),
                                           spec.module.layers[-1].n_out])
         act = f" ({args.activation})" if args.model == "mlp" else ""
         print(f"{args.model} {arch}{act}, {spec.module.num_parameters():,} parameters; "
