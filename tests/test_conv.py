@@ -94,7 +94,7 @@ def test_numpy_rows_are_strided_views_and_agree_with_impl(flavor, p):
 
 # ----------------------------------------------------------------- layers
 def compare_layer(module, shape, torch_fn, params=(), fuse=True, dims_name="N", seed=0,
-                  make_x=None, tol=1e-10):
+                  make_x=None, tol=1e-10, flavor="auto"):
     """Build ``L = Σ c ⊙ tanh(module(x))`` in float64, differentiate it with
     respect to ``x`` and ``params``, run it, and compare value and gradients
     with ``torch_fn(x, *params)`` under torch autograd."""
@@ -108,7 +108,7 @@ def compare_layer(module, shape, torch_fn, params=(), fuse=True, dims_name="N", 
     gg = grad(g, L, wrt)
     bind = {p: dict(module.named_parameters())[p].data for p in params}
     prog = compile_graph(gg.graph, [y, L] + [gg[w] for w in wrt], bind=bind,
-                         dims={dims_name: shape[0]}, fuse=fuse)
+                         dims={dims_name: shape[0]}, fuse=fuse, flavor=flavor)
     xv = make_x(rng) if make_x else rng.normal(size=shape)
     tx = torch.tensor(xv, requires_grad=True)
     tp = [torch.tensor(bind[p], requires_grad=True) for p in params]
@@ -156,6 +156,23 @@ def test_conv1d_matches_torch(stride, padding, dilation, groups):
     m = Conv1d(4, 6, 3, stride, padding, dilation, groups, dtype=F64)
     compare_layer(m, (3, 4, 11), lambda x, w, b: F.conv1d(x, w, b, stride, padding, dilation,
                                                           groups), params=["weight", "bias"])
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_conv_block_on_the_numpy_reference_flavor(fuse):
+    """Conv → BatchNorm → max pool with the plain NumPy kernels (no numba)."""
+    from symdl.nn import BatchNorm2d
+    rng = np.random.default_rng(5)
+    block = Sequential(Conv2d(2, 3, 3, stride=2, padding=1, groups=1, dtype=F64, rng=rng),
+                       BatchNorm2d(3, dtype=F64), MaxPool2d(2, padding=1))
+    block.name_parameters()
+    names = [n for n, _ in block.named_parameters()]
+
+    def torch_block(x, w, b, gamma, beta):
+        z = F.batch_norm(F.conv2d(x, w, b, 2, 1), None, None, gamma, beta, training=True)
+        return F.max_pool2d(z, 2, padding=1)
+
+    compare_layer(block, (3, 2, 7, 7), torch_block, params=names, fuse=fuse, flavor="numpy")
 
 
 def test_conv_init_and_state_dict_match_torch_layout():
