@@ -201,24 +201,6 @@ def _big_rows(b):
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("dtype", sorted(BIG))
-@pytest.mark.parametrize("case", ["softmax_cross_entropy", "softmax_cross_entropy-0.1", "nll",
-                                  "multi_hinge"])
-def test_large_logits_losses_are_finite_and_silent(case, dtype, flavor):
-    name, _, eps = case.partition("-")
-    params = (("epsilon", float(eps)),) if eps else ()
-    z, y = _big_rows(BIG[dtype]), np.array([1, 0, 2, 0, 1])
-    p = program(name, (5, 3), (((5,), "int64"),), flavor, dtype, params)
-    r, dz = _strict(lambda: p.run(z.astype(dtype), y))
-    assert np.all(np.isfinite(r)) and np.all(np.isfinite(dz)), (r, dz)
-    want_r, want_dz = torch_ref(lambda t: LOSS_REFS[name](t, torch.tensor(y), dict(params)), z,
-                                np.ones(5))
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-6, atol=1e-4)
-    np.testing.assert_allclose(r, want_r, **tol)
-    np.testing.assert_allclose(dz, want_dz, **tol)
-
-
-@pytest.mark.parametrize("flavor", FLAVORS)
-@pytest.mark.parametrize("dtype", sorted(BIG))
 @pytest.mark.parametrize("name", sorted(ELEMENT_REFS))
 def test_large_logits_per_element_ops_are_finite_and_silent(name, dtype, flavor):
     z = _big_rows(BIG[dtype])
@@ -240,22 +222,11 @@ SPECIAL_Y = np.array([1, 1, 1, 1, 1, 1, 2, 0])
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
-@pytest.mark.parametrize("case", ["softmax_cross_entropy", "softmax_cross_entropy-0.1", "nll",
-                                  "multi_hinge"])
-def test_nan_and_inf_logits_give_what_torch_gives(case, flavor):
-    name, _, eps = case.partition("-")
-    params = (("epsilon", float(eps)),) if eps else ()
-    n = len(SPECIAL_Y)
-    p = program(name, (n, 3), (((n,), "int64"),), flavor, "float64", params)
-    r, dz = p.run(SPECIAL_ROWS, SPECIAL_Y)
-    want_r, want_dz = torch_ref(lambda t: LOSS_REFS[name](t, torch.tensor(SPECIAL_Y), dict(params)),
-                                SPECIAL_ROWS, np.ones(n))
-    np.testing.assert_array_equal(r, want_r)  # the same NaN and signed infinity
-    np.testing.assert_allclose(dz, want_dz, rtol=1e-12, atol=1e-15, equal_nan=True)
-
-
-@pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+# the row losses' large-logit and NaN/±inf cases (issue 12, items 6 and 8) are in
+# tests/faults/test_rowloss_faults.py
+
+
 def test_nan_and_inf_through_softmax_give_what_torch_gives(name, flavor):
     w = np.arange(1.0, 4.0)[None].repeat(len(SPECIAL_Y), 0)
     y, dz = program(name, SPECIAL_ROWS.shape, flavor=flavor).run(SPECIAL_ROWS, w=w)
