@@ -66,9 +66,8 @@ def get_backend(name: str = "numpy") -> Backend:
     """The backend called ``name`` (``"cpu"`` is ``"numpy"``); created once."""
     name = {"cpu": "numpy", "cuda": "cupy"}.get(name, name)
     if name == "cupy" and name not in BACKENDS:
-        raise BackendUnavailable("the CUDA backend (CuPy) is not available in this version of "
-                                 "symdl: install symdl[cuda12] or symdl[cuda13] once it lands, "
-                                 "or use the CPU")
+        raise BackendUnavailable("the CUDA backend needs CuPy, which is not installed: "
+                                 "pip install symdl[cuda12] or symdl[cuda13], or use the CPU")
     if name not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
     if name not in _MADE:
