@@ -59,7 +59,7 @@ def test_every_op_row_op_and_optimizer_has_a_cu_file_with_both_dtypes():
 
 
 # ------------------------------------------------------------ nvcc, sm_90
-@pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH (Debian: apt install nvidia-cuda-toolkit)")
+@pytest.mark.skipif(NVCC is None, reason="no nvcc on PATH (Debian: nvidia-cuda-toolkit)")
 def test_every_cu_compiles_for_sm_90(tmp_path):
     def build(rel):
         src = tmp_path / rel.replace("/", "_")

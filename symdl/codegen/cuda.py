@@ -186,7 +186,8 @@ def render_cuda(spec: KernelSpec) -> list:
     names = ([i.arg for i in spec.inputs] + ([] if spec.inplace else spec.out_args)
              + [pr._print(s) for s in spec.scalars] + [f"n{d}" for d in range(r)])
     lines = [f"// {c}" for c in spec.comment]
-    lines += [f"__host__ __device__ inline void {spec.name}_at(long long i, {', '.join(params)})", "{"]
+    head = f"__host__ __device__ inline void {spec.name}_at(long long i, {', '.join(params)})"
+    lines += [head, "{"]
     used = {d for i in spec.inputs if 0 < sum(i.dims) < r for d in range(r) if i.dims[d]}
     if used:  # the loop indices some broadcast operand needs (last dimension fastest)
         lines.append("    long long rest = i;")
@@ -223,7 +224,8 @@ def _row_loads(op: RowOp, exprs, t: str, labels: str, pad: str, at: str = "j") -
         if op.smoothing:
             base = f"({one} - epsilon) * {base} + epsilon / ({t})nc"
         lines.append(f"{pad}const {t} t_j = {base};")
-    for sym, kind, arg in ((k_j, "mask", "a_k"), (g_j, "upstream", "a_g"), (u_j, "upstream2", "a_u")):
+    more = ((k_j, "mask", "a_k"), (g_j, "upstream", "a_g"), (u_j, "upstream2", "a_u"))
+    for sym, kind, arg in more:
         if kind in op.operands and _uses(exprs, sym):
             lines.append(f"{pad}const {t} {sym.name} = {arg}[i * nc + {at}];")
     return lines

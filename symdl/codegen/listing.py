@@ -2,8 +2,9 @@
 
 One file per op, ``<backend>/<op>.py`` (``cuda/<op>.cu``), headed by the
 declaration it came from; forward and backward kernels, float32 and
-float64: numba loops, the NumPy reference and CUDA C.  Deterministic to the byte: :func:`check_listing`
-regenerates in memory and reports every file that differs.
+float64: numba loops, the NumPy reference and CUDA C.  Deterministic to
+the byte: :func:`check_listing` regenerates in memory and reports every
+file that differs.
 """
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def check_listing(listing: dict, root: Path) -> list:
     root = Path(root)
     bad = [rel for rel, text in sorted(listing.items())
            if not (root / rel).exists() or (root / rel).read_text() != text + "\n"]
-    stale = [str(p.relative_to(root)) for ext in ("py", "cu") for p in sorted(root.glob(f"*/*.{ext}"))]
+    stale = [str(p.relative_to(root)) for ext in ("py", "cu")
+             for p in sorted(root.glob(f"*/*.{ext}"))]
     return bad + [rel for rel in stale if rel not in listing]
 
 
