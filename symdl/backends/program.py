@@ -136,8 +136,12 @@ class Program:
         return f"    # {n} = {g.op(n)}({', '.join(g.args(n))})"
 
     def kernel(self, lines: list) -> str:
-        """Load generated kernel source; returns its name in the step function."""
-        fn = load_function("\n".join(lines))
+        """Load generated kernel source; returns its name in the step function.
+        Its node-naming comment lines are left out (the step function has them),
+        so kernels of the same maths, one per step of an unrolled sequence,
+        share one source and numba compiles it once."""
+        fn = load_function("\n".join(ln for k, ln in enumerate(lines)
+                                     if k == 0 or not ln.startswith("# ")))
         name = f"k{len(self.kernels)}"
         self.kernels[name] = fn
         self._ns[name] = fn

@@ -128,6 +128,10 @@ class _Builder:
         parts = self.parts.get(n)
         if not parts:
             return None
+        for op in sorted({self.g.op(p) for p in parts}):  # declared sum rewrites
+            rule = getattr(OPS[op], "combine", None) if op in OPS else None
+            if rule is not None and len(parts) > 1:
+                parts = rule(self, parts)
         acc = parts[0]
         for p in parts[1:]:
             acc = self.add("add", acc, p)

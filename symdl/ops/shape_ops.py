@@ -138,11 +138,51 @@ def _vjp_pad(emit, args, shapes, params, g):
     return [emit("slice", g, begin=tuple(begin), end=tuple(end), step=tuple(step))]
 
 
+def _slab(g, p):
+    """``(axis, low, size)`` of a pad that places its argument as one slab along
+    one axis (no interior zeros, no padding elsewhere); None otherwise."""
+    low, high, interior = _pad_params(g.shape(g.args(p)[0]), g.node(p)["params"])
+    axes = [i for i, (lo, hi) in enumerate(zip(low, high)) if lo or hi]
+    if any(interior) or len(axes) != 1:
+        return None
+    return axes[0], low[axes[0]], g.shape(g.args(p)[0])[axes[0]]
+
+
+def _combine_pads(gb, parts):
+    """Σ of fresh pads that place disjoint slabs along one axis = one concat
+    of the slabs (each padded up to the next): the gradient of the T slices
+    ``x[t]`` of an unrolled sequence costs O(T), not T full-size sums."""
+    g, groups = gb.g, {}
+    for p in parts:
+        slab = _slab(g, p) if g.op(p) == "pad" and gb.rewritable(p) else None
+        if slab is not None:
+            groups.setdefault((slab[0], g.shape(p)), []).append((slab[1], slab[2], p))
+    for (axis, shape), group in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        group.sort()
+        if len(group) < 2 or any(a[0] + a[1] > b[0] for a, b in zip(group, group[1:])):
+            continue
+        pieces = []
+        for k, (lo, n, p) in enumerate(group):
+            start = lo if k == 0 else 0
+            stop = group[k + 1][0] if k + 1 < len(group) else shape[axis]
+            gap = stop - lo - n
+            x = g.args(p)[0]
+            if start or gap:
+                r = len(shape)
+                x = gb.emit("pad", x, low=tuple(start if i == axis else 0 for i in range(r)),
+                            high=tuple(gap if i == axis else 0 for i in range(r)))
+            pieces.append(x)
+        done = {p for _, _, p in group}
+        parts = [p for p in parts if p not in done] + [gb.emit("concat", *pieces, axis=axis)]
+    return parts
+
+
 structural("pad", 1, lambda shapes, params, names=(): pad_shape(shapes[0], params),
            _impl_pad, _vjp_pad,
            "zeros around (low, high) and between (interior) entries, per axis; "
            "transpose: slice the entries back out",
-           factor=lambda args, params, i: ("linear", "slice the argument's entries back out"))
+           factor=lambda args, params, i: ("linear", "slice the argument's entries back out"),
+           combine=_combine_pads)
 
 
 # ----------------------------------------------------------------- concat

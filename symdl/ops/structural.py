@@ -58,6 +58,10 @@ class StructuralOp(OpBase):
     #: the builder offers ``g`` (the graph), ``emit(op, *args, **params)`` and
     #: ``rewritable(node)`` (a fresh gradient node nothing else reads yet)
     simplify: Callable | None = None
+    #: a rewrite of the sum of several fresh gradient nodes of this op that
+    #: reverse mode applies before adding a node's contributions up:
+    #: ``combine(builder, parts) -> parts`` (pads of disjoint slabs: one concat)
+    combine: Callable | None = None
 
     def local_factor(self, args, params, i) -> tuple:
         """``(kind, operand)`` of ``∂y/∂args[i]`` for printed chain rules."""
