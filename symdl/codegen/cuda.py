@@ -25,6 +25,7 @@ from sympy.printing.c import C99CodePrinter
 
 from ..ops.registry import G
 from ..ops.rowops import C, RowOp, g_j, k_j, t_j, u_j, z_j
+from .printers import KinkRewrites
 from .rowops import _gather, _uses, row_signature
 from .spec import KernelSpec, hoist
 
@@ -41,7 +42,7 @@ def ctype(dtype: str) -> str:
     return {"float32": "float", "float64": "double"}[dtype]
 
 
-class CudaPrinter(C99CodePrinter):
+class CudaPrinter(KinkRewrites, C99CodePrinter):
     """C99 expressions for one dtype; every constant is a literal of that type.
 
     ``printmethod`` is the one the scalar printers use, so markers that print
@@ -98,19 +99,6 @@ class CudaPrinter(C99CodePrinter):
             prod = "(" + " * ".join([b] * abs(int(ex))) + ")"
             return prod if ex > 0 else f"({self._const(1)} / {prod})"
         return f"pow{f}({self._print(base)}, {self._print(ex)})"
-
-    def _print_Heaviside(self, e):
-        x = e.args[0]
-        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
-        return self._print(sp.Piecewise((0, x < 0), (h0, sp.Eq(x, 0)), (1, True)))
-
-    def _print_sign(self, e):
-        # PyTorch's sign: 0 at NaN, as the NumPy printers
-        x = e.args[0]
-        return self._print(sp.Piecewise((1, x > 0), (-1, x < 0), (0, True)))
-
-    def _print_DiracDelta(self, e):
-        raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")
 
     def _print_Piecewise(self, e):
         *pairs, last = e.args

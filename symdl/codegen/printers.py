@@ -25,7 +25,25 @@ _FUNCS = {
 }
 
 
-class ScalarPrinter(PythonCodePrinter):
+class KinkRewrites:
+    """Printing shared by every kernel printer (Python, NumPy, CUDA): kinks as
+    ``Piecewise``, which each printer renders its own way."""
+
+    def _print_Heaviside(self, e):
+        x = e.args[0]
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        return self._print(sp.Piecewise((0, x < 0), (h0, sp.Eq(x, 0)), (1, True)))
+
+    def _print_sign(self, e):
+        # PyTorch's sign: 0 at NaN (np.sign gives NaN), so |x|' and mae' at NaN are 0 as in torch
+        x = e.args[0]
+        return self._print(sp.Piecewise((1, x > 0), (-1, x < 0), (0, True)))
+
+    def _print_DiracDelta(self, e):
+        raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")
+
+
+class ScalarPrinter(KinkRewrites, PythonCodePrinter):
     """Scalar kernel code for one dtype (``"float32"`` or ``"float64"``)."""
 
     printmethod = "_symdl_scalar"
@@ -94,19 +112,6 @@ class ScalarPrinter(PythonCodePrinter):
         for a in args[1:]:
             out = f"{fn}({out}, {self._print(a)})"
         return out
-
-    def _print_Heaviside(self, e):
-        x = e.args[0]
-        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
-        return self._print(sp.Piecewise((0, x < 0), (h0, sp.Eq(x, 0)), (1, True)))
-
-    def _print_sign(self, e):
-        # PyTorch's sign: 0 at NaN (np.sign gives NaN), so |x|' and mae' at NaN are 0 as in torch
-        x = e.args[0]
-        return self._print(sp.Piecewise((1, x > 0), (-1, x < 0), (0, True)))
-
-    def _print_DiracDelta(self, e):
-        raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")
 
     def _print_Piecewise(self, e):
         *pairs, last = e.args
