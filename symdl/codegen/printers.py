@@ -18,6 +18,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+__all__ = ["KinkRewrites", "ScalarPrinter", "ArrayPrinter", "assignments"]
+
 _FUNCS = {
     "exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt", "tanh": "np.tanh", "sinh": "np.sinh",
     "cosh": "np.cosh", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan", "atan": "np.arctan",
