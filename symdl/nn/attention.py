@@ -203,3 +203,176 @@ class MultiheadAttention(Module):
 
     def __repr__(self):
         return f"MultiheadAttention({self.embed_dim}, {self.num_heads})"
+
+
+# ---------------------------------------------------------- positions
+class SinusoidalPositionalEncoding(Module):
+    """``x + PE`` with ``PE[t, 2i] = sin(t / 10000^(2i/d))``, ``PE[t, 2i+1] = cos(·)``
+    (Vaswani et al.).  PE is a constant graph input (``<prefix>pe``, marked
+    ``{"constant": True}``) whose value :func:`constant_inputs` gives, to bind at
+    compile time.  ``x`` is (N, T, d) with ``batch_first`` (default), else (T, N, d)."""
+
+    def __init__(self, d_model: int, max_len: int = 5000, batch_first: bool = True):
+        super().__init__()
+        self.d_model, self.max_len, self.batch_first = int(d_model), int(max_len), batch_first
+        self.constants: dict = {}
+
+    def table(self, T: int, dtype="float64") -> np.ndarray:
+        """The (T, d) encoding."""
+        pos = np.arange(T, dtype=np.float64)[:, None]
+        div = np.exp(np.arange(0, self.d_model, 2) * (-math.log(10000.0) / self.d_model))
+        pe = np.zeros((T, self.d_model))
+        pe[:, 0::2] = np.sin(pos * div)
+        pe[:, 1::2] = np.cos(pos * div)[:, : self.d_model // 2]
+        return pe.astype(dtype)
+
+    def build(self, g, x, prefix=""):
+        T, shape = _positions(self, g, x, prefix)
+        dtype = g.node(x)["dtype"]
+        pe = g.input(f"{prefix}pe", (T, self.d_model) if self.batch_first else (T, 1, self.d_model),
+                      dtype)
+        g.node(pe)["params"]["constant"] = True
+        self.constants = {pe: self.table(T, dtype).reshape(g.shape(pe))}
+        return g.add("add", x, pe, name=f"{prefix}x_pe")
+
+    def __repr__(self):
+        return f"SinusoidalPositionalEncoding({self.d_model})"
+
+
+class LearnedPositionalEncoding(Module):
+    """``x + weight[:T]`` with a trained ``weight`` (max_len, d) ~ N(0, 0.02²)."""
+
+    def __init__(self, max_len: int, d_model: int, batch_first: bool = True, rng=None,
+                 dtype: str = "float32"):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.d_model, self.max_len, self.batch_first = int(d_model), int(max_len), batch_first
+        self.weight = Parameter((0.02 * rng.standard_normal((self.max_len, self.d_model)))
+                                .astype(dtype))
+
+    def build(self, g, x, prefix=""):
+        T, _ = _positions(self, g, x, prefix)
+        w = g.param(f"{prefix}weight", self.weight.shape, str(self.weight.dtype))
+        pe = g.add("slice", w, begin=(0, 0), end=(T, None), name=f"{prefix}positions")
+        if not self.batch_first:
+            pe = g.add("reshape", pe, shape=(T, 1, self.d_model), name=f"{prefix}positions_t1")
+        return g.add("add", x, pe, name=f"{prefix}x_pe")
+
+    def __repr__(self):
+        return f"LearnedPositionalEncoding({self.max_len}, {self.d_model})"
+
+
+def _positions(m, g, x, prefix):
+    shape = tuple(g.shape(x))
+    T = shape[1] if m.batch_first else shape[0] if len(shape) == 3 else None
+    if len(shape) != 3 or shape[2] != m.d_model or not isinstance(T, int) or T > m.max_len:
+        want = "(N, T, {})" if m.batch_first else "(T, N, {})"
+        raise UsageError(f"{prefix}{type(m).__name__} expects {want.format(m.d_model)} with a "
+                         f"concrete T <= {m.max_len}, {x} has shape {shape}")
+    return T, shape
+
+
+def constant_inputs(model) -> dict:
+    """``{input node: array}`` of the constant inputs the last ``build`` of ``model``
+    (and its sub-modules) made (sinusoidal encodings), for ``compile_graph(bind=...)``."""
+    out = dict(getattr(model, "constants", {}))
+    for m in model._modules.values():
+        out.update(constant_inputs(m))
+    return out
+
+
+# ---------------------------------------------------------- transformer
+class _Block(Module):
+    def _common(self, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                batch_first, norm_first, bias, rng, dtype, n_norms):
+        if activation not in ("relu", "gelu"):
+            raise UsageError(f"{type(self).__name__} activation must be relu or gelu, "
+                             f"got {activation!r}")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.d_model, self.nhead, self.activation = int(d_model), int(nhead), activation
+        self.batch_first, self.norm_first = bool(batch_first), bool(norm_first)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first, rng, dtype)
+        if n_norms == 3:
+            self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first,
+                                                     rng, dtype)
+        self.linear1 = Linear(d_model, dim_feedforward, bias, rng, dtype)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias, rng, dtype)
+        for i in range(1, n_norms + 1):
+            setattr(self, f"norm{i}", LayerNorm(d_model, layer_norm_eps, dtype=dtype))
+            setattr(self, f"dropout{i}", Dropout(dropout))
+
+    def _ff(self, g, x, p):
+        h = self.linear1.build(g, x, prefix=f"{p}linear1.")
+        h = g.add(self.activation, h, name=f"{p}ff_{self.activation}")
+        h = self.dropout.build(g, h, prefix=f"{p}dropout.")
+        return self.linear2.build(g, h, prefix=f"{p}linear2.")
+
+    def _sublayer(self, g, x, k, fn, p):
+        """Residual around ``fn`` with norm ``k``: pre-LN ``x + fn(LN(x))`` or post-LN
+        ``LN(x + fn(x))``; the sub-layer's output goes through ``dropout<k>``."""
+        norm, drop = getattr(self, f"norm{k}"), getattr(self, f"dropout{k}")
+        if self.norm_first:
+            y = drop.build(g, fn(norm.build(g, x, prefix=f"{p}norm{k}.")), prefix=f"{p}dropout{k}.")
+            return g.add("add", x, y, name=f"{p}res{k}")
+        y = drop.build(g, fn(x), prefix=f"{p}dropout{k}.")
+        return norm.build(g, g.add("add", x, y, name=f"{p}res{k}"), prefix=f"{p}norm{k}.")
+
+    def __repr__(self):
+        extra = (", norm_first=True" if self.norm_first else "") + (
+            ", activation='gelu'" if self.activation == "gelu" else "")
+        return f"{type(self).__name__}({self.d_model}, {self.nhead}{extra})"
+
+
+class TransformerEncoderLayer(_Block):
+    """Self-attention and feed-forward sub-layers with residuals and layer norms, as
+    ``torch.nn.TransformerEncoderLayer`` (post-LN by default, pre-LN with ``norm_first``)."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: str = "relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
+                 rng=None, dtype: str = "float32"):
+        super().__init__()
+        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                     batch_first, norm_first, bias, rng, dtype, 2)
+
+    def build_all(self, g, src, key_keep=None, causal=False, prefix=""):
+        def sa(x):
+            return self.self_attn.build_all(g, x, key_keep=key_keep, causal=causal,
+                                            prefix=f"{prefix}self_attn.")[0]
+        x = self._sublayer(g, src, 1, sa, prefix)
+        return self._sublayer(g, x, 2, lambda h: self._ff(g, h, prefix), prefix)
+
+    def build(self, g, x, prefix=""):
+        return self.build_all(g, x, prefix=prefix)
+
+
+class TransformerDecoderLayer(_Block):
+    """Masked self-attention, cross-attention over ``memory`` and feed-forward, as
+    ``torch.nn.TransformerDecoderLayer`` (post-LN by default, pre-LN with ``norm_first``)."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation: str = "relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
+                 rng=None, dtype: str = "float32"):
+        super().__init__()
+        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                     batch_first, norm_first, bias, rng, dtype, 3)
+
+    def build_all(self, g, tgt, memory, tgt_key_keep=None, memory_key_keep=None,
+                  tgt_causal=True, prefix=""):
+        """``tgt`` attends to itself (causally by default) and then to ``memory``."""
+        def sa(x):
+            return self.self_attn.build_all(g, x, key_keep=tgt_key_keep, causal=tgt_causal,
+                                            prefix=f"{prefix}self_attn.")[0]
+
+        def ca(x):
+            return self.multihead_attn.build_all(g, x, memory, memory, key_keep=memory_key_keep,
+                                                 prefix=f"{prefix}multihead_attn.")[0]
+        x = self._sublayer(g, tgt, 1, sa, prefix)
+        x = self._sublayer(g, x, 2, ca, prefix)
+        return self._sublayer(g, x, 3, lambda h: self._ff(g, h, prefix), prefix)
+
+    def build(self, g, x, prefix=""):
+        raise UsageError(f"{prefix}TransformerDecoderLayer needs the encoder's memory: call "
+                         "build_all(g, tgt, memory)")
