@@ -4,6 +4,10 @@ from .layers import Activation, Dense, Dropout, Sequential
 from .conv import (AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Dropout2d, Flatten,
                    GlobalAvgPool2d, LPPool2d, MaxPool2d, Residual, Upsample)
 from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm
+from .recurrent import GRU, LSTM, RNN, Embedding, GRUCell, LSTMCell, RNNCell
+from .attention import (LearnedPositionalEncoding, Linear, MultiheadAttention,
+                        SinusoidalPositionalEncoding, TransformerDecoderLayer,
+                        TransformerEncoderLayer, scaled_dot_product_attention)
 from .summary import conv_output_size, receptive_field, summary
 from .models import MODELS, make_model
 from .module import Module
@@ -13,4 +17,7 @@ __all__ = ["Module", "Parameter", "ParamPack", "Dense", "Dropout", "LayerNorm", 
            "INITIALIZERS", "initializer", "MODELS", "make_model",
            "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d",
            "GlobalAvgPool2d", "Upsample", "Dropout2d", "Flatten", "Residual", "BatchNorm1d",
-           "BatchNorm2d", "InstanceNorm2d", "summary", "conv_output_size", "receptive_field"]
+           "BatchNorm2d", "InstanceNorm2d", "summary", "conv_output_size", "receptive_field",
+           "Embedding", "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "Linear",
+           "MultiheadAttention", "scaled_dot_product_attention", "SinusoidalPositionalEncoding",
+           "LearnedPositionalEncoding", "TransformerEncoderLayer", "TransformerDecoderLayer"]
