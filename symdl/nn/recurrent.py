@@ -66,10 +66,17 @@ class Embedding(Module):
             # W ⊙ keep, keep a constant column (0 on the padding row, computed once at compile
             # time): nothing reaches that row's gradient, and its value is the 0 torch keeps there
             W = g.add("mul", W, self._keep(g, prefix), name=f"{prefix}weight_kept")
-        # gather rows: indices (M, 1) along axis 0 of W (V, D) broadcast over D
-        flat = g.add("reshape", x, shape=(_flat(shape), 1), name=f"{prefix}idx")
-        rows = g.add("gather", W, flat, axis=0, name=f"{prefix}rows")
-        return g.add("reshape", rows, shape=(*shape, self.embedding_dim), name=f"{prefix}emb")
+        # np.take_along_axis semantics: W seen as (1, ..., 1, V, D), the indices as (..., 1),
+        # gathered along the V axis (the other axes broadcast): (..., D)
+        r = len(shape)
+        if r == 0:
+            raise UsageError(f"{prefix}Embedding needs indices with at least one axis, {x} is a "
+                             "scalar")
+        if r > 1:
+            W = g.add("reshape", W, shape=(1,) * (r - 1) + tuple(self.weight.shape),
+                      name=f"{prefix}table")
+        idx = g.add("reshape", x, shape=(*shape, 1), name=f"{prefix}idx")
+        return g.add("gather", W, idx, axis=r - 1, name=f"{prefix}emb")
 
     def _keep(self, g, prefix):
         dtype, V, k = str(self.weight.dtype), self.num_embeddings, self.padding_idx
@@ -81,17 +88,6 @@ class Embedding(Module):
     def __repr__(self):
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         return f"Embedding({self.num_embeddings}, {self.embedding_dim}{pad})"
-
-
-def _flat(shape):
-    """The product of ``shape``, or a named dimension when it is the only non-1 one."""
-    named = [d for d in shape if isinstance(d, str)]
-    if not named:
-        return math.prod(shape)
-    if len(named) == 1 and all(d == 1 for d in shape if not isinstance(d, str)):
-        return named[0]
-    raise UsageError(f"Embedding: indices of shape {shape} need at most one named dimension "
-                     "and no other axis")
 
 
 # ---------------------------------------------------------------- one step
@@ -173,7 +169,8 @@ class _Cell(Module):
         xw = g.add("matmul", x, W["wih_t"], name=f"{prefix}xw")
         if W["bx"] is not None:
             xw = g.add("add", xw, W["bx"], name=f"{prefix}xwb")
-        return _step(self.kind, g, xw, state, W["whh_t"], W["bh"], prefix, self.nonlinearity)
+        return _step(self.kind, g, xw, state, W["whh_t"], W["bh"], f"{prefix}step.",
+                     self.nonlinearity)
 
     def build(self, g, x, prefix="", hx=None):
         return self.build_state(g, x, hx, prefix)[0]
