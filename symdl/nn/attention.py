@@ -142,7 +142,7 @@ class MultiheadAttention(Module):
         if self.has_bias:
             bi = g.add("slice", f"{prefix}in_proj_bias", begin=(i * E,), end=((i + 1) * E,),
                        name=f"{prefix}b_{what}")
-            y = g.add("add", y, bi, name=f"{prefix}{what}")
+            y = g.add("add", y, bi, name=f"{prefix}{what}_proj")
         N, L = g.shape(y)[:2]  # (N, L, E) -> (N, heads, L, head_dim)
         y = g.add("reshape", y, shape=(N, L, self.num_heads, self.head_dim), name=f"{prefix}{what}_h")
         return g.add("permute", y, axes=(0, 2, 1, 3), name=f"{prefix}{what}_heads")
