@@ -38,9 +38,11 @@ class Linear(Module):
                  dtype: str = "float32"):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.in_features, self.out_features, self.has_bias = int(in_features), int(out_features), bias
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.has_bias = bool(bias)
         k = 1.0 / math.sqrt(self.in_features)
-        self.weight = Parameter(rng.uniform(-k, k, (self.out_features, self.in_features)).astype(dtype))
+        shape = (self.out_features, self.in_features)
+        self.weight = Parameter(rng.uniform(-k, k, shape).astype(dtype))
         if bias:
             self.bias = Parameter(rng.uniform(-k, k, self.out_features).astype(dtype))
 
@@ -144,7 +146,8 @@ class MultiheadAttention(Module):
                        name=f"{prefix}b_{what}")
             y = g.add("add", y, bi, name=f"{prefix}{what}_proj")
         N, L = g.shape(y)[:2]  # (N, L, E) -> (N, heads, L, head_dim)
-        y = g.add("reshape", y, shape=(N, L, self.num_heads, self.head_dim), name=f"{prefix}{what}_h")
+        y = g.add("reshape", y, shape=(N, L, self.num_heads, self.head_dim),
+                  name=f"{prefix}{what}_h")
         return g.add("permute", y, axes=(0, 2, 1, 3), name=f"{prefix}{what}_heads")
 
     def build_all(self, g, query, key=None, value=None, key_keep=None, attn_keep=None,
@@ -160,7 +163,8 @@ class MultiheadAttention(Module):
             if len(g.shape(a)) != 3 or g.shape(a)[-1] != E:
                 raise UsageError(f"{prefix}MultiheadAttention expects (L, N, {E}) inputs "
                                  f"((N, L, {E}) with batch_first), {a} has shape {g.shape(a)}")
-        g.param(f"{prefix}in_proj_weight", self.in_proj_weight.shape, str(self.in_proj_weight.dtype))
+        w = self.in_proj_weight
+        g.param(f"{prefix}in_proj_weight", w.shape, str(w.dtype))
         if self.has_bias:
             g.param(f"{prefix}in_proj_bias", self.in_proj_bias.shape, str(self.in_proj_bias.dtype))
         seen = {}
@@ -175,7 +179,7 @@ class MultiheadAttention(Module):
         q = self._project(g, batch_major(query, "q"), 0, prefix, "q")
         k = self._project(g, batch_major(key, "k"), 1, prefix, "k")
         v = self._project(g, batch_major(value, "v"), 2, prefix, "v")
-        N, H, L, S = (*g.shape(q)[:3], g.shape(k)[2])
+        N, L, S = g.shape(q)[0], g.shape(q)[2], g.shape(k)[2]
         keep = None
         if key_keep is not None:
             if tuple(g.shape(key_keep)) != (N, S):

@@ -244,7 +244,8 @@ class _Recurrent(Module):
         if nonlinearity not in ("tanh", "relu"):
             raise UsageError(f"{who} nonlinearity must be tanh or relu, got {nonlinearity!r}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_layers, self.bias, self.batch_first = int(num_layers), bool(bias), bool(batch_first)
+        self.num_layers, self.bias = int(num_layers), bool(bias)
+        self.batch_first = bool(batch_first)
         self.bidirectional, self.nonlinearity = bool(bidirectional), nonlinearity
         self.drop = Dropout(dropout)  # between layers, as torch (validates p)
         self.dropout = self.drop.p
