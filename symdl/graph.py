@@ -134,8 +134,12 @@ class Graph:
     def subgraph(self, outputs) -> "Graph":
         """The graph restricted to ``outputs`` and everything they need."""
         keep = set(outputs)
-        for o in outputs:
-            keep |= nx.ancestors(self.nx, o)
+        todo = list(keep)
+        while todo:  # one walk for all outputs (an ancestors() per output is quadratic)
+            for a in self.nx.predecessors(todo.pop()):
+                if a not in keep:
+                    keep.add(a)
+                    todo.append(a)
         g = Graph(self.nx.subgraph(keep).copy())
         g._counts = dict(self._counts)
         return g
