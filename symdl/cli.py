@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(e)
     e.add_argument("--param", help="only this parameter (e.g. 0.W)")
     e.add_argument("--layer", help="instead: one layer's rules in matrix notation (dense, softmax, "
-                   "softmax_cross_entropy, l1, l2, or an activation), verified on explicit instances")
+                   "softmax_cross_entropy, l1, l2, a loss, conv2d, maxpool, avgpool, batchnorm, layernorm, "
+                   "instancenorm, or an activation), verified on explicit instances")
     e.add_argument("--numeric", action="store_true", help="worked backprop on one training example")
     e.add_argument("--example", type=int, default=0, help="which training example (default: 0)")
     e.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text")
@@ -127,6 +128,10 @@ def cmd_explain(args) -> int:
     render = {"text": pc.derivation_text, "latex": pc.derivation_latex,
               "markdown": pc.derivation_markdown, "json": pc.derivation_json}[args.format]
     print(render(gd), end="")
+    if args.numeric and args.model == "cnn":   # a digits CNN's arrays are too big to read
+        from .commands.explain_cnn import tiny_conv_pool
+        print("", tiny_conv_pool(args.format), sep="\n" if args.format == "text" else "", end="")
+        return 0
     if args.numeric:
         if not 0 <= args.example < len(train):
             raise UsageError(f"--example must be in [0, {len(train)}), got {args.example}")

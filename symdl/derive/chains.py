@@ -17,6 +17,8 @@ import sympy as sp
 from ..graph import Graph
 from ..ops import OPS, ElementwiseOp, RowOp, Y, sum_axes
 
+__all__ = ["Chain", "Factor", "GraphDerivation", "derive_graph", "local_factor", "sym"]
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -83,12 +85,21 @@ def local_factor(g: Graph, node: str, i: int) -> Factor:
     return Factor(node, args[i], op, kind, operand=operand, shape=shape)
 
 
+def _through_value(g: Graph, a: str, n: str) -> bool:
+    """Does ``a`` enter ``n`` as a value argument (not only as integer indices)?"""
+    skip = getattr(OPS[g.op(n)], "index_args", ())
+    return any(arg == a and i not in skip for i, arg in enumerate(g.args(n)))
+
+
 def derive_graph(g: Graph, loss: str, params=None) -> GraphDerivation:
     """Every path from each parameter to ``loss``, with its local factors."""
     params = list(g.params() if params is None else params)
     chains, shapes = {}, {}
     for p in params:
-        paths = sorted(nx.all_simple_paths(g.nx, p, loss))
+        # an integer index (argmax's output feeding gather) carries no gradient: a path that
+        # reaches a node only through one of its index arguments is not a chain
+        paths = sorted(path for path in nx.all_simple_paths(g.nx, p, loss)
+                       if all(_through_value(g, a, n) for a, n in zip(path, path[1:])))
         out = []
         for path in paths:
             factors = []

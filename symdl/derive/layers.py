@@ -18,6 +18,8 @@ from ..ops import OPS, ElementwiseOp, Y
 from ..ops.claims import check_equal
 from ..ops.elementwise import SIGMOID_STABLE
 
+__all__ = ["LAYERS", "LOSSES", "LayerDerivation", "Rule", "layer_derivation"]
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -28,6 +30,7 @@ class Rule:
     shape: str
     lhs_latex: str
     rhs_latex: str
+    form: str = ""   # "index" or "matrix" where a layer states both
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,11 @@ LAYERS = ("dense", "softmax", "softmax_cross_entropy", "l1", "l2", *LOSSES)
 
 @lru_cache(maxsize=None)
 def layer_derivation(name: str) -> LayerDerivation:
-    """``dense``, ``softmax``, ``softmax_cross_entropy``, ``l1``, ``l2`` or any activation."""
+    """``dense``, ``softmax``, ``softmax_cross_entropy``, ``l1``, ``l2``, a loss, a
+    convolution, pooling or normalization layer, or any activation."""
+    from .conv_layers import CONV_LAYERS, conv_layer_derivation   # it builds on Rule
+    if name in CONV_LAYERS:
+        return conv_layer_derivation(name)
     if name == "dense":
         return dense()
     if name == "softmax":
@@ -194,5 +201,6 @@ def layer_derivation(name: str) -> LayerDerivation:
     op = OPS.get(name)
     if not isinstance(op, ElementwiseOp) or op.arity != 1 or op.derived_from:
         acts = [o.name for o in OPS.declared("elementwise") if o.arity == 1]
-        raise UsageError(f"unknown layer {name!r} (choose from: {', '.join(LAYERS + tuple(acts))})")
+        raise UsageError(f"unknown layer {name!r} (choose from: "
+                         f"{', '.join(LAYERS + CONV_LAYERS + tuple(acts))})")
     return activation(name)
