@@ -280,3 +280,18 @@ def test_gate_equations_are_read_from_the_cell_graphs():
     assert tex.startswith("\\begin{align*}") and r"c_t &= f_{t} \odot c_{t-1}" in tex
     with pytest.raises(UsageError, match="kind must be"):
         cell_equations("transformer")
+
+
+def test_shared_weight_gradient_is_one_batched_product():
+    """dW_hh = Σ_t h_{t-1}ᵀ δ_t is one (T-1)-batch matmul summed over the stack,
+    not T − 1 products added by a (T − 1)-input kernel (values: the torch tests)."""
+    m = RNN(3, 4, dtype=F64)
+    g = Graph()
+    y = m.build(g, g.input("x", (9, "N", 3), F64))
+    gg = grad(g, g.add("sum", y, name="L"), ["weight_hh_l0"])
+    adds = [n for n in gg.graph.order() if gg.graph.op(n) == "add" and n not in g
+            and gg.graph.shape(n) == (4, 4)]
+    assert adds == []
+    mm = [n for n in gg.graph.order() if gg.graph.op(n) == "matmul" and n not in g
+          and gg.graph.shape(n) == (8, 4, 4)]
+    assert len(mm) == 1 and [gg.graph.op(c) for c in gg.graph.consumers(mm[0])] == ["sum"]

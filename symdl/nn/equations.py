@@ -22,9 +22,9 @@ _GATE_NODES = {"rnn": ("h",), "lstm": ("i", "f", "g", "o", "c", "h"),
                "gru": ("r", "zg", "n", "h")}
 _LEAVES = {"x_t": "x_t", "h_prev": "h_{t-1}", "c_prev": "c_{t-1}", "weight_ih": "W_i{g}",
            "weight_hh": "W_h{g}", "bias_ih": "b_i{g}", "bias_hh": "b_h{g}"}
-_TEXT = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "mul": " ⊙ ", "sub": " − ", "-": "−"}
+_TEXT = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "mul": " ⊙ ", "sub": " − "}
 _LATEX = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{relu}",
-          "mul": r" \odot ", "sub": " - ", "-": "-"}
+          "mul": r" \odot ", "sub": " - "}
 
 
 def cell_equations(kind: str, fmt: str = "text", nonlinearity: str = "tanh") -> str:

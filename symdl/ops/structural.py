@@ -153,10 +153,30 @@ def _factor_matmul(args, params, i):
     return ("right", args[1]) if i == 0 else ("left", args[0])
 
 
+def _combine_matmuls(gb, parts):
+    """Σ_t A_t B_t over three or more fresh 2-D products of one shape (a weight
+    used at every step of an unrolled sequence) = one batched product of the
+    stacked operands summed over the stack: one GEMM call, no T-input sum."""
+    g, groups = gb.g, {}
+    for p in parts:
+        if g.op(p) == "matmul" and gb.rewritable(p):
+            shapes = tuple(tuple(g.shape(a)) for a in g.args(p))
+            if all(len(s) == 2 for s in shapes):
+                groups.setdefault(shapes, []).append(p)
+    for shapes, group in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        if len(group) < 3:
+            continue
+        stacks = [gb.emit("concat", *(gb.emit("reshape", g.args(p)[i], shape=(1, *shapes[i]))
+                                      for p in group), axis=0) for i in (0, 1)]
+        parts = [p for p in parts if p not in group] + [
+            gb.emit("sum", gb.emit("matmul", *stacks), axes=(0,))]
+    return parts
+
+
 structural("matmul", 2, _infer_matmul, lambda a, b: np.matmul(a, b), _vjp_matmul,
            "matrix product (..., n, k) @ (..., k, m), batch dims broadcast as np.matmul; "
            "transposes: dA = G Bᵀ, dB = Aᵀ G, summed over broadcast batch dims",
-           factor=_factor_matmul)
+           factor=_factor_matmul, combine=_combine_matmuls)
 
 
 # -------------------------------------------------------- transpose, permute
