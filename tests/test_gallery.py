@@ -38,9 +38,10 @@ TEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is not No
 COVERED = {"Foundations": "foundations", "Activations": "activations", "Losses": "losses",
            "Backpropagation": "backprop", "Optimization": "optimization",
            "Regularization and generalization": "regularization",
-           "Initialization": "initialization"}
+           "Initialization": "initialization", "Normalization": "normalization",
+           "Convolutional networks": "convolution"}
 #: the capabilities symdl does not have yet: must be listed as not covered
-NOT_YET = ("convolution", "normalization", "sequence models", "attention", "generative")
+NOT_YET = ("sequence models", "attention", "generative")
 ALLOWED_IMPORTS = {"symdl", "numpy", "sympy", "matplotlib", "__future__", "sys", "pathlib",
                    "math", "dataclasses"}
 
@@ -153,6 +154,12 @@ def test_formulas_are_the_library_s_own(built):
     assert latex(sp.nsimplify(variance("he", (n_out, n_in)))) in init
     reg = _body(built / "regularization.tex")
     assert layer_latex(layer_derivation("l1")).split("%")[0].strip() in reg
+    conv = _body(built / "convolution.tex")
+    for name in ("conv2d", "maxpool", "avgpool"):
+        assert layer_latex(layer_derivation(name)).split("%")[0].strip() in conv, name
+    norm = _body(built / "normalization.tex")
+    for name in ("batchnorm", "layernorm", "instancenorm"):
+        assert layer_latex(layer_derivation(name)).split("%")[0].strip() in norm, name
 
 
 def test_numbers_are_computed(built):
@@ -163,6 +170,11 @@ def test_numbers_are_computed(built):
     assert "0.298371" in back  # the worked example's loss, from the backend
     act = _body(built / "activations.tex")
     assert "sigmoid & $0.5$ & $0.25$ & $0.25$ & $0$" in act
+    conv = _body(built / "convolution.tex")
+    assert r"$27\,C^2$ & $7 \times 7$" in conv and r"$49\,C^2$ & $7 \times 7$" in conv
+    assert r"\max: \begin{pmatrix}6 & 5 \\ 3 & 8\end{pmatrix}" in conv
+    norm = _body(built / "normalization.tex")
+    assert r"BatchNorm & $(N, H, W)$ & $36$" in norm and r"InstanceNorm & $(H, W)$ & $9$" in norm
 
 
 # ------------------------------------------------------------------ the notes
