@@ -65,7 +65,7 @@ def kernel(img, cols, sh, sw, ph, pw, dh, dw):
                             cols[m, p, q, i, j] = img[m, r, c]
                         else:
                             cols[m, p, q, i, j] = 0
-""", "fold": _HEAD + """# fold (col2im) of 2-D maps: the transpose of unfold, overlapping columns add up
+""", "fold": _HEAD + """# fold (col2im) of 2-D maps: unfold's transpose, overlapping columns add up
 @njit(parallel=True, cache=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
     M, KH, KW, OH, OW = cols.shape

@@ -92,7 +92,7 @@ from numba import njit, prange
 # arrays seen as (A, K, B): A the axes before the op's axis, K its length, B the axes after;
 # an index of length 1 on the axis (A, 1, B); negative indices count from the end, as NumPy's;
 # gather and scatter return how many indices were out of range (nothing is read or written there)
-AXIS_KERNELS = {"argmax": _HEAD + """# index of the first maximum along the middle axis (a NaN wins, as np.argmax);
+AXIS_KERNELS = {"argmax": _HEAD + """# first maximum along the middle axis (NaN wins, as np.argmax);
 # k outermost so that the loop over b runs along contiguous memory (30x faster)
 @njit(parallel=True, cache=True)
 def kernel(x, out):
@@ -121,7 +121,8 @@ def kernel(x, idx, out):
             else:
                 bad += 1
     return bad
-""", "scatter_add": _HEAD + """# zeros, then out[a, idx[a, 0, b], b] = g[a, 0, b]: one index per (a, b), nothing to add up
+""", "scatter_add": _HEAD + """# zeros, then out[a, idx[a, 0, b], b] = g[a, 0, b]
+# (one index per (a, b): nothing to add up)
 @njit(parallel=True, cache=True)
 def kernel(g, idx, out):
     A, K, B = out.shape

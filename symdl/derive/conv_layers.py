@@ -238,7 +238,8 @@ def _norm_instance(name) -> bool:
     L = sp.Add(*(dl * (gam * xh + bet)).flat)
     g = gam * dl
     want_x = (g - mean(g) - xh * mean(g * xh)) / std
-    sum_to = lambda v: v.sum(axis=tuple(a for a in range(4) if a not in keep), keepdims=True)  # noqa
+    spread = tuple(a for a in range(4) if a not in keep)     # axes γ and β are broadcast on
+    sum_to = lambda v: v.sum(axis=spread, keepdims=True)       # noqa: E731
     pairs = [(_diff(L, x), want_x), (_diff(L, gam), sum_to(dl * xh)), (_diff(L, bet), sum_to(dl))]
     rng = np.random.default_rng(3)
     syms = sorted(set().union(*(sp.sympify(e).free_symbols for e in want_x.flat)) | {eps},
