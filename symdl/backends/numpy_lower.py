@@ -8,6 +8,8 @@ structural op runs its declared NumPy ``impl``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import sympy as sp
 
@@ -215,6 +217,8 @@ def _emit_fused(prog, unit) -> list:
                       tuple(s for s, _ in params), tuple(expr[o] for o in unit.outputs), dtype,
                       len(sizes), parallel, colsums=tuple((k, how == "mean") for k, (_, how) in sums),
                       comment=tuple(comment))
-    kname = prog.kernel(module_header(flavor) + render(spec, flavor))
+    # rendered without the node comments (the step function has them), so the
+    # same maths at every step of an unrolled sequence is rendered once
+    kname = prog.kernel(module_header(flavor) + render(replace(spec, comment=()), flavor))
     argv += [repr(v) for _, v in params]
     return [f"    # {c}" for c in comment] + [f"    {kname}({', '.join(argv)})"]

@@ -9,6 +9,8 @@ and to check the loops.  Both print expressions with typed constants
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .printers import ArrayPrinter, ScalarPrinter, assignments
 from .spec import KernelSpec, hoist
 
@@ -87,5 +89,12 @@ RENDERERS = {"numba": render_numba, "numpy": render_numpy}
 
 
 def render(spec: KernelSpec, flavor: str) -> list:
-    """Source lines of ``spec`` for ``flavor`` (``"numba"`` or ``"numpy"``)."""
-    return RENDERERS[flavor](spec)
+    """Source lines of ``spec`` for ``flavor`` (``"numba"`` or ``"numpy"``).
+    Specs are values: one rendered per distinct spec (the steps of an unrolled
+    sequence share their kernels' specs, and SymPy's ``cse`` is the cost)."""
+    return list(_render(spec, flavor))
+
+
+@lru_cache(maxsize=4096)
+def _render(spec: KernelSpec, flavor: str) -> tuple:
+    return tuple(RENDERERS[flavor](spec))
