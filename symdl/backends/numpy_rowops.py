@@ -15,6 +15,7 @@ from math import prod
 from ..codegen.render import module_header
 from ..codegen.rowops import row_kernel
 from ..errors import UsageError
+from ..graph import LEAVES
 from ..ops import OPS, RowOp, RowVJPOp
 from .numpy_lower import NUMPY, PARALLEL_MIN, view_as
 
@@ -73,7 +74,7 @@ def _twin(prog, n: str):
     mine = isinstance(OPS[g.op(n)], RowVJPOp)
     for m in sorted(prog._single):
         op = g.op(m)
-        if m == n or m in prog.done or m in prog.merged or op in ("input", "param"):
+        if m == n or m in prog.done or m in prog.merged or op in LEAVES:
             continue
         opdef = OPS[op]
         if isinstance(opdef, RowOp) and _base(opdef) is base \

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..graph import Graph
+from ..graph import LEAVES, Graph
 from ..ops import OPS, ElementwiseOp
 
 __all__ = ["Unit", "is_elementwise", "plan"]
@@ -24,7 +24,7 @@ __all__ = ["Unit", "is_elementwise", "plan"]
 def is_elementwise(g: Graph, n: str) -> bool:
     """An elementwise op, or a structural one that declares a ``pointwise`` form."""
     op = g.op(n)
-    if op in ("input", "param"):
+    if op in LEAVES:
         return False
     opdef = OPS[op]
     return isinstance(opdef, ElementwiseOp) or getattr(opdef, "pointwise", None) is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..errors import UsageError
-from ..graph import Graph
+from ..graph import LEAVES, Graph
 from .loader import exec_source, load_function
 from .plan import plan
 
@@ -54,7 +54,7 @@ class Program:
         self._bind(dict(bind or {}))
         const: set = set()
         for n in g.order():
-            if g.op(n) not in ("input", "param") and all(a in const for a in g.args(n)):
+            if g.op(n) not in LEAVES and all(a in const for a in g.args(n)):
                 const.add(n)
         lines, once = ["def step():"], ["def once():"]
         self.merged: set = set()  # units computed inside an earlier unit's kernel
@@ -110,7 +110,7 @@ class Program:
                 continue
             if n in self._inside:
                 continue
-            row = self.table.find(op) if op not in ("input", "param") else None
+            row = self.table.find(op) if op not in LEAVES else None
             made = row.view(self, n) if row is not None and row.view is not None else None
             self.buffers[n] = made if made is not None else be.zeros(self.shapes[n], self.dtype(n))
 
@@ -127,7 +127,7 @@ class Program:
             return self.table.fused(self, unit)
         n = unit.name
         op = self.graph.op(n)
-        if op in ("input", "param"):
+        if op in LEAVES:
             return []
         return self.table[op].emit(self, n)
 

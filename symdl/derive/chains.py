@@ -82,7 +82,7 @@ def local_factor(g: Graph, node: str, i: int) -> Factor:
         return Factor(node, args[i], op, kind, opdef.grad, operand=",".join(args[1:]), shape=shape,
                       note=stats)
     kind, operand = opdef.local_factor(args, d["params"], i)  # declared with the op
-    return Factor(node, args[i], op, kind, operand=operand, shape=shape)
+    return Factor(node, args[i], op, kind, operand=operand, shape=shape, note=opdef.transpose_doc)
 
 
 def _through_value(g: Graph, a: str, n: str) -> bool:

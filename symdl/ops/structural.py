@@ -63,6 +63,12 @@ class StructuralOp(OpBase):
     #: ``combine(builder, parts) -> parts`` (pads of disjoint slabs: one concat)
     combine: Callable | None = None
 
+    @property
+    def transpose_doc(self) -> str:
+        """What the transpose does, as the declaration's doc states it after
+        ``"transpose: "`` (every structural op's doc follows that convention)."""
+        return self.doc.partition("transpose: ")[2]
+
     def local_factor(self, args, params, i) -> tuple:
         """``(kind, operand)`` of ``∂y/∂args[i]`` for printed chain rules."""
         if self.factor is not None:

@@ -42,7 +42,7 @@ def factor_text(f) -> str:
         where = f", where {f.note}" if f.note else ""
         return f"per row, ∂L/∂z_j = {sp.sstr(f.expr)}{where}  (g = upstream; SymPy-checked claim)"
     axes = "all axes" if f.operand == "None" else f"axes {f.operand}"
-    return f"{f.op} over {axes}: broadcast back" + (", divided by the count" if f.op == "mean" else "")
+    return f"{f.op} over {axes}: {f.note or 'its transpose'}"
 
 
 def factor_latex(f) -> str:
