@@ -14,6 +14,7 @@ LAYERS = {
     "errors": 0, "ops": 1, "graph": 2, "derive": 3, "printing": 4, "codegen": 4,
     "backends": 5, "data": 5, "nn": 6, "optim": 7, "train": 8, "testing": 8,
     "commands": 9, "info": 9, "cli": 10, "__main__": 11, "__init__": 0,
+    "display": 0, "draw": 4, "plot": 8,
 }
 SIBLINGS_APART = {("printing", "codegen"), ("codegen", "printing"), ("backends", "printing")}
 MAX_LINES = 400
