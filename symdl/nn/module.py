@@ -7,14 +7,40 @@ nodes to a :class:`~symdl.graph.Graph` and returns its output node.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
 from .parameter import Parameter
+
+__all__ = ["LAYER_CLASSES", "Module"]
+
+#: every Module subclass defined so far, by :func:`symdl.nn.config.class_key`
+#: (``layers.Dense``, ``__main__.MyNet``): what a saved model's description may name
+LAYER_CLASSES: dict = {}
 
 
 class Module:
-    """Base class of layers and models."""
+    """Base class of layers and models.
+
+    A module remembers the arguments it was constructed with, so it can describe
+    itself as JSON data (:meth:`config`) and be rebuilt from that description
+    (:meth:`from_config`); ``buffers`` names the arrays besides parameters that a
+    saved model keeps (batch norm's running statistics).  Calling a module runs
+    it: ``model(X)`` on an array computes its output in evaluation mode,
+    ``model(g, node)`` adds its nodes to the graph ``g`` (:meth:`build`).
+    """
+
+    #: names of array attributes that are state but not parameters
+    buffers: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        from .config import class_key  # config imports this module
+        LAYER_CLASSES[class_key(cls)] = cls
+        if "__init__" in vars(cls):
+            cls.__init__ = _recording(cls.__init__)
 
     def __init__(self):
         object.__setattr__(self, "_params", {})
@@ -80,9 +106,45 @@ class Module:
     def eval(self) -> "Module":
         return self.train(False)
 
+    def named_buffers(self, prefix: str = ""):
+        """``(dotted name, array)`` for each entry of ``buffers``, sub-modules included."""
+        for name in self.buffers:
+            yield prefix + name, getattr(self, name)
+        for name, m in self._modules.items():
+            yield from m.named_buffers(f"{prefix}{name}.")
+
+    # ------------------------------------------------------------ description
+    def config(self) -> dict:
+        """The JSON description that rebuilds this module: ``{"class": ..., "args": {...}}``
+        (:func:`symdl.nn.config.describe`)."""
+        from .config import describe
+        return describe(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Module":
+        """A fresh module (new parameters) from :meth:`config`'s description."""
+        from .config import rebuild
+        return rebuild(config)
+
     # ------------------------------------------------------------ graph
     def build(self, g, x: str, prefix: str = "") -> str:
+        """Add this module's nodes to graph ``g`` after node ``x``; return the output node."""
         raise NotImplementedError(type(self).__name__)
+
+    def __call__(self, *args, prefix: str = ""):
+        """``model(X)``: the output for an array ``X`` (rows of examples), in evaluation
+        mode (no dropout; batch norm's running statistics) through the NumPy backend.
+        ``model(g, node)``: the output node after adding this module to graph ``g``."""
+        from ..graph import Graph
+        if len(args) == 2 and isinstance(args[0], Graph) and isinstance(args[1], str):
+            return self.build(args[0], args[1], prefix=prefix)
+        if len(args) == 1 and isinstance(args[0], str):
+            raise UsageError(f"{type(self).__name__}({args[0]!r}): a graph node needs its graph: "
+                             f"call model(g, {args[0]!r})")
+        if len(args) != 1:
+            raise UsageError(f"{type(self).__name__} takes one array, or a graph and a node")
+        from .forward import forward
+        return forward(self, args[0])
 
     def summary(self, input_shape):
         """Per-layer output shape, parameters, receptive field (:func:`.summary.summary`)."""
@@ -92,3 +154,14 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={m!r}" for n, m in self._modules.items())
         return f"{type(self).__name__}({inner})"
+
+
+def _recording(init):
+    """``__init__`` that first records its arguments (the outermost call only: a
+    subclass's, not those it passes to ``super().__init__``)."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "_init_args" not in self.__dict__:
+            object.__setattr__(self, "_init_args", (args, dict(kwargs)))
+        init(self, *args, **kwargs)
+    return __init__

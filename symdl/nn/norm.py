@@ -52,6 +52,7 @@ def _affine(module, g, y, prefix, col):
 # ------------------------------------------------------------------ batch norm
 class _BatchNorm(Module):
     ranks: tuple = ()
+    buffers = ("running_mean", "running_var")  # kept by a saved model
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, dtype: str = "float32"):
