@@ -270,6 +270,8 @@ def torch_refs():
         "softplus": F.softplus,
         "gelu": F.gelu,
         "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+        "gelu_sigmoid": lambda x: x * torch.sigmoid(1.702 * x),
+        "selu": F.selu,
         "silu": F.silu,
         "softsign": F.softsign,
         "log_sigmoid": F.logsigmoid,

@@ -41,6 +41,25 @@ elementwise("gelu", x, x / 2 * (1 + sp.erf(x / sp.sqrt(2))), latex=r"\operatorna
 elementwise("gelu_tanh", x,
             x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(44715, 1000000) * x**3))),
             latex=r"\operatorname{GELU}_{\tanh}", doc="tanh approximation of GELU")
+# SELU (Klambauer et al. 2017): the fixed point of mean 0, variance 1; the constants to 40
+# digits, checked in tests against their closed forms in erfc (SELU_CLOSED_FORMS)
+SELU_ALPHA = sp.Float("1.673263242354377284817042991671652038461", 40)
+SELU_LAMBDA = sp.Float("1.050700987355480493419334985294606351959", 40)
+_c = sp.erfc(1 / sp.sqrt(2))
+#: (α, λ) in closed form (the paper's eq. 14), for the tests and the gallery
+SELU_CLOSED_FORMS = (
+    -sp.sqrt(2 / sp.pi) / (_c * sp.exp(sp.Rational(1, 2)) - 1),
+    (1 - _c * sp.sqrt(sp.E)) * sp.sqrt(2 * sp.pi) / sp.sqrt(
+        2 * sp.erfc(sp.sqrt(2)) * sp.E**2 + sp.pi * _c**2 * sp.E
+        - 2 * (2 + sp.pi) * _c * sp.sqrt(sp.E) + sp.pi + 2))
+elementwise("selu", x, SELU_LAMBDA * sp.Piecewise((SELU_ALPHA * (sp.exp(x) - 1), x <= 0), (x, True)),
+            smooth=False,  # no output form: y + λα cancels to 2e-16 where PyTorch gives 0
+            latex=r"\operatorname{SELU}", doc="scaled ELU, self-normalizing (λ, α to 40 digits)")
+#: the sigmoid approximation of GELU (Hendrycks & Gimpel 2016): x σ(1.702 x)
+GELU_SIGMOID_SCALE = sp.Rational(851, 500)
+elementwise("gelu_sigmoid", x, x / (1 + sp.exp(-GELU_SIGMOID_SCALE * x)),
+            stable=x * SIGMOID_STABLE.xreplace({x: GELU_SIGMOID_SCALE * x}),
+            latex=r"\operatorname{GELU}_{\sigma}", doc="x·σ(1.702x), sigmoid approximation of GELU")
 elementwise("silu", x, x / (1 + sp.exp(-x)), stable=x * SIGMOID_STABLE,
             latex=r"\operatorname{SiLU}", doc="x·σ(x), also called swish")
 elementwise("softsign", x, x / (1 + sp.Abs(x)), latex=r"\operatorname{softsign}")

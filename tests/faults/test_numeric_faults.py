@@ -41,6 +41,7 @@ TORCH = {
     "tanh": torch.tanh, "relu": torch.relu, "leaky_relu": lambda x, alpha: F.leaky_relu(x, alpha),
     "elu": lambda x, alpha: F.elu(x, alpha), "softplus": F.softplus, "gelu": F.gelu,
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu,
+    "gelu_sigmoid": lambda x: x * torch.sigmoid(1.702 * x), "selu": F.selu,
     "softsign": F.softsign, "log_sigmoid": F.logsigmoid, "add": torch.add, "sub": torch.sub,
     "mul": torch.mul, "div": torch.div, "neg": torch.neg, "exp": torch.exp, "log": torch.log,
     "pow": torch.pow, "sqrt": torch.sqrt, "square": torch.square, "abs": torch.abs,
