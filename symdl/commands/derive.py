@@ -28,7 +28,9 @@ quotient, power, chain, exp, log, trig, piecewise, known op, ...) and checking
 every step with SymPy.
 
 EXPR is Python syntax: numbers, names, + - * / ** and calls of
-  exp log sqrt sin cos tan sinh cosh tanh abs erf max min
+  exp log ln sqrt cbrt abs erf max min, log(x, base), root(x, n),
+  sin cos tan cot sec csc, asin acos atan acot asec acsc,
+  sinh cosh tanh coth sech csch, asinh acosh atanh acoth
 and of symdl's ops: sigmoid softplus relu leaky_relu(x, alpha) elu gelu silu ...
 Every other name is a real variable (beta1, gamma, lambda, E, N); pi and e are
 the constants. Nothing in EXPR is ever executed.
@@ -38,6 +40,8 @@ examples:
   symdl derive "1/(1+exp(-z))"
   symdl derive "sigmoid(z)" --format latex
   symdl derive "log(1+exp(x))" --format markdown
+  symdl derive "(exp(z)-exp(-z))/(exp(z)+exp(-z))" --steps brief
+  symdl derive "log(x, 2)"          (log with a base; also asin, acot, sec, ...)
   symdl derive "(x - t)**2" --wrt x --format json
   symdl derive -- "-x**2"          (-- before an expression that starts with -)
   symdl derive --optimizer adam    (an optimizer's update rule, as declared)
@@ -60,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the variable to differentiate by (needed only when EXPR has several)")
     p.add_argument("--format", choices=FORMATS, default="text",
                    help="output format (default: text)")
+    p.add_argument("--steps", choices=("full", "brief"), default="full",
+                   help="full: every rule; brief: the rules folded into one line, then the "
+                   "rewrites to the textbook form (default: full)")
     p.add_argument("--time-limit", metavar="S", type=float, default=TIME_LIMIT,
                    help=f"give up (exit 2) after S seconds (default: {TIME_LIMIT:g})")
     p.set_defaults(run=run)
@@ -106,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if not limit > 0:  # also NaN
         raise UsageError(f"--time-limit must be a positive number of seconds, not {limit}")
     dv = derive(expr, wrt, time_limit=None if limit == float("inf") else limit)
-    text = dv.render(args.format)
+    shown = dv.brief() if getattr(args, "steps", "full") == "brief" else dv
+    text = shown.render(args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if not dv.verified:  # shown, marked, and never exit 0: 0 means checked against SymPy
         raise UsageError("the result above could not be verified against SymPy's diff (is the "

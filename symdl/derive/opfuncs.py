@@ -27,15 +27,22 @@ from ..ops import OPS, ElementwiseOp, Y
 from ..ops.elementwise import SIGMOID_STABLE
 from ..ops.elementwise import x as _X
 
-__all__ = ["OpFunctionBase", "ELEMENTARY", "op_function", "op_names", "expand_ops",
+__all__ = ["OpFunctionBase", "ELEMENTARY", "ELEMENTARY_ARITY", "op_function", "op_names", "expand_ops",
            "op_derivative", "to_ops", "op_expansion_of"]
 
 #: Names the parser maps to SymPy's own functions (never to op functions).
 ELEMENTARY = {
-    "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos, "tan": sp.tan,
-    "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "abs": sp.Abs, "erf": sp.erf,
-    "max": sp.Max, "min": sp.Min,
+    "exp": sp.exp, "log": sp.log, "ln": sp.log, "sqrt": sp.sqrt, "cbrt": sp.cbrt, "root": sp.root,
+    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
+    "asin": sp.asin, "acos": sp.acos, "atan": sp.atan, "acot": sp.acot, "asec": sp.asec,
+    "acsc": sp.acsc, "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan,
+    "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "coth": sp.coth, "sech": sp.sech,
+    "csch": sp.csch, "asinh": sp.asinh, "acosh": sp.acosh, "atanh": sp.atanh, "acoth": sp.acoth,
+    "abs": sp.Abs, "erf": sp.erf, "max": sp.Max, "min": sp.Min,
 }
+#: How many arguments each elementary function takes (``(least, most)``; 1 when absent):
+#: ``log(x, 2)`` is the logarithm to base 2, ``root(x, 3)`` the cube root.
+ELEMENTARY_ARITY = {"log": (1, 2), "ln": (1, 1), "root": (2, 2), "max": (2, 100), "min": (2, 100)}
 # Registry ops that are plain arithmetic: written with + - * / ** instead.
 _ARITHMETIC = {"add", "sub", "mul", "div", "pow"}
 

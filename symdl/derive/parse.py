@@ -5,7 +5,9 @@ with :func:`ast.parse` and only these nodes are turned into SymPy:
 
 * numbers (``2``, ``0.5``, ``1e-3``), names, ``+ - * / **``, unary ``-``/``+``;
 * calls, by name, of the elementary functions :data:`symdl.derive.opfuncs.ELEMENTARY`
-  (``exp log sqrt sin cos tan sinh cosh tanh abs erf max min``) and of the
+  (``exp``, ``log`` and ``log(x, base)``, ``sqrt``, ``cbrt``, ``root(x, n)``, the six
+  trigonometric functions and their inverses ``asin``…``acsc``, the hyperbolic ones and
+  their inverses, ``abs``, ``erf``, ``max``, ``min``) and of the
   registry's elementwise ops (``sigmoid(z)``, ``softplus(x)``, ``relu(x)``,
   ``leaky_relu(x, alpha)``, ``mse(x, t)``; see :func:`symdl.derive.opfuncs.op_names`),
   positional arguments only.
@@ -37,7 +39,7 @@ import sympy as sp
 
 from ..errors import UsageError
 from ..ops import OPS
-from .opfuncs import ELEMENTARY, op_function, op_names
+from .opfuncs import ELEMENTARY, ELEMENTARY_ARITY, op_function, op_names
 
 __all__ = ["ParseError", "parse", "format_caret", "MAX_LENGTH", "MAX_DEPTH", "MAX_EXPONENT",
            "CONSTANTS"]
@@ -321,14 +323,15 @@ class _Builder:
                 if where:
                     self.fail(f"{name} needs a real argument, and {sp.sstr(arg)} is not real at "
                               f"{where} (its derivative rule holds for real arguments only)", a)
-        if name in ("max", "min"):
-            if len(args) < 2:
-                self.fail(f"{name} takes at least 2 arguments", node)
-            return ELEMENTARY[name](*args)
         if name in ELEMENTARY:
-            if len(args) != 1:
-                self.fail(f"{name} takes 1 argument, not {len(args)}", node)
-            return ELEMENTARY[name](args[0])
+            lo, hi = ELEMENTARY_ARITY.get(name, (1, 1))
+            if not lo <= len(args) <= hi:
+                want = f"{lo} argument{'s' if lo > 1 else ''}" if lo == hi else \
+                    f"at least {lo} arguments" if hi >= 100 else f"{lo} or {hi} arguments"
+                self.fail(f"{name} takes {want}, not {len(args)}", node)
+            if name in ("log", "root") and len(args) == 2:
+                self._check_base(name, args[1], node)
+            return ELEMENTARY[name](*args)
         fn = op_function(name)
         lo, hi = min(fn.nargs), max(fn.nargs)
         if not lo <= len(args) <= hi:
@@ -336,6 +339,15 @@ class _Builder:
                 f"{lo} arguments" if lo == hi else f"{lo} to {hi} arguments"
             self.fail(f"{name} takes {want}, not {len(args)}", node)
         return fn(*args)
+
+    def _check_base(self, name: str, base: sp.Expr, node) -> None:
+        """A logarithm's base must be a positive number other than 1; a root's index nonzero."""
+        bad = (base.is_number and (base == 1 or base.is_positive is False)) if name == "log" \
+            else base == 0
+        if bad:
+            what = "a positive number other than 1" if name == "log" else "nonzero"
+            self.fail(f"the {'base' if name == 'log' else 'index'} of {name} must be {what}, "
+                      f"not {sp.sstr(base)}", node.args[1])
 
 
 #: Where arguments of kinked functions are tried when SymPy cannot tell they are real.

@@ -15,32 +15,46 @@ import sympy as sp
 
 from ..ops import OPS, Y
 from .opfuncs import OpFunctionBase, cites_grad_form, op_derivative
+from .textbook import textbook_form
 
-__all__ = ["Applied", "apply_rule", "TRIVIAL_RULES", "d"]
+__all__ = ["Applied", "apply_rule", "TRIVIAL_RULES", "d", "register_expr_printer", "show"]
 
 #: Rules so small that one step applies them to every pending derivative.
 TRIVIAL_RULES = ("constant", "identity")
 
 _FAMILY = {
-    "sin": "trig", "cos": "trig", "tan": "trig", "cot": "trig", "sec": "trig", "csc": "trig",
-    "sinh": "hyperbolic", "cosh": "hyperbolic", "tanh": "hyperbolic", "exp": "exp", "log": "log",
-    "erf": "erf", "Abs": "abs", "Max": "max", "Min": "min", "sign": "sign",
+    **dict.fromkeys(("sin", "cos", "tan", "cot", "sec", "csc"), "trig"),
+    **dict.fromkeys(("asin", "acos", "atan", "acot", "asec", "acsc"), "inverse trig"),
+    **dict.fromkeys(("sinh", "cosh", "tanh", "coth", "sech", "csch"), "hyperbolic"),
+    **dict.fromkeys(("asinh", "acosh", "atanh", "acoth"), "inverse hyperbolic"),
+    "exp": "exp", "log": "log", "erf": "erf", "Abs": "abs", "Max": "max", "Min": "min",
+    "sign": "sign",
 }
-_OUTER = {
-    "exp": "d/du e^u = e^u",
-    "log": "d/du log(u) = 1/u",
-    "sin": "d/du sin(u) = cos(u)",
-    "cos": "d/du cos(u) = -sin(u)",
-    "tan": "d/du tan(u) = 1 + tan(u)^2",
-    "sinh": "d/du sinh(u) = cosh(u)",
-    "cosh": "d/du cosh(u) = sinh(u)",
-    "erf": "d/du erf(u) = 2 e^(-u^2) / sqrt(pi)",
+#: Rules whose statement is a convention rather than SymPy's derivative at ``u``.
+_CONVENTION = {
     "Abs": "d/du |u| = sign(u), with |u|'(0) = sign(0) = 0 as in PyTorch",
-    "Max": ("d max(u, v) = 1[u > v] du + 1[v > u] dv; at a tie each side gets 1/2 "
-            "(Heaviside(0) = 1/2, as torch.maximum)"),
-    "Min": ("d min(u, v) = 1[u < v] du + 1[v < u] dv; at a tie each side gets 1/2 "
-            "(Heaviside(0) = 1/2, as torch.minimum)"),
+    "Max": ("d max(u, v) = 𝟙[u > v] du + 𝟙[v > u] dv; at a tie each side gets ½, "
+            "as torch.maximum"),
+    "Min": ("d min(u, v) = 𝟙[u < v] du + 𝟙[v < u] dv; at a tie each side gets ½, "
+            "as torch.minimum"),
 }
+_U = sp.Symbol("u", real=True)
+_SHOW = [sp.sstr]
+
+
+def register_expr_printer(fn) -> None:
+    """Let the printing layer say how notes show expressions (``fn(expr) -> str``).
+
+    Notes are words with expressions in them; they are built while deriving, and
+    this layer never imports the printers (a later layer), so the printing
+    package registers its text printer here when it is imported.
+    """
+    _SHOW[0] = fn
+
+
+def show(e) -> str:
+    """``e`` as the registered printer writes it (plain text: ``σ(z)·(1 − σ(z))``)."""
+    return _SHOW[0](e)
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,9 @@ def apply_rule(node: sp.Derivative) -> Applied:
     if len(node.variables) != 1:
         return Applied("sympy", node.doit(), "higher derivative, evaluated by SymPy")
     if not f.has(x):
-        return Applied("constant", sp.S.Zero, f"{sp.sstr(f)} does not depend on {x}")
+        return Applied("constant", sp.S.Zero, f"{show(f)} does not depend on {show(x)}")
     if f == x:
-        return Applied("identity", sp.S.One, f"d{x}/d{x} = 1")
+        return Applied("identity", sp.S.One, f"d{show(x)}/d{show(x)} = 1")
     if f.is_Add:
         return Applied("sum", sp.Add(*[d(t, x) for t in f.args]),
                        "(f + g)' = f' + g': differentiate term by term")
@@ -88,7 +102,7 @@ def _mul(f: sp.Expr, x: sp.Symbol) -> Applied:
     const, rest = f.as_independent(x, as_Add=False)
     if const != 1:
         return Applied("constant multiple", const * d(rest, x),
-                       f"(c f)' = c f' with c = {sp.sstr(const)}")
+                       f"(c·f)' = c·f' with c = {show(const)}")
     num, den = [], []
     for g in f.args:
         if g.is_Pow and g.exp.is_number and g.exp.is_negative:
@@ -98,11 +112,11 @@ def _mul(f: sp.Expr, x: sp.Symbol) -> Applied:
     if num and den:
         top, bottom = sp.Mul(*num), sp.Mul(*den)
         after = (d(top, x) * bottom - top * d(bottom, x)) / bottom**2
-        return Applied("quotient", after, "(f/g)' = (f' g - f g') / g^2 with "
-                       f"f = {sp.sstr(top)}, g = {sp.sstr(bottom)}")
+        return Applied("quotient", after, "(f/g)' = (f'·g − f·g')/g² with "
+                       f"f = {show(top)}, g = {show(bottom)}")
     args = f.args
     after = sp.Add(*[sp.Mul(*args[:i], d(a, x), *args[i + 1:]) for i, a in enumerate(args)])
-    note = "(f g)' = f' g + f g'" if len(args) == 2 else "(f g h)' = f' g h + f g' h + f g h'"
+    note = "(f·g)' = f'·g + f·g'" if len(args) == 2 else "(f·g·h)' = f'·g·h + f·g'·h + f·g·h'"
     return Applied("product", after, note)
 
 
@@ -111,18 +125,18 @@ def _chain(name: str, outer: sp.Expr, u: sp.Expr, x: sp.Symbol, formula: str) ->
     if u == x:
         return Applied(name, outer, formula)
     return Applied(f"chain ({name})", outer * d(u, x),
-                   f"u = {sp.sstr(u)}: df/d{x} = df/du * du/d{x}; {formula}", u)
+                   f"u = {show(u)}: df/d{show(x)} = df/du · du/d{show(x)}; {formula}", u)
 
 
 def _pow(f: sp.Pow, x: sp.Symbol) -> Applied:
     b, e = f.base, f.exp
     if not e.has(x):
         return _chain("power", e * b ** (e - 1), b, x,
-                      f"d/du u^n = n u^(n-1) with n = {sp.sstr(e)}")
+                      f"d/du uⁿ = n·uⁿ⁻¹ with n = {show(e)}")
     # a symbolic exponent: a^b = e^(b log a)
     return Applied("power (exp/log)", f * d(e * sp.log(b), x),
-                   f"a^b = exp(b log a), so d(a^b) = a^b d(b log a) with a = {sp.sstr(b)}, "
-                   f"b = {sp.sstr(e)}")
+                   f"a^b = exp(b·log(a)), so d(a^b) = a^b·d(b·log(a)) with a = {show(b)}, "
+                   f"b = {show(e)}")
 
 
 # ----------------------------------------------------------- functions
@@ -134,17 +148,25 @@ def _function(f: sp.Expr, x: sp.Symbol) -> Applied:
     else:
         cls = type(f).__name__
         name = _FAMILY.get(cls, "function")
-        formula = _OUTER.get(cls, f"d/du {cls}(u) by SymPy's rule for {cls}")
         parts = [_outer(f, k) for k in dep]
+        formula = _CONVENTION.get(cls) or _formula(f, dep)
         if cls == "tanh" and "tanh" in OPS and 0 in OPS["tanh"].grad_forms:
-            formula = (f"registry op tanh: d/du tanh(u) = {sp.sstr(OPS['tanh'].grad_forms[0])} "
+            formula = (f"registry op tanh: d/du tanh(u) = {show(OPS['tanh'].grad_forms[0])} "
                        f"with y = tanh(u)")
     if len(dep) == 1:
         return _chain(name, parts[0], f.args[dep[0]], x, formula)
     after = sp.Add(*[p * (1 if f.args[k] == x else d(f.args[k], x)) for p, k in zip(parts, dep)])
     chained = any(f.args[k] != x for k in dep)
     return Applied(f"chain ({name})" if chained else name, after,
-                   f"sum over the arguments of df/darg * darg/d{x}; {formula}")
+                   f"sum over the arguments of df/darg · darg/d{show(x)}; {formula}")
+
+
+def _formula(f: sp.Function, dep: list) -> str:
+    """The rule in words: SymPy's derivative at ``u``, in its textbook form."""
+    if len(f.args) != 1:
+        return f"d/du {type(f).__name__}(…) by SymPy's rule"
+    g = f.func(_U)
+    return f"d/du {show(g)} = {show(textbook_form(_outer(g, 0)))}"
 
 
 def _outer(f: sp.Function, k: int) -> sp.Expr:
@@ -168,10 +190,10 @@ def _op_note(f: OpFunctionBase, dep: list) -> str:
     parts = []
     for k in dep:
         if cites_grad_form(f, k) and k in op.grad_forms:
-            parts.append(f"grad_forms[{k}] = {sp.sstr(op.grad_forms[k])}")
+            parts.append(f"its stated derivative {show(op.grad_forms[k])}")
         else:
-            parts.append(f"d/d{_arg_name(op, k)} of its declaration {sp.sstr(op.expr)}")
-    out = "y = " + sp.sstr(f) if any(Y in op.grad_forms.get(k, sp.S.Zero).free_symbols
+            parts.append(f"d/d{_arg_name(op, k)} of its declaration {show(op.expr)}")
+    out = "y = " + show(f) if any(Y in op.grad_forms.get(k, sp.S.Zero).free_symbols
                                       for k in dep) else ""
     kink = "" if op.smooth else ("; at a kink the declared piece holds, as in PyTorch "
                                  "(relu'(0) = 0)")
@@ -179,4 +201,4 @@ def _op_note(f: OpFunctionBase, dep: list) -> str:
 
 
 def _arg_name(op, k: int) -> str:
-    return str((*op.inputs, *op.params)[k])
+    return show((*op.inputs, *op.params)[k])

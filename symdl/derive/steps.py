@@ -22,6 +22,7 @@ bounded in time and size (:mod:`symdl.derive.budget`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
@@ -31,9 +32,10 @@ from .budget import TIME_LIMIT, Budget, OutOfTime
 from .checks import op_forms_check, op_forms_verified, verify_equal, weakest
 from .opfuncs import OpFunctionBase, cites_grad_form, expand_ops, op_derivative, \
     op_expansion_of, to_ops
-from .rules import TRIVIAL_RULES, Applied, apply_rule, d
+from .rules import TRIVIAL_RULES, Applied, apply_rule, d, show
+from .textbook import RewriteError, textbook_steps
 
-__all__ = ["Step", "Derivation", "derive", "verify_equal", "register_renderer"]
+__all__ = ["Step", "Derivation", "derive", "verify_equal", "register_renderer", "RewriteError"]
 
 _RENDERERS: dict = {}
 
@@ -51,6 +53,8 @@ class Step:
     verified : whether ``after`` was checked equal to ``before``.
     method : how: ``"identical"``, ``"symbolic"`` or ``"numeric"``.
     u : the inner expression of a chain rule, for printers (else None).
+    phase : ``"rule"`` for a differentiation rule, ``"rewrite"`` for a step that
+        brings the result to its textbook form (``--steps brief`` keeps these).
     """
 
     rule: str
@@ -60,6 +64,7 @@ class Step:
     verified: bool = False
     method: str = ""
     u: sp.Expr | None = None
+    phase: str = "rule"
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,20 @@ class Derivation:
     def all_verified(self) -> bool:
         """Every step and the final result were checked."""
         return self.verified and all(s.verified for s in self.steps)
+
+    def brief(self) -> "Derivation":
+        """The same derivation with the differentiation rules folded into one step
+        (named after the rules used) and the textbook rewrites kept."""
+        rules = [s for s in self.steps if s.phase == "rule"]
+        if len(rules) < 2:
+            return self
+        names = list(dict.fromkeys(r.strip() for s in rules for r in s.rule.split(",")))
+        ok = all(s.verified for s in rules)
+        folded = Step("rules: " + ", ".join(names), rules[0].before, rules[-1].after,
+                      f"{len(rules)} steps folded (--steps full shows each)", ok,
+                      weakest(*(s.method for s in rules)))
+        rest = tuple(s for s in self.steps if s.phase != "rule")
+        return dataclasses.replace(self, steps=(folded, *rest))
 
     def render(self, fmt: str = "text") -> str:
         """This derivation as ``text``, ``latex``, ``markdown`` or ``json``.
@@ -199,9 +218,13 @@ def _derive(expr, wrt, max_steps: int, budget: Budget) -> Derivation:
         mapping = {n: n.doit() for n in _pending(cur)}
         cur = _step(steps, "sympy", cur, mapping, "the rest by SymPy's diff", expand)
     budget.check(cur)
-    cur = _rewrite(expr, x, cur, steps, expand)
-    budget.check(cur)
     ok, method = verify_equal(_value(d(expr, x), expand), _value(cur, expand))
+    if ok:  # only a checked result is brought to its textbook form, each rewrite checked
+        n = len(steps)
+        cur = _rewrite(expr, x, cur, steps, expand)
+        budget.check(cur)
+        method = weakest(method, *(s.method for s in steps[n:]))
+        ok = all(s.verified for s in steps[n:])
     return Derivation(expr, x, tuple(steps), cur, ok, method)
 
 
@@ -224,7 +247,8 @@ def _note(batch) -> str:
     return f"{len(batch)} derivatives: {head}"
 
 
-def _step(steps, rule, cur, mapping, note, expand, u=None, claims=None, keep_failed=True):
+def _step(steps, rule, cur, mapping, note, expand, u=None, claims=None, keep_failed=True,
+          phase="rule"):
     """Append the step ``cur → cur.xreplace(mapping)``; return the new expression.
 
     Replacing equals by equals keeps the whole equal, so each replaced
@@ -239,28 +263,40 @@ def _step(steps, rule, cur, mapping, note, expand, u=None, claims=None, keep_fai
         ok, method = ok and ok_n, weakest(method, m)
     after = cur.xreplace(mapping)
     if ok or keep_failed:
-        steps.append(Step(rule, cur, after, note, ok, method, u))
+        steps.append(Step(rule, cur, after, note, ok, method, u, phase))
         return after
     return cur
 
 
 def _rewrite(expr, x, cur, steps, expand):
-    """The last step: the result in terms of the op's output, or of σ (kept if checked)."""
+    """The last steps: the textbook rewrites; then the result in terms of the op's
+    output, or of σ, where that reads better (kept if checked); the rewrites again."""
+    cur = _textbook(cur, steps)
     call = None if expr.has(OpFunctionBase) else op_expansion_of(expr, x)
     if call is not None:
         new = op_derivative(call, 0)
         uses_y = cites_grad_form(call, 0) and new.has(type(call))
         rule = "rewrite in terms of the output" if uses_y else "rewrite in terms of known ops"
-        note = (f"{sp.sstr(expr)} is the registry op {call.op_name}: "
-                f"d/d{x} {sp.sstr(call)} = {sp.sstr(new)}")
+        note = (f"{show(expr)} is the registry op {call.op_name}: "
+                f"d/d{show(x)} {show(call)} = {show(new)}")
+        if not uses_y and sp.count_ops(new) >= sp.count_ops(cur):
+            new = cur  # the op's derivative is no simpler than the textbook form
     else:
         new = to_ops(cur)
         rule = "rewrite in terms of known ops"
-        note = ("e^(k w) / (1 + e^w)^n = sigmoid(w)^k sigmoid(-w)^(n-k), "
-                "sigmoid(-w) = 1 - sigmoid(w)")
+        note = "e^(kw)/(1 + e^w)ⁿ = σ(w)ᵏ·σ(−w)ⁿ⁻ᵏ with σ(−w) = 1 − σ(w)"
     if new == cur:
         return cur
-    return _step(steps, rule, cur, {cur: new}, note, expand, keep_failed=False)
+    cur = _step(steps, rule, cur, {cur: new}, note, expand, keep_failed=False, phase="rewrite")
+    return _textbook(cur, steps)
+
+
+def _textbook(cur, steps):
+    """Append the textbook rewrites of ``cur`` (:mod:`symdl.derive.textbook`) as steps."""
+    for rw, before, after, method in textbook_steps(cur):
+        steps.append(Step(rw.name, before, after, rw.note, True, method, phase="rewrite"))
+        cur = after
+    return cur
 
 
 def _real(expr: sp.Expr) -> sp.Expr:

@@ -6,6 +6,7 @@ name (``σ(z)``, ``\\operatorname{softplus}``), ``Heaviside`` and 0/1
 Importing this package lets :class:`symdl.derive.steps.Derivation` render
 itself (``str()``, ``_repr_latex_`` in Jupyter).
 """
+from ..derive.rules import register_expr_printer
 from ..derive.steps import register_renderer
 from .derivation import (FORMATS, derivation_dict, derivation_json, derivation_latex,
                          derivation_markdown, derivation_text, render)
@@ -14,6 +15,7 @@ from .text import TextPrinter, text
 
 for _fmt, _fn in FORMATS.items():
     register_renderer(_fmt, _fn)
+register_expr_printer(text)  # the notes of derivation steps show expressions as text
 
 __all__ = ["SymdlLatexPrinter", "TextPrinter", "latex", "text", "render", "FORMATS",
            "derivation_text", "derivation_latex", "derivation_markdown", "derivation_dict",

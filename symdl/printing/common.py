@@ -7,7 +7,7 @@ import sympy as sp
 
 from ..derive.opfuncs import OpFunctionBase
 
-__all__ = ["split_mul", "indicator_condition", "op_latex_name", "op_text_name"]
+__all__ = ["split_mul", "indicator_condition", "op_latex_name", "op_text_name", "positive_first"]
 
 _TEXT_NAMES = {"sigmoid": "σ"}
 _NAME_LIKE = re.compile(r"^(\\[A-Za-z]+(\{[^{}() |]*\})?)+(_\{[^{}() |]*\})?$")
@@ -20,6 +20,16 @@ def _rank(f: sp.Expr) -> int:
     if isinstance(f, sp.Derivative):
         return 3
     return 2 if f.is_Add else 1
+
+
+def positive_first(terms: list) -> list:
+    """A sum's terms with the first positive one moved to the front, as a course writes
+    ``σ(z) − t`` rather than ``−t + σ(z)``; otherwise SymPy's order is kept."""
+    terms = list(terms)
+    for i, t in enumerate(terms):
+        if not t.could_extract_minus_sign():
+            return [t] + terms[:i] + terms[i + 1:]
+    return terms
 
 
 def split_mul(expr: sp.Expr, ordered) -> tuple:

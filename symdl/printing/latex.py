@@ -11,7 +11,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from .common import indicator_condition, op_latex_name, split_mul
+from .common import indicator_condition, op_latex_name, positive_first, split_mul
 
 __all__ = ["SymdlLatexPrinter", "latex", "latex_text"]
 
@@ -38,6 +38,9 @@ class SymdlLatexPrinter(LatexPrinter):
     """
 
     # products ----------------------------------------------------------
+    def _as_ordered_terms(self, expr, order=None):
+        return positive_first(super()._as_ordered_terms(expr, order=order))
+
     def _join(self, factors: list) -> str:
         if len(factors) == 1:  # alone above or below a bar: no brackets
             return self._print(factors[0])

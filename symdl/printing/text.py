@@ -8,7 +8,7 @@ from sympy.printing.pretty.pretty_symbology import greek_unicode
 from sympy.printing.str import StrPrinter
 
 from ..derive.opfuncs import OpFunctionBase
-from .common import indicator_condition, op_text_name, split_mul
+from .common import indicator_condition, op_text_name, positive_first, split_mul
 
 __all__ = ["TextPrinter", "text"]
 
@@ -60,6 +60,9 @@ class TextPrinter(StrPrinter):
         return "e"
 
     # operators ---------------------------------------------------------
+    def _as_ordered_terms(self, expr, order=None):
+        return positive_first(super()._as_ordered_terms(expr, order=order))
+
     def _print_Add(self, expr, order=None):
         out = []
         for i, term in enumerate(self._as_ordered_terms(expr, order=order)):
