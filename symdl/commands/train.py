@@ -16,6 +16,7 @@ import sys
 import time
 
 from ..errors import BackendError, UsageError
+from .train_extras import add_augment_ensemble_args, augmented, run_ensemble
 
 __all__ = ["EPILOG", "add_model_args", "add_parser", "cmd_train", "explicit_flags", "load_data",
            "make_spec"]
@@ -132,6 +133,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    add_augment_ensemble_args(t)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -248,6 +250,9 @@ def cmd_train(args) -> int:
         schedule = make_schedule(args.schedule, args.lr if args.lr is not None else _default_lr(args))
     t0 = time.perf_counter()
     train, val, test, init_ss, train_ss = load_data(args)
+    train = augmented(args, train)
+    if getattr(args, "ensemble", 1) > 1:
+        return run_ensemble(args, train, val, test, init_ss, make_spec, _optimizer)
     spec = make_spec(args, train, init_ss)
     explicit = explicit_flags(getattr(args, "argv", None) or sys.argv[1:])
 

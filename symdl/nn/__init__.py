@@ -1,6 +1,7 @@
 """Layers as graph builders, parameters, initializers."""
 from .init import INITIALIZERS, initializer
 from .layers import Activation, Dense, Dropout, Sequential
+from .maxout import Maxout, Softmax
 from .conv import (AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, Dropout2d, Flatten,
                    GlobalAvgPool2d, LPPool2d, MaxPool2d, Residual, Upsample)
 from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm
@@ -13,7 +14,7 @@ from .models import MODELS, make_model
 from .module import Module
 from .parameter import Parameter, ParamPack
 
-__all__ = ["Module", "Parameter", "ParamPack", "Dense", "Dropout", "LayerNorm", "Activation", "Sequential",
+__all__ = ["Module", "Parameter", "ParamPack", "Dense", "Maxout", "Softmax", "Dropout", "LayerNorm", "Activation", "Sequential",
            "INITIALIZERS", "initializer", "MODELS", "make_model",
            "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d",
            "GlobalAvgPool2d", "Upsample", "Dropout2d", "Flatten", "Residual", "BatchNorm1d",
