@@ -75,7 +75,8 @@ def _extra_commands():
     """Subcommands contributed by other modules (``add_parser(subparsers)``)."""
     from .commands.derive import add_parser as derive_parser
     from .commands.summary import add_parser as summary_parser
-    out = [derive_parser, summary_parser]
+    from .commands.predict import add_parser as predict_parser
+    out = [derive_parser, summary_parser, predict_parser]
     try:
         from .commands.gallery import add_parser as gallery_parser
         out.append(gallery_parser)

@@ -16,6 +16,7 @@ import sys
 import time
 
 from ..errors import BackendError, UsageError
+from .predict import add_save_args, save_trained
 from .train_extras import add_augment_ensemble_args, augmented, run_ensemble
 
 __all__ = ["EPILOG", "add_model_args", "add_parser", "cmd_train", "explicit_flags", "load_data",
@@ -133,6 +134,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    add_save_args(t)
     add_augment_ensemble_args(t)
 
 
@@ -278,6 +280,7 @@ def cmd_train(args) -> int:
                       explicit=explicit, on_start=banner, backend=backend)
     hist = trainer.fit(train, val)
     test_loss, test_acc = trainer.evaluate(test)
+    save_trained(args, spec, train, {"test_loss": test_loss, "test_accuracy": test_acc})
     seconds = time.perf_counter() - t0
     if args.json:
         print(json.dumps({
