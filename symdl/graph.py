@@ -21,14 +21,16 @@ import json
 
 import networkx as nx
 
+from .display import Displayable
 from .errors import UsageError
 from .ops import OPS, ElementwiseOp, RowOp, StructuralOp, broadcast_shapes
 
 LEAVES = ("input", "param")
 
 
-class Graph:
-    """A builder around ``self.nx``, the ``networkx.DiGraph`` it fills."""
+class Graph(Displayable):
+    """A builder around ``self.nx``, the ``networkx.DiGraph`` it fills (drawn in Jupyter,
+    :mod:`symdl.printing.notebook`)."""
 
     def __init__(self, nx_graph: nx.DiGraph | None = None):
         self.nx = nx_graph if nx_graph is not None else nx.DiGraph()

@@ -16,9 +16,7 @@ True
 """
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
 import numpy as np
 import sympy as sp
@@ -26,61 +24,22 @@ import sympy as sp
 from .codegen.printers import ArrayPrinter
 from .derive.opfuncs import expand_ops, op_function, op_names
 from .derive.steps import derive
+from .draw import FORMATS, new_figure, save, to_png, to_svg
 from .errors import UsageError
 from .ops import OPS, ElementwiseOp
 
 __all__ = ["activation", "history", "schedule", "save", "to_svg", "to_png", "evaluate",
            "default_domain", "FORMATS"]
 
-#: file formats :func:`save` writes (from the file's suffix or ``format=``)
-FORMATS = ("svg", "png", "pdf")
 _SIZE = (5.0, 3.2)
-_RC = {"svg.hashsalt": "symdl", "svg.fonttype": "path", "path.simplify": True}
-_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None},
-             "png": {"Software": None}}
 _VAR = sp.Symbol("v_", real=True)  # the variable in generated code (user names may be keywords)
 
 
-# ---------------------------------------------------------------- figures
 def _figure(ax, ncols: int = 1):
     """``(figure, axes list)``: new ones on the Agg canvas unless ``ax`` is given."""
     if ax is not None:
         return ax.figure, [ax]
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(_SIZE[0] * ncols, _SIZE[1]), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-
-
-def _format(path, format: str | None) -> str:
-    fmt = (format or Path(str(path)).suffix.lstrip(".")).lower()
-    if fmt not in FORMATS:
-        raise UsageError(f"cannot write a figure as {fmt or 'a file without suffix'!r} "
-                         f"(formats: {', '.join(FORMATS)})")
-    return fmt
-
-
-def save(fig, path, format: str | None = None) -> None:
-    """Write ``fig`` to ``path`` (or a binary file object) as SVG, PNG or PDF, deterministically."""
-    import matplotlib
-    fmt = _format(path, format)
-    with matplotlib.rc_context(_RC):
-        fig.savefig(path, format=fmt, metadata=_METADATA[fmt], dpi=100)
-
-
-def to_svg(fig) -> str:
-    """``fig`` as SVG text (what :func:`save` writes to ``*.svg``)."""
-    buf = io.BytesIO()
-    save(fig, buf, "svg")
-    return buf.getvalue().decode("utf-8")
-
-
-def to_png(fig) -> bytes:
-    """``fig`` as PNG bytes."""
-    buf = io.BytesIO()
-    save(fig, buf, "png")
-    return buf.getvalue()
+    return new_figure(_SIZE, ncols)
 
 
 def _math(tex: str, fallback: str) -> str:

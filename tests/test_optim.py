@@ -286,7 +286,7 @@ def test_rule_text_pieces(name, options, pieces):
 def test_optimizer_derivation_uses_its_values_and_variant():
     d = Adam([Parameter(np.zeros(2), "w")], lr=0.02, amsgrad=True).derivation()
     assert "α = lr = 0.02" in d.text and "vᵐᵃˣ" in d.text and r"\alpha = 0.02" in d.latex
-    assert d._repr_latex_().startswith("$$\\begin{aligned}")
+    assert d._repr_latex_().startswith("\\begin{align*}\n&\\textbf{adam: Adam, AMSGrad")
     with pytest.raises(UsageError):
         rule_text("adamm")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import networkx as nx
 import sympy as sp
 
+from ..display import Displayable
 from ..graph import Graph
 from ..ops import OPS, ElementwiseOp, RowOp, Y, sum_axes
 
@@ -47,8 +48,8 @@ class Chain:
     factors: tuple
 
 
-@dataclass(frozen=True)
-class GraphDerivation:
+@dataclass(frozen=True, repr=False)  # repr, Jupyter: symdl.printing.notebook
+class GraphDerivation(Displayable):
     """Chains for each parameter, with the gradient's shape."""
 
     loss: str

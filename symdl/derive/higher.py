@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..display import Displayable
 from ..errors import UsageError
 from ..graph import Graph
 from .reverse import grad
@@ -27,8 +28,8 @@ from .reverse import grad
 __all__ = ["HVPGraph", "hvp_graph"]
 
 
-@dataclass(frozen=True)
-class HVPGraph:
+@dataclass(frozen=True, repr=False)  # repr, Jupyter's SVG: symdl.printing.notebook
+class HVPGraph(Displayable):
     """A graph computing ``H v``.
 
     Attributes

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from ..display import Displayable
 from ..errors import UsageError
 from ..ops import OPS, ElementwiseOp, Y
 from ..ops.claims import check_equal
@@ -33,8 +34,8 @@ class Rule:
     form: str = ""   # "index" or "matrix" where a layer states both
 
 
-@dataclass(frozen=True)
-class LayerDerivation:
+@dataclass(frozen=True, repr=False)  # repr, Jupyter: symdl.printing.notebook
+class LayerDerivation(Displayable):
     """A layer's forward map, its gradient rules, named steps and the check."""
 
     name: str

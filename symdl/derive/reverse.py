@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from ..display import Displayable
 from ..errors import UsageError
 from ..graph import Graph
 from ..ops import OPS, ElementwiseOp, G, RowOp, StructuralOp
 
 
-@dataclass(frozen=True)
-class GradGraph:
+@dataclass(frozen=True, repr=False)  # repr, Jupyter's SVG: symdl.printing.notebook
+class GradGraph(Displayable):
     """The forward graph plus gradient nodes; ``grads[w]`` is ``∂loss/∂w`` for
     each requested ``w``, ``totals[n]`` the same for every node on the way."""
 

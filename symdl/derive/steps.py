@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ..display import Displayable
 from ..errors import UsageError
 from .budget import TIME_LIMIT, Budget, OutOfTime
 from .checks import op_forms_check, op_forms_verified, verify_equal, weakest
@@ -67,8 +68,8 @@ class Step:
     phase: str = "rule"
 
 
-@dataclass(frozen=True)
-class Derivation:
+@dataclass(frozen=True, repr=False)
+class Derivation(Displayable):
     """``d input / d wrt`` by ``steps``, ending in ``result``.
 
     ``verified`` and ``method`` record the check of ``result`` against
@@ -117,10 +118,7 @@ class Derivation:
             raise UsageError(f"unknown format {fmt!r} (known: {', '.join(_RENDERERS)})")
         return _RENDERERS[fmt](self)
 
-    def _repr_latex_(self) -> str:
-        return self.render("latex")
-
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # repr and Jupyter's LaTeX: symdl.printing.notebook
         return self.render("text")
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..ops import OPS
+from ..printing.notebook import module_repr
 from .init import initializer
 from .module import Module
 from .parameter import Parameter
@@ -110,8 +111,8 @@ class Sequential(Module):
             x = layer.build(g, x, prefix=f"{prefix}{i}.")
         return x
 
-    def __repr__(self):
-        return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
+    def __repr__(self):  # one line when short, else one layer a line
+        return module_repr("Sequential", map(repr, self.layers))
 
 
 class Dropout(Module):

@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from ..errors import CheckpointError, UsageError
+from ..printing.notebook import module_repr
 from .parameter import Parameter
 
 __all__ = ["LAYER_CLASSES", "Module"]
@@ -152,8 +153,7 @@ class Module:
         return summary(self, input_shape)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={m!r}" for n, m in self._modules.items())
-        return f"{type(self).__name__}({inner})"
+        return module_repr(type(self).__name__, [(n, repr(m)) for n, m in self._modules.items()])
 
 
 def _recording(init):

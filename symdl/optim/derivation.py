@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import UsageError
+from ..printing.notebook import display_latex, rule_repr
 from .rules import UpdateRule, g, p
 from .rules_adaptive import T, unflushed
 from .schedules import display_name, make_schedule
@@ -49,7 +50,10 @@ class RuleDerivation:
         return self.text
 
     def _repr_latex_(self) -> str:
-        return "$$\\begin{aligned}" + " \\\\ ".join(self.latex_lines) + "\\end{aligned}$$"
+        return display_latex(self.latex)
+
+    def __repr__(self) -> str:
+        return rule_repr(self)
 
 
 def _display(sym, when=None):

@@ -97,6 +97,11 @@ class Schedule:
         args = ", ".join(f"{s.name}={v!r}" for s, v in self.params)
         return f"Schedule({self.name}: {args})"
 
+    def _repr_latex_(self) -> str:
+        from ..printing.notebook import display_latex
+        from .derivation import schedule_latex  # derivation imports this module
+        return display_latex(schedule_latex(self))
+
 
 #: how parameters print: name -> (text, LaTeX)
 DISPLAY = {

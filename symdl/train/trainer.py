@@ -26,6 +26,7 @@ from ..errors import CheckpointError, DataError, Terminated, UsageError
 from ..nn.norm import set_batchnorm_mode, update_running_stats
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
+from ..printing.notebook import history_html, history_repr
 from .checkpoint import (FolderLock, check_writable, clean_stale, latest_good, load_checkpoint,
                          save_checkpoint)
 from .graphs import build_training_graph
@@ -35,7 +36,7 @@ from .regularize import EarlyStopping, add_input_noise, clip, dropout_masks, fil
 from .state import LoopState, capture, restore, run_settings
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     """Per-epoch metrics (``val_*`` are ``None`` without a validation set)."""
 
@@ -51,6 +52,17 @@ class History:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def plot(self, ax=None):
+        """Loss and accuracy curves (:func:`symdl.plot.history`); returns the figure."""
+        from ..plot import history
+        return history(self, ax)
+
+    def __repr__(self) -> str:
+        return history_repr(self)
+
+    def _repr_html_(self) -> str:  # Jupyter: a table, one row per epoch
+        return history_html(self)
 
 
 class Trainer:
