@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "instancenorm, or an activation), verified on explicit instances")
     e.add_argument("--numeric", action="store_true", help="worked backprop on one training example")
     e.add_argument("--example", type=int, default=0, help="which training example (default: 0)")
-    e.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text")
+    e.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text",
+                   help="output format; json prints one document (default: text)")
     e.set_defaults(run=cmd_explain)
 
     k = sub.add_parser("kernels", help="write or check the generated kernel sources",
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(run=cmd_kernels)
 
     i = sub.add_parser("info", help="versions, BLAS, GPU and TeX availability")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print one JSON document")
     i.set_defaults(run=cmd_info)
 
     for extra in _extra_commands():
@@ -114,9 +115,13 @@ def cmd_explain(args) -> int:
     from .derive.chains import derive_graph
     from .printing import chains as pc
     if args.layer:
+        from dataclasses import asdict
         from .derive.layers import layer_derivation
         from .printing.layers import layer_latex, layer_text
         d = layer_derivation(args.layer)
+        if args.format == "json":
+            print(json.dumps(asdict(d), indent=1, ensure_ascii=False))
+            return 0
         print((layer_latex if args.format == "latex" else layer_text)(d), end="")
         return 0
     train, spec, g, L = _model_graph(args)
@@ -128,6 +133,12 @@ def cmd_explain(args) -> int:
     gd = derive_graph(g, L, params)
     render = {"text": pc.derivation_text, "latex": pc.derivation_latex,
               "markdown": pc.derivation_markdown, "json": pc.derivation_json}[args.format]
+    if args.format == "json":  # one document: the chains, and the worked backprop when asked
+        doc = json.loads(render(gd))
+        if args.numeric:
+            doc["backprop"] = json.loads(_numeric_json(args, train, spec, g, L))
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+        return 0
     print(render(gd), end="")
     if args.numeric and args.model == "cnn":   # a digits CNN's arrays are too big to read
         from .commands.explain_cnn import tiny_conv_pool
@@ -147,12 +158,31 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _numeric_json(args, train, spec, g, L) -> str:
+    """The worked backprop of ``explain --numeric`` as a JSON list (rows of node values)."""
+    from .backends.trace import numeric_backprop
+    from .printing import chains as pc
+    if args.model == "cnn":
+        from .commands.explain_cnn import tiny_conv_pool
+        return tiny_conv_pool("json")
+    if not 0 <= args.example < len(train):
+        raise UsageError(f"--example must be in [0, {len(train)}), got {args.example}")
+    k = args.example
+    y = train.y[k:k + 1] if train.task == "classification" else train.y[k:k + 1].reshape(1, -1)
+    rows = numeric_backprop(g, L, {"x": train.X[k:k + 1], "y": y},
+                            {p.name: p.data for p in spec.module.parameters()})
+    return pc.backprop_json(rows)
+
+
 def cmd_kernels(args) -> int:
     from pathlib import Path
     from .codegen.listing import check_listing, op_listing, write_listing
     from .optim.listing import optim_listing
-    listing = {**op_listing(), **optim_listing()}
     root = Path(args.out)
+    if args.check and not root.is_dir():  # e.g. an installed symdl, outside a checkout
+        raise UsageError(f"no {args.out}/ folder here to check (kernels/ lives in symdl's source "
+                         "checkout: run there, or pass --out DIR)")
+    listing = {**op_listing(), **optim_listing()}
     if args.check:
         bad = check_listing(listing, root)
         if bad:

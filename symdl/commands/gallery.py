@@ -78,13 +78,15 @@ def _fail(code: int, message: str) -> int:
 
 
 def find_scripts(folder: str | Path | None = None) -> tuple:
-    """``(scripts folder, [script paths])``; ``folder`` None: ./gallery, else the checkout's.
+    """``(scripts folder, [script paths])``; ``folder`` None: ./gallery, else the checkout's,
+    else the copy an installed symdl ships (``symdl/_gallery``, mapped from ``gallery/``).
     Raises ``FileNotFoundError`` naming every place looked at."""
     if folder is not None:
         candidates = [Path(folder)]
     else:
         here = Path(__file__).resolve().parents[2] / "gallery"
-        candidates = list(dict.fromkeys([Path.cwd() / "gallery", here]))
+        shipped = Path(__file__).resolve().parents[1] / "_gallery"
+        candidates = list(dict.fromkeys([Path.cwd() / "gallery", here, shipped]))
     for c in candidates:
         scripts = sorted(p for p in c.glob("*.py") if not p.name.startswith("_")) if c.is_dir() else []
         if scripts:
