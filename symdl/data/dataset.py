@@ -43,13 +43,39 @@ class Dataset:
 
     X: np.ndarray
     y: np.ndarray
-    n_classes: int | None
-    name: str
+    n_classes: int | None = None
+    name: str = "data"
     task: Task = "classification"
 
     def __len__(self) -> int:
         """Number of samples (rows of ``X``)."""
         return int(np.shape(self.X)[0]) if np.ndim(self.X) else 0
+
+    def __getitem__(self, index):
+        """``ds[i]`` is the example ``(x, y)``; ``ds[a:b]``, ``ds[[i, j]]`` and ``ds[mask]`` are
+        :class:`Dataset` objects with the same metadata (as ``torch.utils.data.Subset``).
+
+        >>> ds = Dataset(np.arange(6.0).reshape(3, 2), np.array([0, 1, 0]), 2, "toy")
+        >>> ds[1]
+        (array([2., 3.]), np.int64(1))
+        >>> len(ds[1:]), ds[1:].name
+        (2, 'toy')
+        """
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"index {index} is out of range for dataset '{self.name}' "
+                                 f"of {n} example(s)")
+            return self.X[index], self.y[index]
+        if isinstance(index, slice) or (isinstance(index, (list, np.ndarray)) and np.ndim(index) == 1):
+            return subset(self, index)
+        raise TypeError(f"dataset '{self.name}' is indexed by an integer, a slice, a list of "
+                        f"integers or a boolean mask, not {type(index).__name__}")
+
+    def __iter__(self):
+        """The examples ``(x, y)`` in order."""
+        for i in range(len(self)):
+            yield self.X[i], self.y[i]
 
     @property
     def n_features(self) -> int:

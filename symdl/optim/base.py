@@ -59,6 +59,17 @@ class Optimizer:
         self.hyper = {s.name: float(values.get(s.name, d)) for s, d in rule.hyper.items()}
         self.rule = _numeric_init(rule, values)
         self.t = 0
+        self._bind_groups()
+        self._scalar_fns = [(s.name, sp.lambdify([T, *self.rule.hyper], e, "math"))
+                            for s, e in self.rule.scalars.items()]
+        self._hyper_names = [s.name for s in self.rule.hyper]
+        self._scalar_names = [s.name for s in self.rule.kernel_scalars]  # SymPy work: once
+        self._kernels = {}
+        self._calls = None
+
+    def _bind_groups(self) -> None:
+        """Bind the update to the parameters' current arrays (the flat pack's when they make
+        it up, else each parameter's), with fresh state arrays."""
         pack = self.params[0].pack
         self.flat = pack is not None and pack.covers(self.params)
         # arrays and kernels come from the backend that holds the parameters
@@ -67,12 +78,16 @@ class Optimizer:
                                                              for q in self.params]
         self._groups = [(d, gr, [self._alloc_state(d, self.rule.init.get(s, 0.0)) for s in self.rule.state])
                         for d, gr in groups]
-        self._scalar_fns = [(s.name, sp.lambdify([T, *self.rule.hyper], e, "math"))
-                            for s, e in self.rule.scalars.items()]
-        self._hyper_names = [s.name for s in self.rule.hyper]
-        self._scalar_names = [s.name for s in self.rule.kernel_scalars]  # SymPy work: once
-        self._kernels = {}
         self._calls = None
+
+    def rebind(self) -> None:
+        """Follow parameters whose arrays moved (a :class:`~symdl.nn.parameter.ParamPack` made
+        after this optimizer, as ``Trainer(model, SGD(model.parameters()))`` does); the step
+        count and state are kept."""
+        saved = self.state_dict()
+        self._bind_groups()
+        self._kernels = {}
+        self.load_state_dict(saved)
 
     def build_rule(self, **switches) -> UpdateRule:
         """The rule's form for these switches (``amsgrad=True``): the declaration's builder."""
@@ -133,6 +148,68 @@ class Optimizer:
             for s, arr in zip(self.rule.state, state):
                 arr[...] = arrays[f"{owner}.{s.name}"]
         self.t = int(t)
+
+    def state_dict(self) -> dict:
+        """The optimizer's state as plain data, as ``torch.optim``'s: ``{"optimizer": class name,
+        "rule": the rule's form, "hyper": {name: value}, "t": steps taken, "state": {state
+        name: [one array per parameter, in order]}}`` (copies; independent of packing)."""
+        state = {s.name: [] for s in self.rule.state}
+        for (_, _, arrays), owned in zip(self._groups, self._owned()):
+            for s, arr in zip(self.rule.state, arrays):
+                host = self.backend.to_host(arr)
+                at = 0
+                for q in owned:
+                    state[s.name].append(host[at:at + q.data.size].reshape(q.shape).copy())
+                    at += q.data.size
+        return {"optimizer": type(self).__name__, "rule": self.rule.name, "hyper": dict(self.hyper),
+                "t": self.t, "state": state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load :meth:`state_dict`'s output; strict: the optimizer, its rule's form, the
+        hyperparameter names, the state names and every array's shape must match
+        (:class:`~symdl.errors.UsageError` naming the first difference; nothing is loaded then)."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict):
+            raise UsageError(f"{name}.load_state_dict needs a dict from state_dict(), "
+                             f"got {type(state_dict).__name__}")
+        keys = {"optimizer", "rule", "hyper", "t", "state"}
+        if set(state_dict) != keys:
+            odd = sorted(set(state_dict) ^ keys)
+            raise UsageError(f"{name}.load_state_dict: not a state_dict() (key {odd[0]!r} "
+                             f"{'missing' if odd[0] in keys else 'unexpected'})")
+        if state_dict["optimizer"] != name or state_dict["rule"] != self.rule.name:
+            raise UsageError(f"{name}.load_state_dict: the state is of {state_dict['optimizer']} "
+                             f"({state_dict['rule']}), this is {name} ({self.rule.name})")
+        hyper, state = state_dict["hyper"], state_dict["state"]
+        if set(hyper) != set(self.hyper):
+            raise UsageError(f"{name}.load_state_dict: hyperparameters {sorted(hyper)} do not "
+                             f"match {sorted(self.hyper)}")
+        want = [s.name for s in self.rule.state]
+        if sorted(state) != sorted(want):
+            raise UsageError(f"{name}.load_state_dict: state {sorted(state)} does not match {want}")
+        for s in want:
+            arrays = state[s]
+            if len(arrays) != len(self.params):
+                raise UsageError(f"{name}.load_state_dict: {len(arrays)} {s} array(s) for "
+                                 f"{len(self.params)} parameter(s)")
+            for q, a in zip(self.params, arrays):
+                if tuple(np.shape(a)) != q.shape:
+                    raise UsageError(f"{name}.load_state_dict: {s} of {q.name or 'a parameter'} has "
+                                     f"shape {tuple(np.shape(a))}, the parameter {q.shape}")
+        t = state_dict["t"]
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+            raise UsageError(f"{name}.load_state_dict: t must be a non-negative integer, got {t!r}")
+        for (_, _, arrays), owned in zip(self._groups, self._owned()):
+            for s, arr in zip(self.rule.state, arrays):
+                parts = [np.asarray(state[s.name][self.params.index(q)], arr.dtype).reshape(-1)
+                         for q in owned]
+                arr[...] = self.backend.asarray(np.concatenate(parts))
+        self.hyper.update({k: float(v) for k, v in hyper.items()})
+        self.t = int(t)
+
+    def _owned(self) -> list:
+        """The parameters each group covers, in order."""
+        return [list(self.params)] if self.flat else [[q] for q in self.params]
 
     def _owners(self):
         return ["flat"] if self.flat else [q.name or str(i) for i, q in enumerate(self.params)]

@@ -1,7 +1,9 @@
 """Learning-rate schedules, each one SymPy expression of the step count ``t``.
 
 A :class:`Schedule` holds the expression ``η_t`` in ``t`` and named
-parameters (torch.optim.lr_scheduler's names) with their values.  The same
+parameters (torch.optim.lr_scheduler's names) with their values, and its
+``unit``: the trainer steps it once per epoch (default) or once per batch
+(``schedule.with_unit("batch")``, or ``Trainer(..., schedule_unit="batch")``).  The same
 declaration is evaluated (``lr_at(t)``, lambdified once) and printed
 (:func:`symdl.optim.derivation.schedule_text` / ``schedule_latex``).  ``t`` is
 the number of scheduler steps taken, so ``lr_at(t)`` is the rate torch's
@@ -16,11 +18,18 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
 from ..errors import UsageError
+
+__all__ = ["DISPLAY", "SCHEDULES", "UNITS", "RestartIndex", "Schedule", "constant", "cosine_lr",
+           "cosine_restarts", "cyclic_lr", "display_name", "exponential_lr", "linear_lr",
+           "make_schedule", "multistep_lr", "sequential", "step_lr", "time_based", "warmup_cosine"]
+
+#: What ``t`` counts: the trainer steps a schedule once per epoch or once per batch.
+UNITS = ("epoch", "batch")
 
 t = sp.Symbol("t", integer=True, nonnegative=True)
 eta0 = sp.Symbol("lr", positive=True)
@@ -65,9 +74,12 @@ class Schedule:
     params: tuple
     doc: str = ""
     where: tuple = ()
+    unit: str = "epoch"
     _fn: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        if self.unit not in UNITS:
+            raise UsageError(f"a schedule steps per {' or per '.join(UNITS)}, not {self.unit!r}")
         syms = [s for s, _ in self.params]
         object.__setattr__(self, "_fn", sp.lambdify([t, *syms], self.full(), "math"))
 
@@ -93,9 +105,14 @@ class Schedule:
         optimizer.hyper["lr"] = lr = self.lr_at(step)
         return lr
 
+    def with_unit(self, unit: str) -> "Schedule":
+        """This schedule stepped per ``unit`` (``"epoch"`` or ``"batch"``): ``t`` counts those."""
+        return self if unit == self.unit else replace(self, unit=unit)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{s.name}={v!r}" for s, v in self.params)
-        return f"Schedule({self.name}: {args})"
+        per = "" if self.unit == "epoch" else f"; per {self.unit}"  # epoch: as checkpoints recorded it
+        return f"Schedule({self.name}: {args}{per})"
 
     def _repr_latex_(self) -> str:
         from ..printing.notebook import display_latex
@@ -333,8 +350,15 @@ def _part(text: str, lr: float):
     return sched, (_num(int, 1)(f"schedule {name}: start @", start) if at else None)
 
 
-def make_schedule(spec: str, lr: float) -> Schedule:
-    """A schedule from ``"NAME[:k=v,...]"``, or a sequence ``"A:...+B@m:..."`` (see module doc)."""
+def make_schedule(spec: str, lr: float, unit: str = "epoch") -> Schedule:
+    """A schedule from ``"NAME[:k=v,...]"``, or a sequence ``"A:...+B@m:..."`` (see module doc),
+    stepped per ``unit`` (``"epoch"`` or ``"batch"``)."""
+    if unit not in UNITS:
+        raise UsageError(f"a schedule steps per {' or per '.join(UNITS)}, not {unit!r}")
+    return _make_schedule(spec, lr).with_unit(unit)
+
+
+def _make_schedule(spec: str, lr: float) -> Schedule:
     if not isinstance(spec, str) or not spec.strip():
         raise UsageError("empty schedule spec (e.g. cosine:T_max=50)")
     parts = [_part(p, lr) for p in re.split(r"\+(?=\s*[A-Za-z_])", spec)]

@@ -5,6 +5,8 @@ each step fills the input buffers in place, runs the step function, checks
 the loss and the gradient norm, and applies the optimizer's fused update.
 A non-finite or diverging value stops training before the update is
 applied (:mod:`symdl.train.guard`).  Regularizers: :mod:`symdl.train.regularize`.
+The guard, early stopping, checkpoints and progress run as callbacks
+(:mod:`symdl.train.callbacks`), beside the caller's own.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import contextlib
 import math
 import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +27,20 @@ from ..errors import CheckpointError, DataError, Terminated, UsageError
 from ..nn.norm import set_batchnorm_mode, update_running_stats
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
+from ..optim.schedules import UNITS
 from ..printing.notebook import history_html, history_repr
+from .callbacks import EarlyStopping, ModelCheckpoint, TerminateOnNaN, epoch_logs
 from .checkpoint import (FolderLock, check_writable, clean_stale, latest_good, load_checkpoint,
                          save_checkpoint)
+from .distributed import attach as attach_comm
 from .graphs import build_training_graph
-from .guard import Guard
-from .progress import progress_bar
-from .regularize import EarlyStopping, add_input_noise, clip, dropout_masks, fill_masks
+from .loop import CallbackHost, deferred_signals, fit_data
+from .loop import features as _features
+from .progress import verbosity
+from .regularize import add_input_noise, clip, dropout_masks, fill_masks
 from .state import LoopState, capture, restore, run_settings
+
+__all__ = ["History", "Trainer"]
 
 
 @dataclass(repr=False)
@@ -65,21 +72,29 @@ class History:
         return history_html(self)
 
 
-class Trainer:
+class Trainer(CallbackHost):
     """Mini-batch training.
 
     Parameters
     ----------
     model : a :class:`~symdl.nn.Module` (parameters already initialised).
-    optimizer : a factory ``params -> Optimizer`` (``lambda ps: SGD(ps, lr=0.1)``).
+    optimizer : an optimizer of the model's parameters (``SGD(model.parameters(), lr=0.1)``),
+        or a factory ``params -> Optimizer`` (``lambda ps: SGD(ps, lr=0.1)``).
     loss, loss_params : the loss op and its parameters.
     batch_size, epochs, seed : as usual; ``seed`` is an int or a ``SeedSequence``.
-    progress : show a tqdm bar on stderr (default: only on a terminal).
+    progress : show a tqdm bar on stderr (default: on a terminal or in a notebook);
+        ``verbose`` (0 silent, 1 bar, 2 one line per epoch on stdout) overrides it.
+    schedule, schedule_unit : a :class:`~symdl.optim.schedules.Schedule`, stepped per
+        ``"epoch"`` or per ``"batch"`` (default: the schedule's own ``unit``).
+    callbacks : :class:`~symdl.train.callbacks.Callback` objects (Keras's hooks); an
+        ``EarlyStopping``, ``ModelCheckpoint`` or ``TerminateOnNaN`` among them replaces
+        the one ``early_stopping``, ``checkpoint`` or ``on_nonfinite`` would make.
     explicit : the settings the caller chose explicitly (names as in the
         checkpoint's ``settings``: ``lr``, ``seed``, ``clip_norm``, ...); on
         resume those must equal the checkpoint's, the others take its values.
         ``None`` (default): all of them must equal.
     on_start : called with the loop state once resuming is settled.
+    comm : data parallel over MPI (:mod:`symdl.train.distributed`): an mpi4py communicator.
     """
 
     def __init__(self, model, optimizer, loss="softmax_cross_entropy", loss_params=None,
@@ -87,7 +102,8 @@ class Trainer:
                  checkpoint=None, every=1, keep_last=2, resume="never", on_nonfinite="raise",
                  max_skips=10, divergence=1e4, drop_last=False, schedule=None, l1=0.0, l2=0.0,
                  clip_norm=None, clip_value=None, input_noise=0.0, early_stopping=None, say=None,
-                 explicit=None, on_start=None, backend="numpy"):
+                 explicit=None, on_start=None, backend="numpy", callbacks=None, verbose=None,
+                 schedule_unit=None, comm=None):
         if str(dtype) not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {dtype!r} (the kernels "
                              "have no float16 or integer flavour)")
@@ -107,13 +123,22 @@ class Trainer:
         order_ss, noise_ss = ss.spawn(2)
         self.rng = np.random.default_rng(order_ss)        # data order
         self.noise_rng = np.random.default_rng(noise_ss)  # dropout masks, input noise
-        self.progress = progress
-        self.checkpoint, self.every, self.keep_last = checkpoint, int(every), int(keep_last)
+        self.progress, self.verbose = progress, verbosity(verbose, progress)
+        self.checkpoint, self.every, self.keep_last = None, int(every), int(keep_last)
         self.resume, self.drop_last = str(resume), bool(drop_last)
-        self.guard = Guard(on_nonfinite, int(max_skips), float(divergence))
+        if schedule_unit is not None and schedule_unit not in UNITS:
+            raise UsageError(f"schedule_unit must be {' or '.join(map(repr, UNITS))}, "
+                             f"got {schedule_unit!r}")
+        if schedule is not None and schedule_unit is not None:
+            schedule = schedule.with_unit(schedule_unit)
         self.schedule, self.l1, self.l2 = schedule, float(l1), float(l2)
         self.clip_norm, self.clip_value, self.input_noise = clip_norm, clip_value, float(input_noise)
-        self.early = EarlyStopping(int(early_stopping)) if early_stopping else None
+        # the built-in callbacks: the guard always, early stopping and checkpoints when asked
+        self._guard = TerminateOnNaN(on_nonfinite, int(max_skips), float(divergence))
+        self._early = EarlyStopping(patience=int(early_stopping)) if early_stopping else None
+        self._checkpointer = ModelCheckpoint(checkpoint, every, keep_last) if checkpoint else None
+        self.callbacks: list = []
+        self.stop_training, self.loop_state, self.current_program = False, None, None
         self.say = say or (lambda msg: print(f"symdl: {msg}", file=sys.stderr))
         self.history = History()
         model.name_parameters()
@@ -124,14 +149,16 @@ class Trainer:
                              f"({', '.join(cast[:3])}{' ...' if len(cast) > 3 else ''}) but "
                              f"dtype={dtype!r}; build the model in {dtype} or train in its dtype")
         self.pack = ParamPack(self.params, dtype, self.backend)
-        self.optimizer = optimizer(self.params)
+        self.optimizer = self._bind_optimizer(optimizer)
         self.classification = isinstance(OPS[loss], RowLossOp)
         self._programs: dict = {}
         self._graph = None
         # explicit: the settings the caller chose (None: all); on resume the others may
         # take the checkpoint's values (symdl.train.state)
         self.explicit, self.on_start = explicit, on_start
+        self._attach(callbacks or ())
         self.settings = run_settings(self, ss)
+        self.dist = None if comm is None else attach_comm(self, comm)  # ranks other than 0: quiet
 
     # ----------------------------------------------------------- compiling
     def _prepare(self, X, y=None):
@@ -230,66 +257,74 @@ class Trainer:
         return save_checkpoint(self.checkpoint, f"ckpt-{state.global_step:09d}", arrays, meta,
                                self.keep_last)
 
-    def fit(self, train, val=None) -> History:
+    def fit(self, train=None, val=None, *, x=None, y=None, validation_data=None, epochs=None,
+            batch_size=None, callbacks=None, verbose=None) -> History:
         """Train until ``epochs`` epochs are done; returns the :class:`History`.
 
+        Data as PyTorch and Keras users pass it: ``fit(X, y)``, ``fit(dataset)``,
+        ``fit(train, val)`` or ``fit(x=X, y=y, validation_data=(Xv, yv))``; ``epochs``,
+        ``batch_size``, ``callbacks`` and ``verbose`` given here replace the trainer's.
         Resumes from a checkpoint first when asked (with the checkpoint folder
         locked for the whole run); Ctrl-C or SIGTERM saves an "interrupted"
         checkpoint at the next step boundary and raises ``KeyboardInterrupt``
         (:class:`~symdl.errors.Terminated`, a subclass, for SIGTERM).
         """
+        train, val = fit_data(self, train, val, x, y, validation_data)
+        self._configure(epochs, batch_size, callbacks, verbose)
         X, y = train.X, self._targets(train)
         self._prepare(X, y)
         if self.batch_size == "full":
             self.batch_size = len(X)
         self._preflight(X, y)
+        cbs = self._run_callbacks()
         lock = FolderLock(self.checkpoint) if self.checkpoint else contextlib.nullcontext()
         # non-finite values are caught by the step guard, not by NumPy warnings
-        with lock, _deferred_signals() as interrupted, np.errstate(over="ignore", invalid="ignore",
-                                                                   divide="ignore"):
-            state = self._start()
+        with lock, deferred_signals() as interrupted, np.errstate(over="ignore", invalid="ignore",
+                                                                  divide="ignore"):
+            state = self.loop_state = self._start()
+            if self.dist is not None:  # every rank takes rank 0's state
+                state = self.loop_state = self.dist.start(self, state)
             if self.on_start is not None:
                 self.on_start(state)
             n, B = len(X), self.batch_size
-            steps = n // B if self.drop_last else math.ceil(n / B)
-            bar = progress_bar(max(self.epochs - state.epoch, 0) * steps, self.progress, "train")
+            self.steps_per_epoch = steps = n // B if self.drop_last else math.ceil(n / B)
+            self.stop_training = False
             try:
-                while state.epoch < self.epochs:
+                cbs.on_train_begin({})
+                while state.epoch < self.epochs and not self.stop_training:
                     t0 = time.perf_counter()
                     if state.perm is None:
                         state.perm = self.rng.permutation(n)
                         state.pos, state.total, state.correct = 0, 0.0, 0
-                        if self.schedule is not None:
+                        if self.schedule is not None and self.schedule.unit == "epoch":
                             self.schedule.apply(self.optimizer, state.epoch)
+                    cbs.on_epoch_begin(state.epoch, {"lr": self.optimizer.hyper.get("lr")})
                     while state.pos < steps:
                         if interrupted():
                             self.save(state, "interrupted")
                             raise Terminated() if interrupted() == signal.SIGTERM \
                                 else KeyboardInterrupt
-                        self._train_step(X, y, state)
-                        bar.update(1)
+                        self._train_step(X, y, state, cbs)
                     self._end_epoch(state, n if not self.drop_last else steps * B, val, t0)
-                    bar.set_postfix_str(_postfix(self.history))
-                    stop = self.early is not None and self.early.update(
-                        self.history.val_loss[-1], state.epoch, self.params)
-                    if self.checkpoint and (stop or state.epoch % self.every == 0
-                                            or state.epoch == self.epochs):
-                        self.save(state, "epoch")
-                    if stop:
-                        self.say(f"early stopping after epoch {state.epoch}: no validation "
-                                 f"improvement for {self.early.patience} epochs; best weights "
-                                 f"(epoch {self.early.best_epoch}) restored")
-                        break
+                    # early stopping, then the checkpoint (also written when stopping early)
+                    cbs.on_epoch_end(state.epoch - 1, epoch_logs(self.history,
+                                                                 self.optimizer.hyper.get("lr")))
+                cbs.on_train_end({})
             finally:
-                bar.close()
-        if self.early is not None and self.early.weights:
-            self.early.restore(self.params)
+                cbs.close()
         return self.history
 
-    def _train_step(self, X, y, state: LoopState):
-        B = self.batch_size
-        idx = state.perm[state.pos * B:(state.pos + 1) * B]
-        prog = self.program(len(idx), True)
+    def _train_step(self, X, y, state: LoopState, cbs):
+        if self.dist is not None:  # this rank's slice of the batch, one gradient all-reduce
+            return self.dist.train_step(self, X, y, state, cbs)
+        B, step = self.batch_size, state.pos
+        idx = state.perm[step * B:(step + 1) * B]
+        if self.schedule is not None and self.schedule.unit == "batch":
+            self.schedule.apply(self.optimizer, state.global_step)
+        logs = {"size": len(idx), "global_step": state.global_step,
+                "lr": self.optimizer.hyper.get("lr")}
+        cbs.on_batch_begin(step, logs)
+        prog = self.current_program = self.program(len(idx), True)
         self._batch(prog, X, y, idx)
         if self._masks:
             fill_masks(prog, self._masks, self.noise_rng, train=True)
@@ -297,10 +332,12 @@ class Trainer:
         if self.input_noise:
             add_input_noise(prog, self.input_noise, self.noise_rng)
         prog.run()
-        loss = float(prog.value(self._L))
-        gsq = self.guard.check(self, prog, loss, state)
-        if gsq is not None:
+        loss = logs["loss"] = float(prog.value(self._L))
+        cbs.on_before_update(step, logs)  # the guard first: nothing bad is ever applied
+        if not logs.get("skip_update"):
             if self.clip_norm or self.clip_value:
+                gsq = logs.get("grad_sq_norm")
+                gsq = self.backend.sq_norm(self.pack.grad) if gsq is None else gsq
                 clip(self.pack.grad, gsq, self.clip_norm, self.clip_value)
             self.optimizer.step()
             update_running_stats(self.model, prog)
@@ -309,6 +346,7 @@ class Trainer:
                 state.correct += self.backend.count_hits(prog.value(self._out), prog.inputs["y"])
         state.pos += 1
         state.global_step += 1
+        cbs.on_batch_end(step, logs)
 
     def _end_epoch(self, state, n, val, t0):
         h = self.history
@@ -359,34 +397,3 @@ class Trainer:
             prog.run()
             outs.append(prog.value(self._out).copy())
         return np.concatenate(outs)
-
-
-def _features(shape) -> str:
-    shape = tuple(shape)
-    return f"{shape[0]} features" if len(shape) == 1 else f"examples of shape {shape}"
-
-
-@contextlib.contextmanager
-def _deferred_signals():
-    """Turn Ctrl-C and SIGTERM into a flag (the signal's number) that the loop
-    reads at step boundaries: both save an "interrupted" checkpoint first."""
-    got = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: 0
-        return
-    handler = lambda signum, _frame: got.append(signum)  # noqa: E731
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: got[0] if got else 0
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _postfix(h: History) -> str:
-    s = f"loss {h.train_loss[-1]:.4f}"
-    if h.train_accuracy[-1] is not None:
-        s += f" acc {h.train_accuracy[-1]:.3f}"
-    if h.val_accuracy[-1] is not None:
-        s += f" val {h.val_accuracy[-1]:.3f}"
-    return s
