@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 import sys
+import threading
 import time
 import zlib
 from types import SimpleNamespace
@@ -96,6 +98,16 @@ class Communicator:
         # the only blocking collective: no peer PIDs are known before it
         self.peers = self.comm.allgather((self.host, os.getpid()))
         self.reduce_seconds, self.reduce_calls = 0.0, 0  # time in the gradient all-reduce
+        # mpich's launcher under -disable-auto-cleanup signals a peer's death with SIGUSR1,
+        # whose default action would end this rank silently: note it, and report it in wait()
+        self.notified = False
+        usr1 = getattr(signal, "SIGUSR1", None)
+        if usr1 and threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(usr1) == signal.SIG_DFL:
+            signal.signal(usr1, self._notice)
+
+    def _notice(self, signum, frame) -> None:
+        self.notified = True
 
     # ------------------------------------------------------------ collectives
     def allreduce(self, *bufs, what: str = "the gradient all-reduce") -> None:
@@ -135,12 +147,12 @@ class Communicator:
                 continue
             time.sleep(nap)  # the peer may share this core: do not spin for long
             nap = min(2 * nap, 2e-3)
-            if now >= check_at:
+            if now >= check_at or self.notified:
                 check_at = now + 0.5
                 dead = self.dead_peers()
-                if dead:
-                    self.abandon(dead, f"stopped (during {what})")
                 remote = [r for r, (h, _) in enumerate(self.peers) if h != self.host]
+                if dead or self.notified:
+                    self.abandon(dead or remote, f"stopped (during {what})")
                 if remote and now - t0 > self.timeout:
                     self.abandon(remote, f"did not answer for {self.timeout:g} s (in {what}); "
                                  "set SYMDL_DIST_TIMEOUT to wait longer")
@@ -167,8 +179,9 @@ class Communicator:
         ranks = sorted(ranks)
         if self.rank == min(set(range(self.size)) - set(ranks)):
             who = ", ".join(f"{r} (PID {self.peers[r][1]} on {self.peers[r][0]})" for r in ranks)
-            print(f"symdl: error: rank{'s' if len(ranks) > 1 else ''} {who} {why}; the other ranks "
-                  "stop too (the last checkpoint is kept)", file=sys.stderr, flush=True)
+            who = f"rank{'s' if len(ranks) > 1 else ''} {who}" if ranks else "a rank"
+            print(f"symdl: error: {who} {why}; the other ranks stop too (the last checkpoint is "
+                  "kept)", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(1)
 
