@@ -37,7 +37,9 @@ def __getattr__(name):
         raise AttributeError(f"module 'symdl' has no attribute {name!r}")
     module, attr = _API[name]
     value = _importlib.import_module(module)
-    return value if attr is None else getattr(value, attr)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value  # found directly from now on
+    return value
 
 
 def __dir__():

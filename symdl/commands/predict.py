@@ -75,8 +75,8 @@ def add_parser(sub) -> None:
     e.set_defaults(run=cmd_evaluate)
 
 
-def read_inputs(path) -> "np.ndarray":  # noqa: F821 - NumPy is imported when run
-    """The array in ``path``: ``.npy`` (no pickle), ``.csv``/``.txt`` or an IDX file."""
+def read_inputs(path):
+    """The NumPy array in ``path``: ``.npy`` (no pickle), ``.csv``/``.txt`` or an IDX file."""
     import numpy as np
     path = Path(path)
     if not path.is_file():
