@@ -13,6 +13,7 @@ import sys
 
 from . import __version__
 from .commands.train import EPILOG, add_model_args, load_data, make_spec
+from .commands.pictures import add_graph_format_args
 from .commands.train import add_parser as train_parser
 from .errors import SymdlError, UsageError
 
@@ -36,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parser(sub)
 
-    g = sub.add_parser("graph", help="print the model graph and its gradient graph")
+    g = sub.add_parser("graph", help="print or draw the model graph and its gradient graph")
     add_model_args(g)
     g.add_argument("--no-grad", action="store_true", help="forward graph only")
+    add_graph_format_args(g)  # --format text|dot|svg|png, --out FILE
     g.set_defaults(run=cmd_graph)
 
     e = sub.add_parser("explain", help="the chain rule per parameter along the model graph",
@@ -98,15 +100,13 @@ def _model_graph(args):
 
 
 def cmd_graph(args) -> int:
+    from .commands.pictures import write_graph
     from .derive import grad
-    from .printing.listing import graph_listing
     _, _, g, L = _model_graph(args)
     if args.no_grad:
-        print(graph_listing(g, [L]), end="")
-        return 0
+        return write_graph(args, g, g, [L])
     gg = grad(g, L)
-    print(graph_listing(gg.graph, [L, *gg.grads.values()]), end="")
-    return 0
+    return write_graph(args, gg, gg.graph, [L, *gg.grads.values()])
 
 
 def cmd_explain(args) -> int:

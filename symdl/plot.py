@@ -123,7 +123,7 @@ def _clip_ylim(ax, curves) -> None:
         ax.set_ylim(lo - pad, hi + pad)
 
 
-def activation(op, domain=None, ax=None, points: int = 401):
+def activation(op, domain=None, ax=None, points: int = 401, derivation=None):
     """Plot ``f`` and ``f′`` (the derivative :func:`symdl.derive.steps.derive` finds).
 
     Parameters
@@ -133,6 +133,7 @@ def activation(op, domain=None, ax=None, points: int = 401):
     domain : ``(lo, hi)``; by default ``(-5, 5)``, or ``(0, 5)`` where ``f`` is undefined for
         negative inputs (log, sqrt).  Points where ``f`` or ``f′`` is undefined are left out.
     ax : draw into these axes instead of a new figure.
+    derivation : ``derive(f)`` when already at hand (the command line has it).
 
     Returns
     -------
@@ -140,7 +141,7 @@ def activation(op, domain=None, ax=None, points: int = 401):
     """
     expr, name = _expression(op)
     x = _variable(expr)
-    dv = derive(expr, x)
+    dv = derivation if derivation is not None else derive(expr, x)
     lo, hi = default_domain(expr, name) if domain is None else map(float, domain)
     if not lo < hi:
         raise UsageError(f"the plot's domain needs lo < hi, not ({lo:g}, {hi:g})")
@@ -166,7 +167,8 @@ def _series(history) -> dict:
     if hasattr(history, "as_dict"):
         history = history.as_dict()
     if not isinstance(history, dict):
-        raise UsageError(f"plot.history needs a History or its as_dict(), not {type(history).__name__}")
+        raise UsageError("plot.history needs a History or its as_dict(), "
+                         f"not {type(history).__name__}")
     return history
 
 

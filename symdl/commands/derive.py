@@ -17,6 +17,7 @@ from ..derive.budget import TIME_LIMIT
 from ..derive.parse import CONSTANTS, ParseError, format_caret, parse
 from ..derive.steps import derive
 from ..errors import UsageError
+from .pictures import add_derive_plot_args, save_derivative_plot, save_schedule_plot
 
 __all__ = ["add_parser", "run", "format_error", "FORMATS"]
 
@@ -69,6 +70,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "rewrites to the textbook form (default: full)")
     p.add_argument("--time-limit", metavar="S", type=float, default=TIME_LIMIT,
                    help=f"give up (exit 2) after S seconds (default: {TIME_LIMIT:g})")
+    add_derive_plot_args(p)  # --plot FILE, --plot-domain LO,HI
     p.set_defaults(run=run)
     _hint_dashed_expression(p)
     return p
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     shown = dv.brief() if getattr(args, "steps", "full") == "brief" else dv
     text = shown.render(args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    save_derivative_plot(args, expr, dv)  # --plot FILE: f and f'
     if not dv.verified:  # shown, marked, and never exit 0: 0 means checked against SymPy
         raise UsageError("the result above could not be verified against SymPy's diff (is the "
                          "expression undefined at most points?)")
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def _rules(args) -> int:
     from ..optim.derivation import rule_latex, rule_text, schedule_latex, schedule_text
     latex = args.format == "latex"
+    save_schedule_plot(args)  # --plot FILE: the schedule's learning rate
     parts = []
     if args.optimizer:
         parts.append((rule_latex if latex else rule_text)(args.optimizer.lower()))

@@ -16,7 +16,9 @@ import sys
 import time
 
 from ..errors import BackendError, UsageError
+from .pictures import add_train_plot_args, save_history_plot
 from .predict import add_save_args, save_trained
+from .user_ops import add_ops_args, load_user_ops
 from .train_extras import add_augment_ensemble_args, augmented, run_ensemble
 
 __all__ = ["EPILOG", "add_model_args", "add_parser", "cmd_train", "explicit_flags", "load_data",
@@ -73,7 +75,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODELS, default="mlp", help="model (default: mlp)")
     p.add_argument("--hidden", type=_csv_ints, default=(64, 64), metavar="N,N",
                    help="hidden layer sizes of the MLP (default: 64,64)")
-    p.add_argument("--activation", default="relu", help="hidden activation, any op of the registry (default: relu)")
+    p.add_argument("--activation", default="relu",
+                   help="hidden activation: relu (default), tanh, sigmoid, gelu, ... any op declared "
+                   "as an activation, yours included (--ops FILE.py); an unknown name lists them")
+    add_ops_args(p)  # --ops FILE.py: the user's declarations, run before --activation is checked
     p.add_argument("--channels", type=_csv_ints, default=(16, 32), metavar="N,N",
                    help="cnn: output channels of each conv stage (default: 16,32)")
     p.add_argument("--kernel", type=int, default=3, help="cnn: conv kernel size, odd (default: 3)")
@@ -135,6 +140,7 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     add_save_args(t)
+    add_train_plot_args(t)  # --plot FILE: loss and accuracy curves
     add_augment_ensemble_args(t)
 
 
@@ -164,6 +170,7 @@ def load_data(args):
     """``(train, val, test, init seed, training seed)`` from the data flags."""
     import numpy as np
     from ..data import load_dataset, train_val_split
+    load_user_ops(args)  # --ops files, then --activation checked
     train = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="train")
     test = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="test")
     if train.X.dtype != np.dtype(args.dtype):
@@ -281,6 +288,7 @@ def cmd_train(args) -> int:
     hist = trainer.fit(train, val)
     test_loss, test_acc = trainer.evaluate(test)
     save_trained(args, spec, train, {"test_loss": test_loss, "test_accuracy": test_acc})
+    save_history_plot(args, hist)
     seconds = time.perf_counter() - t0
     if args.json:
         print(json.dumps({

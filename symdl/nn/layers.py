@@ -12,8 +12,8 @@ from .parameter import Parameter
 
 
 def ACTIVATIONS() -> list:
-    """Names of the registry's elementwise ops of one input, sorted."""
-    return [op.name for op in OPS.declared("elementwise") if op.arity == 1]
+    """Names of the registry's activations (one-input ops declared ``activation=True``), sorted."""
+    return OPS.activations()
 
 
 class Dense(Module):

@@ -1,5 +1,5 @@
 """Every op symdl knows, declared once (see :mod:`symdl.ops.registry`)."""
-from .registry import OPS, ElementwiseOp, G, OpBase, Y, elementwise, real, register
+from .registry import OPS, ElementwiseOp, G, OpBase, Y, activation, elementwise, real, register
 from . import elementwise as _elementwise  # noqa: F401  (declares the activations)
 from . import losses as _losses  # noqa: F401  (declares the losses)
 from .rowops import RowGradOp, RowLossOp, RowOp, RowVJPOp
@@ -11,4 +11,5 @@ from . import conv as _conv  # noqa: F401  (unfold, fold: im2col and col2im)
 from .registry import elementwise  # noqa: E402,F811
 
 __all__ = ["OPS", "OpBase", "ElementwiseOp", "RowOp", "RowLossOp", "RowVJPOp", "RowGradOp",
-           "StructuralOp", "G", "Y", "elementwise", "real", "register", "broadcast_shapes", "sum_axes"]
+           "StructuralOp", "G", "Y", "activation", "elementwise", "real", "register",
+           "broadcast_shapes", "sum_axes"]

@@ -13,12 +13,15 @@ derived on first use and cached, so code generation, fusion and the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cached_property
 
 import sympy as sp
 
 from ..errors import UsageError
+
+__all__ = ["OPS", "OpBase", "ElementwiseOp", "Registry", "G", "Y", "activation", "elementwise",
+           "real", "register"]
 
 #: The output of an op, in output-form derivatives.
 Y = sp.Symbol("y", real=True)
@@ -68,6 +71,8 @@ class ElementwiseOp(OpBase):
         params and the output ``Y``; checked equal to ``sympy.diff``.
     domain : ``"real"`` or ``"positive"`` per input, for tests.
     smooth : False where the op has a kink (tests avoid the kink points).
+    activation : True for a network activation (one input): what ``--activation`` and
+        :class:`symdl.nn.Activation` accept (:meth:`Registry.activations`).
     """
 
     name: str
@@ -80,6 +85,7 @@ class ElementwiseOp(OpBase):
     smooth: bool = True
     latex: str | None = None
     doc: str = ""
+    activation: bool = False
     kind: str = "elementwise"
     derived_from: tuple | None = None
     #: for a derived op: where each input comes from, an argument index of the
@@ -187,6 +193,11 @@ class Registry(dict):
         known = ", ".join(sorted(k for k in self if ".grad" not in k))
         raise UsageError(f"unknown op {name!r} (known: {known})")
 
+    def activations(self) -> list:
+        """Names of the declared one-input ops marked ``activation=True``, sorted."""
+        return [op.name for op in self.declared("elementwise")
+                if getattr(op, "activation", False) and op.arity == 1]
+
     def declared(self, kind: str | None = None) -> list:
         """Declared (not derived) ops, sorted by name, optionally of one kind."""
         return [self[k] for k in sorted(self)
@@ -198,15 +209,71 @@ OPS: Registry = Registry()
 
 
 def register(op: OpBase) -> OpBase:
-    """Add ``op`` to :data:`OPS`; names are unique."""
-    if op.name in OPS:
-        raise ValueError(f"op {op.name!r} declared twice")
+    """Add ``op`` to :data:`OPS` and return it.
+
+    Names are unique: declaring the same op again (a notebook cell run twice) returns the op
+    already registered; another definition under a registered name is a
+    :class:`~symdl.errors.UsageError` naming the first field that differs.
+    """
+    old = dict.get(OPS, op.name)
+    if old is not None:
+        diff = _difference(old, op)
+        if diff is None:
+            return old
+        raise UsageError(f"op {op.name!r} is already declared with another {diff}; "
+                         f"give the new definition another name")
     OPS[op.name] = op
     return op
 
 
+def _fields(op) -> dict:
+    """What defines an op: its dataclass fields (or attributes), the docstring aside."""
+    names = ([f.name for f in fields(op) if f.compare] if is_dataclass(op)
+             else [k for k in vars(op) if not k.startswith("_")])
+    return {k: getattr(op, k) for k in names if k != "doc"}
+
+
+def _difference(old, new):
+    """None when ``new`` declares what ``old`` does, else the name of a differing field."""
+    if type(old) is not type(new):
+        return "kind of op"
+    a, b = _fields(old), _fields(new)
+    first = [k for k in ("expr", "inputs", "params") if k in a]
+    for k in first + sorted((a.keys() | b.keys()) - set(first)):
+        try:
+            same = bool(a.get(k) == b.get(k))
+        except Exception:  # noqa: BLE001  (arrays, functions: an equality that cannot answer)
+            same = a.get(k) is b.get(k)
+        if not same:
+            return f"{'definition' if k == 'expr' else k} ({_show(a.get(k))}, not {_show(b.get(k))})"
+    return None
+
+
+def _show(v) -> str:
+    s = sp.sstr(v) if isinstance(v, (sp.Basic, dict, tuple)) else repr(v)
+    return s if len(s) <= 60 else s[:59] + "…"
+
+
 def elementwise(name, inputs, expr, **kw) -> ElementwiseOp:
-    """Declare and register an elementwise op."""
+    """Declare and register an elementwise op ``name(inputs) = expr``.
+
+    Examples
+    --------
+    >>> x = real("x")
+    >>> op = elementwise("cube_example", x, x**3)
+    >>> op.diff(0)
+    3*x**2
+    >>> elementwise("cube_example", x, x**3) is op   # the same declaration again: harmless
+    True
+    """
     if isinstance(inputs, sp.Symbol):
         inputs = (inputs,)
     return register(ElementwiseOp(name=name, inputs=tuple(inputs), expr=expr, **kw))
+
+
+def activation(name, x, expr, **kw) -> ElementwiseOp:
+    """Declare a network activation: a one-input elementwise op marked ``activation=True``,
+    which ``symdl train --activation NAME`` and :class:`symdl.nn.Activation` accept."""
+    if not isinstance(x, sp.Symbol):
+        raise UsageError(f"activation {name!r} takes one input symbol, not {x!r}")
+    return elementwise(name, x, expr, activation=True, **kw)

@@ -125,7 +125,8 @@ def grad_graph_repr(gg) -> str:
 
 def rule_repr(rd) -> str:
     update = [s for s in rd.text_lines if s.startswith("θ")] or [rd.doc]
-    return f"<RuleDerivation {rd.name} ({rd.doc}): {short(update[-1], 70)}; {len(rd.text_lines)} lines>"
+    return (f"<RuleDerivation {rd.name} ({rd.doc}): {short(update[-1], 70)}; "
+            f"{len(rd.text_lines)} lines>")
 
 
 def _num(v) -> str:
@@ -177,5 +178,6 @@ def module_repr(name: str, parts, width: int = 88) -> str:
     one = f"{name}(" + ", ".join(flat) + ")"
     if len(one) <= width and "\n" not in one:
         return one
-    rows = [f"({i}): {p}" if isinstance(p, str) else f"({p[0]}): {p[1]}" for i, p in enumerate(parts)]
+    rows = [f"({i}): {p}" if isinstance(p, str) else f"({p[0]}): {p[1]}"
+            for i, p in enumerate(parts)]
     return f"{name}(\n" + "\n".join("  " + r.replace("\n", "\n  ") for r in rows) + "\n)"
