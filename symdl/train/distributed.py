@@ -27,6 +27,7 @@ only when a :class:`Communicator` is made.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import signal
@@ -105,6 +106,9 @@ class Communicator:
         if usr1 and threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(usr1) == signal.SIG_DFL:
             signal.signal(usr1, self._notice)
+            # ranks leave without MPI_Finalize, which mpich reports to the others by the same
+            # signal: once this one is leaving, a notice must not kill it (Python keeps SIG_IGN)
+            atexit.register(signal.signal, usr1, signal.SIG_IGN)
 
     def _notice(self, signum, frame) -> None:
         self.notified = True
