@@ -63,7 +63,7 @@ def check_applicable(args, explicit) -> None:
             flag, by = f"--{dest.replace('_', '-')}", f"--{chooser.replace('_', '-')}"
             if values is None:
                 if chosen is None:
-                    raise UsageError(f"{flag} applies only with {by}")
+                    raise UsageError(f"{flag} does not apply without {by}")
             elif values == "hyper":
                 if not _takes(chosen, dest):
                     from ..optim import OPTIMIZERS

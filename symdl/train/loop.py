@@ -9,16 +9,19 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..errors import DataError, UsageError
+from ..errors import CheckpointError, DataError, UsageError
 from ..optim.base import Optimizer
+from .checkpoint import clean_stale, latest_good, load_checkpoint
+from .state import LoopState, restore
 from .callbacks import CallbackList, EarlyStopping, ModelCheckpoint, TerminateOnNaN
 from .progress import EpochLines, ProgressBar, verbosity
 
-__all__ = ["CallbackHost", "as_dataset", "deferred_signals", "features", "fit_data"]
+__all__ = ["CallbackHost", "as_dataset", "deferred_signals", "features", "fit_data", "start_state"]
 
 
 class CallbackHost:
@@ -157,6 +160,33 @@ def fit_data(trainer, train, val, x, y, validation_data) -> tuple:
         return train, as_dataset(trainer, val[0], val[1], "validation data")
     raise UsageError("validation_data must be a Dataset or a pair (X_val, y_val), got "
                      f"{type(val).__name__}{f' of {len(val)}' if isinstance(val, (tuple, list)) else ''}")
+
+
+def start_state(trainer) -> LoopState:
+    """The loop state a run starts from: fresh, or resumed from a checkpoint as ``resume`` asks
+    (clearing what a killed writer left in the locked checkpoint folder first)."""
+    if trainer.checkpoint:  # the folder is locked: whatever a killed writer left is stale
+        stale = clean_stale(trainer.checkpoint)
+        if stale:
+            trainer.say(f"cleared {len(stale)} leftover(s) of an interrupted run in "
+                        f"{trainer.checkpoint}: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}")
+    if trainer.resume == "never" or (trainer.resume == "auto" and not trainer.checkpoint):
+        return LoopState()
+    if trainer.resume == "auto":
+        ckpt = latest_good(trainer.checkpoint, trainer.say, aside=True)
+        if ckpt is None:
+            return LoopState()
+    else:
+        path = Path(trainer.resume)
+        single = path.name.startswith("ckpt-") or (path / "arrays.npz").exists() \
+            or (path / "meta.json").exists()
+        own = trainer.checkpoint and path.resolve() == Path(trainer.checkpoint).resolve()
+        ckpt = load_checkpoint(path) if single else latest_good(path, trainer.say, aside=own)
+        if ckpt is None:
+            raise CheckpointError(f"no usable checkpoint in {path}")
+    state = restore(trainer, ckpt)
+    trainer.say(f"resumed from {ckpt.path} (epoch {state.epoch}, step {state.global_step})")
+    return state
 
 
 def features(shape) -> str:

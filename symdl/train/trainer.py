@@ -23,22 +23,21 @@ import numpy as np
 from ..backends import get_backend
 from ..data.dataset import bad_rows, integral_labels
 from ..derive import grad
-from ..errors import CheckpointError, DataError, Terminated, UsageError
+from ..errors import DataError, Terminated, UsageError
 from ..nn.norm import set_batchnorm_mode, update_running_stats
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
 from ..optim.schedules import UNITS
 from ..printing.notebook import history_html, history_repr
 from .callbacks import EarlyStopping, ModelCheckpoint, TerminateOnNaN, epoch_logs
-from .checkpoint import (FolderLock, check_writable, clean_stale, latest_good, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import FolderLock, check_writable, save_checkpoint
 from .distributed import attach as attach_comm
 from .graphs import build_training_graph
-from .loop import CallbackHost, deferred_signals, fit_data
+from .loop import CallbackHost, as_dataset, deferred_signals, fit_data, start_state
 from .loop import features as _features
 from .progress import verbosity
 from .regularize import add_input_noise, clip, dropout_masks, fill_masks
-from .state import LoopState, capture, restore, run_settings
+from .state import LoopState, capture, run_settings
 
 __all__ = ["History", "Trainer"]
 
@@ -225,30 +224,6 @@ class Trainer(CallbackHost):
             need = 2 * sum(p.data.nbytes for p in self.params) * (1 + len(self.optimizer.rule.state))
             check_writable(self.checkpoint, need + len(X) * 8 + (1 << 16))
 
-    def _start(self) -> LoopState:
-        if self.checkpoint:  # the folder is locked: whatever a killed writer left is stale
-            stale = clean_stale(self.checkpoint)
-            if stale:
-                self.say(f"cleared {len(stale)} leftover(s) of an interrupted run in "
-                         f"{self.checkpoint}: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}")
-        if self.resume == "never" or (self.resume == "auto" and not self.checkpoint):
-            return LoopState()
-        if self.resume == "auto":
-            ckpt = latest_good(self.checkpoint, self.say, aside=True)
-            if ckpt is None:
-                return LoopState()
-        else:
-            path = Path(self.resume)
-            single = path.name.startswith("ckpt-") or (path / "arrays.npz").exists() \
-                or (path / "meta.json").exists()
-            own = self.checkpoint and path.resolve() == Path(self.checkpoint).resolve()
-            ckpt = load_checkpoint(path) if single else latest_good(path, self.say, aside=own)
-            if ckpt is None:
-                raise CheckpointError(f"no usable checkpoint in {path}")
-        state = restore(self, ckpt)
-        self.say(f"resumed from {ckpt.path} (epoch {state.epoch}, step {state.global_step})")
-        return state
-
     def save(self, state: LoopState, reason: str) -> Path | None:
         """Write a checkpoint of the current state (a step boundary)."""
         if not self.checkpoint:
@@ -281,7 +256,7 @@ class Trainer(CallbackHost):
         # non-finite values are caught by the step guard, not by NumPy warnings
         with lock, deferred_signals() as interrupted, np.errstate(over="ignore", invalid="ignore",
                                                                   divide="ignore"):
-            state = self.loop_state = self._start()
+            state = self.loop_state = start_state(self)
             if self.dist is not None:  # every rank takes rank 0's state
                 state = self.loop_state = self.dist.start(self, state)
             if self.on_start is not None:
@@ -367,8 +342,12 @@ class Trainer(CallbackHost):
         # labels 1.5 or 2.9 are an error, never truncated to 1 and 2
         return y.astype(self.dtype) if not self.classification else integral_labels(y, "data")
 
-    def evaluate(self, ds, batch: int = 1024):
-        """``(mean loss, accuracy or None)`` over a data set."""
+    def evaluate(self, ds, y=None, *, batch: int = 1024):
+        """``(mean loss, accuracy or None)`` over a data set: ``evaluate(dataset)``,
+        ``evaluate(X, y)`` or ``evaluate((X, y))``."""
+        if y is None and isinstance(ds, (tuple, list)) and len(ds) == 2:
+            ds, y = ds
+        ds = as_dataset(self, ds, y, "evaluation data")
         X, y = ds.X, self._targets(ds)
         self._prepare(X, y)
         self._check_data(X, y)
