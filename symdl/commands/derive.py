@@ -129,6 +129,17 @@ def _rules(args) -> int:
     from ..optim.derivation import rule_latex, rule_text, schedule_latex, schedule_text
     latex = args.format == "latex"
     save_schedule_plot(args)  # --plot FILE: the schedule's learning rate
+    if args.format == "json":  # one document, each rule as text and LaTeX
+        import json
+        doc = {}
+        if args.optimizer:
+            name = args.optimizer.lower()
+            doc["optimizer"] = {"name": name, "text": rule_text(name), "latex": rule_latex(name)}
+        if args.schedule:
+            doc["schedule"] = {"spec": args.schedule, "text": schedule_text(args.schedule),
+                               "latex": schedule_latex(args.schedule)}
+        sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        return 0
     parts = []
     if args.optimizer:
         parts.append((rule_latex if latex else rule_text)(args.optimizer.lower()))

@@ -6,6 +6,12 @@ The main CLI calls :func:`add_parser` on its subparsers; ``graph`` and
 with the checkpoint (else exit 2, listing the differences); a flag left at its
 default takes the checkpoint's value, and the run says so
 (:mod:`symdl.train.state`).
+
+An option that does not apply to the chosen model, data set, optimizer or mode is
+refused (exit 2, naming it): :data:`APPLIES` says which options apply to what.
+Each data set may bring its own defaults (:data:`DATASET_DEFAULTS`), used for the
+options not given explicitly.  Nothing here imports SymPy, numba or the data until a
+command runs, so building the parser (``symdl --help``) stays fast.
 """
 from __future__ import annotations
 
@@ -16,13 +22,17 @@ import sys
 import time
 
 from ..errors import BackendError, UsageError
+from .options import (APPLIES, DATASET_DEFAULTS, DATASETS, MODELS, REGRESSION_SETS,
+                      check_applicable)
+from .distributed import add_distributed_args, rank_comm
 from .pictures import add_train_plot_args, save_history_plot
 from .predict import add_save_args, save_trained
 from .user_ops import add_ops_args, load_user_ops
 from .train_extras import add_augment_ensemble_args, augmented, run_ensemble
 
-__all__ = ["EPILOG", "add_model_args", "add_parser", "cmd_train", "explicit_flags", "load_data",
-           "make_spec"]
+__all__ = ["APPLIES", "DATASETS", "DATASET_DEFAULTS", "EPILOG", "MODELS", "REGRESSION_SETS",
+           "add_model_args", "add_parser", "check_applicable", "cmd_train", "explicit_flags",
+           "load_data", "make_spec"]
 
 EPILOG = ("exit codes: 0 ok, 1 runtime failure (or a missing GPU backend), 2 usage/data error, "
           "3 numerical failure, 4 I/O/checkpoint, 130 Ctrl-C, 143 SIGTERM")
@@ -70,8 +80,6 @@ def _check_non_negative(args) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Model and data flags shared by ``train``, ``graph`` and ``explain``."""
-    from ..data import DATASETS
-    from ..nn.models import MODELS
     p.add_argument("--model", choices=MODELS, default="mlp", help="model (default: mlp)")
     p.add_argument("--hidden", type=_csv_ints, default=(64, 64), metavar="N,N",
                    help="hidden layer sizes of the MLP (default: 64,64)")
@@ -88,9 +96,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="cnn: normalization after each conv (default: none)")
     p.add_argument("--residual", action="store_true",
                    help="cnn: add a residual block y = F(x) + x to each stage")
-    p.add_argument("--dataset", choices=DATASETS, default="digits", help="data set (default: digits, embedded)")
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="data set (default: digits, embedded; sine brings its own defaults: "
+                   + "; ".join(f"{k.replace('_', '-')} {_show(v)}"
+                               for k, v in DATASET_DEFAULTS["sine"].items()) + ")")
     p.add_argument("--data-dir", help="folder with MNIST IDX files (for --dataset mnist)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="floating-point type of parameters, data and kernels (default: float32)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
 
 
@@ -104,9 +116,12 @@ def _train_args(t: argparse.ArgumentParser) -> None:
                    "symdl.optim.OPTIMIZERS, e.g. adam (an unknown name lists them; default: sgd)")
     t.add_argument("--lr", type=num, default=None,
                    help="learning rate (default: 0.05 for sgd, the torch.optim default otherwise)")
-    t.add_argument("--momentum", type=num, default=0.9, help="SGD momentum (default: 0.9)")
+    t.add_argument("--momentum", type=num, default=0.9,
+                   help="momentum of sgd (default: 0.9) or rmsprop (default: 0)")
     t.add_argument("--schedule", metavar="NAME[:k=v,...]",
-                   help="learning-rate schedule per epoch, e.g. cosine:T_max=30 or step:step_size=10,gamma=0.5")
+                   help="learning-rate schedule, e.g. cosine:T_max=30 or step:step_size=10,gamma=0.5")
+    t.add_argument("--schedule-unit", choices=("epoch", "batch"), default="epoch",
+                   help="what the schedule's t counts: epochs (default) or batches (steps)")
     t.add_argument("--weight-decay", type=num, default=None,
                    help="weight decay (coupled in sgd/adam, decoupled in adamw)")
     t.add_argument("--l1", type=num, default=0.0, help="L1 penalty λ·Σ|W| on weight matrices")
@@ -134,9 +149,13 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--on-nonfinite", choices=("raise", "skip", "warn"), default="raise",
                    help="a NaN/Inf loss or gradient: stop with exit 3 (raise, default), or skip the "
                    "batch (skip, warn), stopping after --max-skips consecutive bad batches")
-    t.add_argument("--max-skips", type=int, default=10, metavar="N")
-    t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    t.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    t.add_argument("--max-skips", type=int, default=10, metavar="N",
+                   help="with --on-nonfinite skip or warn: stop after N consecutive bad batches "
+                   "(default: 10)")
+    t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="cpu (default), cuda (CuPy; exit 1 without it) or auto (cuda if present)")
+    t.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout: settings, symdl version, history, test")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     add_save_args(t)
@@ -151,6 +170,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        "Example: symdl train --dataset xor --epochs 50", epilog=EPILOG)
     _train_args(t)
     t.set_defaults(run=cmd_train)
+    add_distributed_args(t)  # --distributed, --ranks N (wraps cmd_train)
     return t
 
 
@@ -166,10 +186,28 @@ def explicit_flags(argv) -> set:
 
 
 # ------------------------------------------------------------------ data, model
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def _prepare_args(args) -> None:
+    """Once per command: refuse options that do not apply, then fill in the data set's own
+    defaults for the options not given explicitly."""
+    if getattr(args, "_prepared", False):
+        return
+    explicit = explicit_flags(getattr(args, "argv", None) or sys.argv[1:])
+    check_applicable(args, explicit)
+    for k, v in DATASET_DEFAULTS.get(getattr(args, "dataset", None), {}).items():
+        if hasattr(args, k) and k not in explicit:
+            setattr(args, k, v)
+    args._prepared = True
+
+
 def load_data(args):
     """``(train, val, test, init seed, training seed)`` from the data flags."""
     import numpy as np
     from ..data import load_dataset, train_val_split
+    _prepare_args(args)
     load_user_ops(args)  # --ops files, then --activation checked
     train = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="train")
     test = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="test")
@@ -217,6 +255,8 @@ def _optimizer(args):
     if name == "sgd":
         kw.setdefault("lr", 0.05)
         kw["momentum"] = args.momentum
+    elif "momentum" in explicit_flags(getattr(args, "argv", None) or sys.argv[1:]):
+        kw["momentum"] = args.momentum  # rmsprop's (APPLIES refused it for the others)
     if args.weight_decay is not None:
         kw["weight_decay"] = args.weight_decay
     return lambda params: cls(params, **kw)
@@ -247,8 +287,25 @@ def _device(args):
 
 
 # ------------------------------------------------------------------ train
+def _settings(args, trainer) -> dict:
+    """Every ``train`` option as the run used it (data set defaults filled in, the optimizer's
+    hyperparameters as it started), for ``--json``."""
+    skip = {"run", "argv", "command", "debug", "json", "progress", "_prepared"}
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(args).items())
+           if k not in skip and not callable(v)}
+    out["optimizer_hyper"] = {k: trainer.settings.get(k, v) for k, v in trainer.optimizer.hyper.items()}
+    return out
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
 def cmd_train(args) -> int:
     from ..train import Trainer
+    from ..train.progress import EpochLines
+    _prepare_args(args)
     backend = _device(args)
     _check_non_negative(args)
     if args.epochs < 0 or (args.batch_size != "full" and args.batch_size < 1):
@@ -256,7 +313,8 @@ def cmd_train(args) -> int:
     schedule = None
     if args.schedule:
         from ..optim.schedules import make_schedule
-        schedule = make_schedule(args.schedule, args.lr if args.lr is not None else _default_lr(args))
+        schedule = make_schedule(args.schedule, args.lr if args.lr is not None else _default_lr(args),
+                                 args.schedule_unit)
     t0 = time.perf_counter()
     train, val, test, init_ss, train_ss = load_data(args)
     train = augmented(args, train)
@@ -284,7 +342,10 @@ def cmd_train(args) -> int:
                       divergence=args.divergence, drop_last=args.drop_last, schedule=schedule,
                       l1=args.l1, l2=args.l2, clip_norm=args.clip_norm, clip_value=args.clip_value,
                       input_noise=args.input_noise, early_stopping=args.early_stopping,
-                      explicit=explicit, on_start=banner, backend=backend)
+                      explicit=explicit, on_start=banner, backend=backend,
+                      comm=rank_comm(args),  # --distributed: this MPI rank's communicator
+                      # about six epoch lines, each printed (flushed) when its epoch ends
+                      callbacks=[] if args.json else [EpochLines(max(1, args.epochs // 6))])
     hist = trainer.fit(train, val)
     test_loss, test_acc = trainer.evaluate(test)
     save_trained(args, spec, train, {"test_loss": test_loss, "test_accuracy": test_acc})
@@ -296,16 +357,9 @@ def cmd_train(args) -> int:
             "parameters": spec.module.num_parameters(), "seed": args.seed,
             "train_loss": hist.train_loss, "train_accuracy": hist.train_accuracy,
             "val_loss": hist.val_loss, "val_accuracy": hist.val_accuracy,
-            "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds}, indent=1))
+            "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds,
+            "settings": _settings(args, trainer), "symdl_version": _version()}, indent=1))
         return 0
-    for e in range(hist.epochs):
-        if e == hist.epochs - 1 or (e + 1) % max(1, hist.epochs // 6) == 0:
-            line = f"epoch {e + 1:>3}  loss {hist.train_loss[e]:.4f}"
-            if hist.train_accuracy[e] is not None:
-                line += f"  accuracy {hist.train_accuracy[e]:.2%}"
-            if hist.val_accuracy[e] is not None:
-                line += f"  validation {hist.val_accuracy[e]:.2%}"
-            print(line)
     result = f"test accuracy {test_acc:.2%}" if test_acc is not None else "test"
     print(f"{result} (loss {test_loss:.4f}) in {seconds:.1f} s")
     return 0
