@@ -216,8 +216,8 @@ def save(model, path, *, preprocessing=None, class_names=None, task=None, loss=N
     module.name_parameters()
     config = module.config()
     _check_rebuilds(module, config)
-    arrays = {f"param/{n}": np.asarray(p.data) for n, p in module.named_parameters()}
-    arrays.update({f"buffer/{n}": np.asarray(b) for n, b in module.named_buffers()})
+    arrays = {f"param/{n}": _host(p.data) for n, p in module.named_parameters()}
+    arrays.update({f"buffer/{n}": _host(b) for n, b in module.named_buffers()})
     payload = npz_bytes(arrays)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "symdl_version": __version__,
             "architecture": config, "dtype": model.dtype, "task": model.task,
@@ -232,6 +232,12 @@ def save(model, path, *, preprocessing=None, class_names=None, task=None, loss=N
     meta["meta_sha256"] = meta_digest(meta)
     _write_folder(Path(path), payload, (json.dumps(meta, indent=1) + "\n").encode())
     return Path(path)
+
+
+def _host(array) -> np.ndarray:
+    """A host copy of a parameter (CuPy arrays, trained on a GPU, have ``get``)."""
+    return np.asarray(array.get() if not isinstance(array, np.ndarray) and hasattr(array, "get")
+                      else array)
 
 
 def _first_width(module):
