@@ -148,6 +148,10 @@ class EarlyStopping(Callback):
         self.sign = -1.0 if mode == "max" or (mode == "auto" and "accuracy" in monitor) else 1.0
         self.state = _Patience(max(int(patience), 1), abs(float(min_delta)))
 
+    def on_train_begin(self, logs=None):
+        s = self.state  # each fit starts afresh, as Keras's
+        self.state = _Patience(s.patience, s.min_delta)
+
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
         value = logs.get(self.monitor)
