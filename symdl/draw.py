@@ -40,8 +40,11 @@ _METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": Non
 # ---------------------------------------------------------------- figures, files
 def new_figure(size=(5.0, 3.2), ncols: int = 1):
     """``(figure, axes list)`` on the Agg canvas (no ``pyplot``, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UsageError("drawing needs matplotlib: pip install 'symdl[plot]'") from None
     fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]

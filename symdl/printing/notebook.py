@@ -18,6 +18,7 @@ from ..derive.layers import LayerDerivation
 from ..derive.reverse import GradGraph
 from ..derive.steps import Derivation
 from ..display import register
+from ..errors import UsageError
 from ..graph import Graph
 from .chains import derivation_latex as chain_latex
 from .layers import layer_latex
@@ -161,13 +162,21 @@ register("repr", LayerDerivation, layer_repr)
 register("latex", LayerDerivation, lambda d: display_latex(layer_latex(d)))
 register("repr", GraphDerivation, chain_repr)
 register("latex", GraphDerivation, lambda gd: display_latex(chain_latex(gd)))
+def _svg(graph):
+    """The drawing, or no SVG output at all where nothing can draw (no matplotlib, no dot)."""
+    try:
+        return draw.svg(graph)
+    except UsageError:
+        return None
+
+
 register("repr", Graph, graph_repr)
-register("svg", Graph, draw.svg)
+register("svg", Graph, _svg)
 register("repr", GradGraph, grad_graph_repr)
-register("svg", GradGraph, draw.svg)
+register("svg", GradGraph, _svg)
 register("repr", HVPGraph, lambda h: f"<HVPGraph of {h.loss}: H·v for {', '.join(h.wrt)}; "
          f"{len(h.graph)} nodes>")
-register("svg", HVPGraph, lambda h: draw.svg(h.graph))
+register("svg", HVPGraph, lambda h: _svg(h.graph))
 
 
 def module_repr(name: str, parts, width: int = 88) -> str:
