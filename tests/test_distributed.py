@@ -295,5 +295,6 @@ def test_kill_one_rank_under_symdl_ranks(tmp_path):
     assert time.monotonic() - killed < 30
     assert proc.returncode == 1
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and re.match(r"symdl: error: rank 1 \(PID \d+ .*\) stopped", lines[0]), err
+    assert len(lines) == 1, err
+    assert re.match(r"symdl: error: rank 1 \(PID \d+ .*\) stopped", lines[0]), err
     _resumes_on_one_rank(ck)

@@ -1,0 +1,155 @@
+"""Data-parallel scaling on the CPU: 1 rank x 1 thread against 2 ranks x 1 thread (MPI).
+
+MLP 784-256-256-10 (ReLU, softmax cross-entropy, SGD momentum 0.9), float32, global batch 256
+(128 rows per rank on 2 ranks), random MNIST-shaped data, real ``Trainer.fit`` epochs of
+``--steps`` steps.  One ``mpiexec -n 2`` job holds both contenders, so that rounds interleave
+without a process start between them: in each round rank 0 first trains alone (no
+communicator: the one-process run; rank 1 sleeps), then both ranks train the same epoch
+data-parallel.  OMP/OpenBLAS/MKL/numba threads are 1 in every rank.
+
+Reported (medians over the rounds): samples/s of each, the speed-up and the scaling efficiency
+(speed-up / 2), the time per step spent in the gradient all-reduce inside training (rank 0's
+wait, so it includes waiting for the slower rank) and its share of the step, and the time of
+the same all-reduce alone (both ranks ready: the pure cost of moving the 1.07 MB gradient).
+Goal (issue 17): efficiency >= 0.85 with the all-reduce under 10 % of the step, on an otherwise
+idle machine with at least 2 cores.  Progress goes to stderr.
+Run: ``python benchmarks/dp_cpu.py [--steps 40] [--rounds 5] [--json]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = (784, 256, 256, 10)
+BATCH = 256  # global
+THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def say(msg: str) -> None:
+    print(f"dp_cpu: {msg}", file=sys.stderr, flush=True)
+
+
+def trainer(comm):
+    from symdl.nn import make_model
+    from symdl.optim import SGD
+    from symdl.train import Trainer
+    spec = make_model("mlp", SIZES[0], SIZES[-1], SIZES[1:-1], "relu", np.random.default_rng(0))
+    return Trainer(spec.module, lambda ps: SGD(ps, lr=0.01, momentum=0.9), spec.loss,
+                   batch_size=BATCH, epochs=1, progress=False, divergence=0, comm=comm)
+
+
+def worker(steps: int, rounds: int) -> dict:
+    from symdl.data import Dataset
+    from symdl.train.distributed import Communicator
+    comm = Communicator()
+    MPI, rank = comm.MPI, comm.rank
+    rng = np.random.default_rng(0)
+    n = steps * BATCH
+    data = Dataset(rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n), 10, "random")
+    warm = Dataset(data.X[:4 * BATCH], data.y[:4 * BATCH], 10, "random")
+    single = trainer(None) if rank == 0 else None
+    dist = trainer(comm)
+
+    def sync():  # polled (rank 1 sleeps while rank 0 trains alone)
+        comm.wait([comm.comm.Ibarrier()], "a barrier")
+
+    if single is not None:
+        single.fit(warm)  # compile, fault the buffers in
+    sync()
+    dist.fit(warm)
+    sync()
+    out = {"single": [], "dual": [], "reduce_in_step": [], "reduce_alone": []}
+    for r in range(rounds):
+        if single is not None:
+            t0 = time.perf_counter()
+            single.fit(data)
+            out["single"].append(n / (time.perf_counter() - t0))
+        sync()
+        s0, c0 = comm.reduce_seconds, comm.reduce_calls
+        t0 = time.perf_counter()
+        dist.fit(data)
+        out["dual"].append(n / (time.perf_counter() - t0))
+        out["reduce_in_step"].append((comm.reduce_seconds - s0) / (comm.reduce_calls - c0))
+        sync()
+        grad = dist.pack.grad
+        t0 = time.perf_counter()
+        for _ in range(20):
+            comm.comm.Allreduce(MPI.IN_PLACE, grad, op=MPI.SUM)
+        out["reduce_alone"].append((time.perf_counter() - t0) / 20)
+        sync()
+        if rank == 0:
+            say(f"round {r + 1}/{rounds}: 1 rank {out['single'][-1]:,.0f} samples/s, 2 ranks "
+                f"{out['dual'][-1]:,.0f} samples/s, all-reduce "
+                f"{1e3 * out['reduce_in_step'][-1]:.3f} ms in the step, "
+                f"{1e3 * out['reduce_alone'][-1]:.3f} ms alone")
+    med = {k: statistics.median(v) for k, v in out.items() if v}
+    if rank:
+        return {}
+    step_ms = 1e3 * BATCH / med["dual"]
+    ratios = [d / s for d, s in zip(out["dual"], out["single"])]  # per round: interleaved pairs
+    return {"model": "mlp " + "-".join(map(str, SIZES)), "global_batch": BATCH, "ranks": 2,
+            "threads_per_rank": 1, "steps": steps, "rounds": rounds,
+            "gradient_bytes": int(grad.nbytes), "parameters": int(grad.size),
+            "samples_per_s_1rank": med["single"], "samples_per_s_2ranks": med["dual"],
+            "speedup": statistics.median(ratios), "efficiency": statistics.median(ratios) / 2,
+            "step_ms_1rank": 1e3 * BATCH / med["single"], "step_ms_2ranks": step_ms,
+            "allreduce_ms_in_step": 1e3 * med["reduce_in_step"],
+            "allreduce_share_of_step": 1e3 * med["reduce_in_step"] / step_ms,
+            "allreduce_ms_alone": 1e3 * med["reduce_alone"], "cpus": os.cpu_count()}
+
+
+def report(r: dict) -> str:
+    return "\n".join([
+        f"{r['model']}, global batch {r['global_batch']}, float32, SGD momentum; "
+        f"{r['parameters']:,} parameters ({r['gradient_bytes'] / 1e6:.2f} MB gradient); "
+        f"medians of {r['rounds']} interleaved rounds of {r['steps']} steps; {r['cpus']} CPUs",
+        f"  1 rank  x 1 thread : {r['samples_per_s_1rank']:>9,.0f} samples/s "
+        f"({r['step_ms_1rank']:.2f} ms/step)",
+        f"  2 ranks x 1 thread : {r['samples_per_s_2ranks']:>9,.0f} samples/s "
+        f"({r['step_ms_2ranks']:.2f} ms/step)",
+        f"  speed-up {r['speedup']:.2f}x, scaling efficiency {r['efficiency']:.2f} (goal >= 0.85)",
+        f"  all-reduce: {r['allreduce_ms_in_step']:.3f} ms per step inside training "
+        f"({100 * r['allreduce_share_of_step']:.1f} % of the step, goal < 10 %), "
+        f"{r['allreduce_ms_alone']:.3f} ms alone"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=40, help="steps per timed epoch (default: 40)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        r = worker(a.steps, a.rounds)
+        if r:
+            print(json.dumps(r, indent=1) if a.json else report(r), flush=True)
+        return 0
+    here = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(here) if here.exists() else None
+    if mpiexec is None:
+        import shutil
+        mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        say("mpiexec not found: pip install 'symdl[mpi]' (mpi4py and mpich)")
+        return 1
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, **{k: "1" for k in THREADS},
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    say(f"mpiexec -n 2, 1 thread per rank, {a.rounds} rounds of {a.steps} steps (compiling first)")
+    cmd = [mpiexec, "-disable-auto-cleanup", "-n", "2", sys.executable, str(Path(__file__)),
+           "--worker", "--steps", str(a.steps), "--rounds", str(a.rounds)] + \
+        (["--json"] if a.json else [])
+    return subprocess.run(cmd, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
