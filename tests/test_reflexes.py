@@ -116,6 +116,7 @@ def test_fit_keywords_replace_the_trainers_epochs_and_batch_size():
     sizes = []
     h = t.fit(DIGITS.X[:300], DIGITS.y[:300], epochs=2, batch_size=100, callbacks=[counter])
     assert h.epochs == 2 and sizes == [100] * 6
+    assert set(h.history) == {"loss", "accuracy"} and h.history["loss"] == h.train_loss  # Keras's
 
 
 @pytest.mark.parametrize("call, message", [

@@ -59,6 +59,14 @@ class History:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def history(self) -> dict:
+        """Keras's ``history.history``: ``{"loss": [...], "accuracy": [...], "val_loss": ...}``
+        (the metrics this run computed)."""
+        named = {"loss": self.train_loss, "accuracy": self.train_accuracy,
+                 "val_loss": self.val_loss, "val_accuracy": self.val_accuracy}
+        return {k: list(v) for k, v in named.items() if any(x is not None for x in v)}
+
     def plot(self, ax=None):
         """Loss and accuracy curves (:func:`symdl.plot.history`); returns the figure."""
         from ..plot import history
