@@ -81,6 +81,19 @@ def test_fresh_processes_predict_the_reported_test_accuracy(trained):
     assert ev["accuracy"] == accuracy and ev["loss"] == pytest.approx(summary["test_loss"], rel=1e-12)
 
 
+def test_cli_mistakes_are_one_line_errors(trained):
+    d, _ = trained
+    np.save(d / "two.npy", np.zeros((3, 2)))
+    for args, code, words in (
+            (["predict", d / "nothere", "--input", d / "two.npy"], 4, "is not a saved model"),
+            (["predict", d / "model", "--input", d / "missing.npy"], 2, "does not exist"),
+            (["predict", d / "model", "--input", d / "two.npy"], 2, "the model takes (64,)"),
+            (["evaluate", d / "model", "--dataset", "xor"], 2, "xor has examples of shape (2,)")):
+        r = symdl_run(*args, cwd=d)
+        assert r.returncode == code and r.stdout == "", (args, r.stderr)
+        assert len(r.stderr.splitlines()) == 1 and words in r.stderr, (args, r.stderr)
+
+
 def test_a_checkpoint_becomes_a_saved_model(tmp_path):
     flags = ("--epochs", 1, "--hidden", 16, "--json")
     r = symdl_run("train", *flags, "--checkpoint", tmp_path / "ck", cwd=tmp_path)

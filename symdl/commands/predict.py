@@ -104,6 +104,8 @@ def read_inputs(path):
 
 def cmd_predict(args) -> int:
     from ..train.saved import load
+    if args.proba and not args.json:
+        raise UsageError("--proba needs --json")
     model = load(args.model)
     raw = read_inputs(args.input)
     X = raw if args.no_preprocess else model.preprocess(raw)
@@ -118,8 +120,6 @@ def cmd_predict(args) -> int:
             doc["probabilities"] = model.predict_proba(X).tolist()
         print(json.dumps(doc))
         return 0
-    if args.proba:
-        raise UsageError("--proba needs --json")
     if model.task == "classification":
         lines = [names[i] if names else str(i) for i in pred.tolist()]
     else:
@@ -130,6 +130,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import numpy as np
     from ..data import DATASETS, load_dataset
     from ..train.saved import load
     if args.dataset not in DATASETS:
@@ -138,6 +139,10 @@ def cmd_evaluate(args) -> int:
     ds = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split=args.split)
     if ds.task != model.task:
         raise DataError(f"{args.dataset} is a {ds.task} set, the model does {model.task}")
+    shape = model.input_shape
+    if shape is not None and int(np.prod(ds.X.shape[1:])) != int(np.prod(shape)):
+        raise DataError(f"{args.dataset} has examples of shape {tuple(ds.X.shape[1:])}, the model "
+                        f"takes {shape}")
     loss, acc = model.evaluate(ds.X, ds.y)
     if args.json:
         print(json.dumps({"model": str(args.model), "dataset": args.dataset, "split": args.split,
