@@ -1,4 +1,4 @@
-"""Saved models: train --save, then predict in fresh processes; refusal of pickles and torn files."""
+"""Saved models: train --save, predict in fresh processes; pickles and torn files refused."""
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +16,8 @@ import symdl.train.saved as saved
 from symdl.data import load_dataset, write_idx
 from symdl.errors import CheckpointError, UsageError
 from symdl.graph import Graph
-from symdl.nn import (LSTM, BatchNorm1d, Dense, Dropout, Module, Sequential, TransformerEncoderLayer,
-                      make_model)
+from symdl.nn import (LSTM, Activation, BatchNorm1d, Dense, Dropout, Module, Sequential,
+                      TransformerEncoderLayer, make_model)
 from symdl.nn.config import rebuild
 from symdl.train.checkpoint import meta_digest
 
@@ -78,7 +78,8 @@ def test_fresh_processes_predict_the_reported_test_accuracy(trained):
     r = symdl_run("evaluate", d / "model", "--dataset", "digits", "--json", cwd=d)
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)
-    assert ev["accuracy"] == accuracy and ev["loss"] == pytest.approx(summary["test_loss"], rel=1e-12)
+    assert ev["accuracy"] == accuracy
+    assert ev["loss"] == pytest.approx(summary["test_loss"], rel=1e-12)
 
 
 def test_cli_mistakes_are_one_line_errors(trained):
@@ -227,6 +228,7 @@ MODELS = {
     "cnn": lambda: make_model("cnn", 16, 3, rng=np.random.default_rng(2), channels=(2,),
                               norm="batch", residual=True, pool="l2").module,
     "user": lambda: Scaled(Sequential(Dense(6, 3), BatchNorm1d(3)), 0.5, shape=(3, 4)),
+    "params": lambda: Sequential(Dense(6, 4), Activation("leaky_relu", alpha=0.2), Dense(4, 2)),
 }
 
 
@@ -262,7 +264,8 @@ def test_sequence_and_attention_modules_round_trip():
 
 def test_model_of_an_array_is_the_evaluation_forward_pass():
     rng = np.random.default_rng(5)
-    m = Sequential(Dense(3, 4, rng, dtype="float64"), Dropout(0.5), Dense(4, 2, rng, dtype="float64"))
+    m = Sequential(Dense(3, 4, rng, dtype="float64"), Dropout(0.5),
+                   Dense(4, 2, rng, dtype="float64"))
     X = rng.standard_normal((7, 3))
     W1, b1, W2, b2 = (p.data for p in m.parameters())
     assert np.allclose(m(X), (X @ W1.T + b1) @ W2.T + b2, rtol=1e-13, atol=1e-13)  # no dropout

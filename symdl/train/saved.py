@@ -38,7 +38,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "SavedModel", "load", "save"]
 
 FORMAT, FORMAT_VERSION = "symdl-saved-model", 1
 MODEL, WEIGHTS = "model.json", "weights.npz"
-#: preprocessing keys: raw input -> ``(raw.astype(dtype) - subtract) / divide``, then the model dtype
+#: preprocessing keys: raw -> ``(raw.astype(dtype) - subtract) / divide``, then the model's dtype
 PREPROCESSING_KEYS = ("dtype", "subtract", "divide")
 
 
