@@ -15,6 +15,7 @@ matplotlib is imported only when a figure is drawn.
 """
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import subprocess
@@ -38,14 +39,27 @@ _METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": Non
 
 
 # ---------------------------------------------------------------- figures, files
-def new_figure(size=(5.0, 3.2), ncols: int = 1):
-    """``(figure, axes list)`` on the Agg canvas (no ``pyplot``, no global state)."""
+@functools.lru_cache(maxsize=None)
+def _figure_class() -> type:
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise UsageError("drawing needs matplotlib: pip install 'symdl[plot]'") from None
-    fig = Figure(figsize=(size[0] * ncols, size[1]), layout="constrained")
+
+    class SymdlFigure(Figure):
+        """A matplotlib figure that Jupyter shows (as SVG) with no ``%matplotlib`` magic."""
+
+        def _repr_svg_(self) -> str:
+            return to_svg(self)
+
+    return SymdlFigure
+
+
+def new_figure(size=(5.0, 3.2), ncols: int = 1):
+    """``(figure, axes list)`` on the Agg canvas (no ``pyplot``, no global state); the figure
+    displays itself in Jupyter."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = _figure_class()(figsize=(size[0] * ncols, size[1]), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
 

@@ -104,12 +104,12 @@ def evaluate(expr: sp.Expr, x: sp.Symbol, values) -> np.ndarray:
 
 def default_domain(expr: sp.Expr, name: str | None = None) -> tuple:
     """``(lo, hi)``: ``(0, 5)`` where the op's declared domain is positive or the expression is
-    undefined on every negative point of [-5, 0), else ``(-5, 5)``."""
+    undefined on most of [-5, 0) (log, sqrt, x**x), else ``(-5, 5)``."""
     if name is not None and "positive" in OPS[name].domain:
         return (0.0, 5.0)
     x = _variable(expr)
     left = evaluate(expr, x, np.linspace(-5.0, -0.05, 100))
-    return (0.0, 5.0) if np.isnan(left).all() else (-5.0, 5.0)
+    return (0.0, 5.0) if np.isnan(left).mean() > 0.5 else (-5.0, 5.0)
 
 
 def _clip_ylim(ax, curves) -> None:

@@ -48,7 +48,7 @@ def test_teacher_notebook_executes_with_latex_and_svg(monkeypatch):
     assert "\\checkmark" in by_source['layer_derivation("dense")']["text/latex"]
     table = by_source["history"]
     assert table["text/html"].count("<tr>") == 21 and "<th>val accuracy</th>" in table["text/html"]
-    assert "image/svg+xml" in by_source["history.plot()"]  # the inline backend draws the figure
+    assert "image/svg+xml" in by_source["history.plot()"]  # no %matplotlib magic needed
     assert "image/svg+xml" in by_source['plot.activation("mish")']
     rule = by_source["Adam(list(model.parameters()), lr=0.01).derivation()"]["text/latex"]
     assert "\\alpha = 0.01" in rule and "\\hat{m}_{t}" in rule

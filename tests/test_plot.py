@@ -95,3 +95,11 @@ def test_schedule_curve():
     assert eta[50] == pytest.approx(0.0, abs=1e-15)
     assert plot.to_svg(plot.schedule("step:step_size=10", 30)) == plot.to_svg(
         plot.schedule("step:step_size=10", 30))
+
+
+def test_figures_show_themselves_in_jupyter_and_x_to_the_x_is_drawn_right_of_zero():
+    fig = plot.activation("tanh")
+    assert fig._repr_svg_() == plot.to_svg(fig)  # no %matplotlib magic needed
+    x = sp.Symbol("x", real=True)
+    assert plot.default_domain(x**x) == (0.0, 5.0)  # NaN at most negative points
+    assert plot.default_domain(1 / x) == (-5.0, 5.0)
