@@ -117,6 +117,8 @@ def test_fit_keywords_replace_the_trainers_epochs_and_batch_size():
     h = t.fit(DIGITS.X[:300], DIGITS.y[:300], epochs=2, batch_size=100, callbacks=[counter])
     assert h.epochs == 2 and sizes == [100] * 6
     assert set(h.history) == {"loss", "accuracy"} and h.history["loss"] == h.train_loss  # Keras's
+    t.fit(DIGITS.X[:300], DIGITS.y[:300], epochs=1, verbose=2)  # fit's callbacks: that call's only
+    assert len(sizes) == 6 and t.verbose == 0
 
 
 @pytest.mark.parametrize("call, message", [

@@ -42,8 +42,10 @@ class CallbackHost:
                              f"factory params -> Optimizer, got {type(optimizer).__name__}")
         return optimizer(self.params)
 
-    def _attach(self, callbacks) -> None:
-        """Add callbacks; a built-in kind replaces the trainer's own."""
+    def _attach(self, callbacks, keep: bool = True) -> list:
+        """Attach callbacks; a built-in kind replaces the trainer's own.  The others are kept for
+        every run (``keep``: given to the trainer) or returned (given to one ``fit``)."""
+        run_only = []
         for cb in callbacks:
             if isinstance(cb, type) or not hasattr(cb, "set_trainer"):
                 raise UsageError(f"callbacks must be Callback instances, got {cb!r}")
@@ -53,11 +55,14 @@ class CallbackHost:
                 self._early = cb
             elif isinstance(cb, ModelCheckpoint):
                 self._checkpointer = cb
+            elif not keep:
+                run_only.append(cb)
             elif cb not in self.callbacks:
                 self.callbacks.append(cb)
-        for cb in (self._guard, self._early, self._checkpointer, *self.callbacks):
+        for cb in (self._guard, self._early, self._checkpointer, *self.callbacks, *run_only):
             if cb is not None:
                 cb.set_trainer(self)
+        return run_only
 
     @property
     def guard(self):
@@ -83,15 +88,23 @@ class CallbackHost:
             self._early.set_trainer(self)
         self._early.state = value
 
-    def _run_callbacks(self) -> CallbackList:
-        shown = {0: [], 1: [ProgressBar()], 2: [EpochLines()]}[self.verbose]
+    def _run_callbacks(self, run_only=(), verbose=None) -> CallbackList:
+        """The callbacks of one run: the guard, the display ``verbose`` asks for (none on an MPI
+        rank other than 0), the caller's, early stopping, then the checkpoint."""
+        verbose = self.verbose if verbose is None else verbose
+        mine = [*self.callbacks, *run_only]
+        if getattr(self, "dist", None) is not None and self.dist.rank:  # one rank speaks
+            verbose, mine = 0, [cb for cb in mine if not isinstance(cb, (ProgressBar, EpochLines))]
+        shown = {0: [], 1: [ProgressBar()], 2: [EpochLines()]}[verbose]
         for cb in shown:
             cb.set_trainer(self)
-        return CallbackList([self._guard, *shown, *self.callbacks,
+        return CallbackList([self._guard, *shown, *mine,
                              *(cb for cb in (self._early, self._checkpointer) if cb is not None)])
 
-    def _configure(self, epochs, batch_size, callbacks, verbose) -> None:
-        """``fit``'s own ``epochs``, ``batch_size``, ``callbacks`` and ``verbose``."""
+    def _configure(self, epochs, batch_size, callbacks, verbose) -> tuple:
+        """``fit``'s own ``epochs`` and ``batch_size`` (kept), ``callbacks`` and ``verbose``
+        (for this run only, as Keras's; a built-in kind of callback replaces the trainer's
+        own); returns ``(callbacks, verbose)`` of the run."""
         if epochs is not None:
             if int(epochs) < 0:
                 raise UsageError(f"epochs must be non-negative, got {epochs}")
@@ -100,14 +113,14 @@ class CallbackHost:
             if batch_size != "full" and int(batch_size) < 1:
                 raise UsageError(f"batch size must be at least 1, got {batch_size}")
             self.batch_size = batch_size if batch_size == "full" else int(batch_size)
-        if verbose is not None:
-            self.verbose = verbosity(verbose)
+        verbose = None if verbose is None else verbosity(verbose)
+        run_only = self._attach(callbacks, keep=False) if callbacks else []
         if callbacks:
-            self._attach(callbacks)
             g = self.guard  # the settings a checkpoint records follow the callbacks given
             self.settings.update(divergence=g.divergence, on_nonfinite=g.policy,
                                  max_skips=g.max_skips,
                                  early_stopping=self.early.patience if self.early else None)
+        return run_only, verbose
 
 
 

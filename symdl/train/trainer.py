@@ -245,21 +245,22 @@ class Trainer(CallbackHost):
         """Train until ``epochs`` epochs are done; returns the :class:`History`.
 
         Data as PyTorch and Keras users pass it: ``fit(X, y)``, ``fit(dataset)``,
-        ``fit(train, val)`` or ``fit(x=X, y=y, validation_data=(Xv, yv))``; ``epochs``,
-        ``batch_size``, ``callbacks`` and ``verbose`` given here replace the trainer's.
+        ``fit(train, val)`` or ``fit(x=X, y=y, validation_data=(Xv, yv))``; ``epochs`` and
+        ``batch_size`` given here replace the trainer's; ``callbacks`` and ``verbose`` given
+        here hold for this call.
         Resumes from a checkpoint first when asked (with the checkpoint folder
         locked for the whole run); Ctrl-C or SIGTERM saves an "interrupted"
         checkpoint at the next step boundary and raises ``KeyboardInterrupt``
         (:class:`~symdl.errors.Terminated`, a subclass, for SIGTERM).
         """
         train, val = fit_data(self, train, val, x, y, validation_data)
-        self._configure(epochs, batch_size, callbacks, verbose)
+        run_only, verbose = self._configure(epochs, batch_size, callbacks, verbose)
         X, y = train.X, self._targets(train)
         self._prepare(X, y)
         if self.batch_size == "full":
             self.batch_size = len(X)
         self._preflight(X, y)
-        cbs = self._run_callbacks()
+        cbs = self._run_callbacks(run_only, verbose)
         lock = FolderLock(self.checkpoint) if self.checkpoint else contextlib.nullcontext()
         # non-finite values are caught by the step guard, not by NumPy warnings
         with lock, deferred_signals() as interrupted, np.errstate(over="ignore", invalid="ignore",
