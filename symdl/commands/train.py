@@ -291,8 +291,9 @@ def _settings(args, trainer) -> dict:
     """Every ``train`` option as the run used it (data set defaults filled in, the optimizer's
     hyperparameters as it started), for ``--json``."""
     skip = {"run", "argv", "command", "debug", "json", "progress", "_prepared"}
-    out = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(args).items())
-           if k not in skip and not callable(v)}
+    plain = (str, int, float, bool, type(None))
+    out = {k: list(v) if isinstance(v, (tuple, list)) else v if isinstance(v, plain) else str(v)
+           for k, v in sorted(vars(args).items()) if k not in skip and not callable(v)}
     out["optimizer_hyper"] = {k: trainer.settings.get(k, v) for k, v in trainer.optimizer.hyper.items()}
     return out
 
