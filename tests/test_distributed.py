@@ -46,8 +46,9 @@ from symdl.train.callbacks import LambdaCallback
 configs, out, dist = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "dist"
 comm = None
 if dist:
-    from symdl.train.distributed import Communicator
-    comm = Communicator(check_every=3)
+    from symdl.train.distributed import Communicator, NcclCommunicator
+    gpu = any(c.get("backend") == "cuda" for c in configs)
+    comm = (NcclCommunicator if gpu else Communicator)(check_every=3)
 full = load_dataset("digits", seed=0, split="train")
 results = {}
 for i, c in enumerate(configs):
@@ -67,10 +68,10 @@ for i, c in enumerate(configs):
         cbs.append(LambdaCallback(on_batch_end=hook))
     t = Trainer(spec.module, lambda ps: OPTIMIZERS[c["opt"]](ps, **kw), spec.loss,
                 spec.loss_params, batch_size=c["batch"], epochs=1, seed=0, dtype=c["dtype"],
-                comm=comm, progress=False, callbacks=cbs)
+                comm=comm, progress=False, callbacks=cbs, backend=c.get("backend", "numpy"))
     h = t.fit(X, y)
     for p in t.params:
-        results[f"{i}/{p.name}"] = p.data
+        results[f"{i}/{p.name}"] = t.backend.to_host(p.data)
     results[f"{i}/loss"] = np.array(h.train_loss)
     results[f"{i}/accuracy"] = np.array(h.train_accuracy)
 results["ranks"] = np.array([comm.size if comm else 1])
@@ -175,6 +176,30 @@ def test_two_ranks_equal_one_rank(tmp_path):
                 continue
             assert a.dtype == b.dtype and a.shape == b.shape
             err = np.abs(a - b).max() / np.abs(a).max()
+            assert err <= tol, f"{c} {k}: relative difference {err:.3g} > {tol:g}"
+
+
+def _gpus() -> int:
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # no CuPy, no driver, no device
+        return 0
+
+
+@needs_mpi
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_MPI or _gpus() < 2, reason="needs CuPy with NCCL and 2 GPUs")
+def test_two_gpu_ranks_equal_one_gpu(tmp_path):
+    configs = [{**c, "backend": "cuda"} for c in CONFIGS if c["model"] == "mlp"][:4]
+    r1, one = _train(tmp_path, configs, 0)
+    assert r1.returncode == 0, r1.stderr
+    r2, two = _train(tmp_path, configs, 2)
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    for i, c in enumerate(configs):
+        tol = 1e-6 if c["dtype"] == "float32" else 1e-12
+        for k in (k for k in one if k.startswith(f"{i}/") and not k.endswith("accuracy")):
+            err = np.abs(one[k] - two[k]).max() / np.abs(one[k]).max()
             assert err <= tol, f"{c} {k}: relative difference {err:.3g} > {tol:g}"
 
 

@@ -44,9 +44,10 @@ def rank_comm(args):
     """The :class:`~symdl.train.distributed.Communicator` under ``--distributed``, else None."""
     if not getattr(args, "distributed", False):
         return None
-    if not _COMM:
-        from ..train.distributed import Communicator
-        _COMM.append(Communicator())
+    if not _COMM:  # --device cuda: NCCL for the gradient, one GPU per rank
+        from ..train.distributed import Communicator, NcclCommunicator
+        _COMM.append(NcclCommunicator() if getattr(args, "device", "cpu") == "cuda"
+                     else Communicator())
     return _COMM[0]
 
 

@@ -45,7 +45,8 @@ from ..nn.norm import batchnorm_layers, set_batchnorm_mode, update_running_stats
 from .regularize import add_input_noise, clip, fill_masks
 from .state import capture, restore
 
-__all__ = ["Communicator", "ParameterMismatch", "RankError", "attach", "import_mpi", "shard"]
+__all__ = ["Communicator", "NcclCommunicator", "ParameterMismatch", "RankError", "attach",
+           "import_mpi", "shard"]
 
 
 class ParameterMismatch(SymdlError):
@@ -140,12 +141,14 @@ class Communicator:
         self.wait([self.comm.Ibcast(buf, root=0)], what)
         return obj if self.rank == 0 else pickle.loads(buf.tobytes())
 
-    def wait(self, reqs, what: str) -> None:
-        """Complete ``reqs``, polling; a dead or silent peer ends this process (exit code 1)."""
+    def wait(self, reqs, what: str, done=None) -> None:
+        """Complete ``reqs`` (or wait until ``done()``), polling; a dead or silent peer ends
+        this process (exit code 1)."""
         Testall = self.MPI.Request.Testall
+        done = done or (lambda: Testall(reqs))
         t0 = time.monotonic()
         check_at, nap = t0 + 0.5, 1e-4
-        while not Testall(reqs):
+        while not done():
             now = time.monotonic()
             # a step's imbalance: poll (mpich progresses only inside Testall, on both sides);
             # a long wait (a peer compiling, writing a checkpoint): leave the core to others
@@ -299,6 +302,43 @@ class Communicator:
                 f"parameters differ across ranks after step {state.global_step} (rank(s) "
                 f"{', '.join(map(str, odd))} differ from rank 0); all ranks must run the same "
                 "model, data, settings and software")
+
+
+class NcclCommunicator(Communicator):
+    """MPI for the start, checks and metrics; NCCL (``cupyx.distributed.NCCLBackend``) for the
+    gradient, all-reduced in place on the GPU; one GPU per rank (local rank mod GPU count).
+    The all-reduce is queued on the stream and its completion polled like the MPI calls."""
+
+    def __init__(self, comm=None, check_every: int = 50, timeout: float | None = None):
+        super().__init__(comm, check_every, timeout)
+        try:
+            import cupy
+            from cupyx.distributed import NCCLBackend
+        except ImportError:
+            raise BackendError("data-parallel training on GPUs needs CuPy with NCCL: pip "
+                               "install 'symdl[cuda12]' (or cuda13)") from None
+        self.cupy = cupy
+        local = sum(1 for h, _ in self.peers[:self.rank] if h == self.host)
+        cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
+        self.nccl = NCCLBackend(self.size, self.rank, use_mpi=True) if self.size > 1 else None
+
+    def allreduce(self, *bufs, what: str = "the gradient all-reduce") -> None:
+        device = [b for b in bufs if isinstance(b, self.cupy.ndarray)]
+        host = [b for b in bufs if not isinstance(b, self.cupy.ndarray)]
+        if self.size == 1:
+            return
+        t0 = time.perf_counter()
+        for b in device:
+            self.nccl.all_reduce(b, b, "sum")
+        if device:
+            ev = self.cupy.cuda.Event(block=False, disable_timing=True)
+            ev.record()
+            self.wait([], what, done=lambda: ev.done)
+        if host:
+            self.wait([self.comm.Iallreduce(self.MPI.IN_PLACE, b, op=self.MPI.SUM)
+                       for b in host], what)
+        self.reduce_seconds += time.perf_counter() - t0
+        self.reduce_calls += 1
 
 
 def attach(trainer, comm):
