@@ -56,7 +56,7 @@ class _PrintersFollowDerive(_abc.MetaPathFinder):
     """
 
     def find_spec(self, name, path=None, target=None):
-        if name != "symdl.derive":
+        if name not in ("symdl.derive", "symdl.graph"):  # a Graph draws itself in Jupyter too
             return None
         _sys.meta_path.remove(self)  # once; the ordinary finders find the package
         spec = _util.find_spec(name)

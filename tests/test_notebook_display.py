@@ -148,3 +148,17 @@ def test_display_latex_normalises_printer_fragments():
                    "&\\text{where }x = 1\\text{ (}\\texttt{x\\_y}\\text{).}\n\\end{align*}")
     assert prose_latex("50% & {x}") == r"\text{50\% \& \{x\}}"
     assert display_latex("a &= b") == "\\begin{align*}\n&\\text{a \\&= b}\n\\end{align*}"
+
+
+def test_a_graph_displays_itself_whatever_was_imported_first():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    code = ("from symdl.graph import Graph\ng = Graph()\ng.add('tanh', g.input('x', (2,)), name='h')\n"
+            "print(repr(g)); print(g._repr_svg_()[:5])")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert out == "<Graph 2 nodes; inputs x; 0 params; outputs h>\n<?xml\n"

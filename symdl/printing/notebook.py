@@ -85,6 +85,10 @@ def display_latex(fragment: str) -> str:
     return "\\begin{align*}\n" + body + "\n\\end{align*}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def short(s: str, width: int = 72) -> str:
     """``s`` on one line, cut to ``width`` characters with an ellipsis."""
     s = " ".join(s.split())
@@ -95,7 +99,7 @@ def short(s: str, width: int = 72) -> str:
 def derivation_repr(dv) -> str:
     mark = "verified" if dv.all_verified else "not verified"
     return (f"<Derivation d/d{text(dv.wrt)} {short(text(dv.input), 40)} = "
-            f"{short(text(dv.result), 60)}; {len(dv.steps)} steps, {mark}>")
+            f"{short(text(dv.result), 60)}; {_plural(len(dv.steps), 'step')}, {mark}>")
 
 
 def layer_repr(d) -> str:
@@ -116,7 +120,7 @@ def chain_repr(gd) -> str:
 def graph_repr(g) -> str:
     sinks = [n for n in g.order() if g.nx.out_degree(n) == 0]
     return (f"<Graph {len(g)} nodes; inputs {', '.join(g.inputs()) or '-'}; "
-            f"{len(g.params())} params; outputs {short(', '.join(sinks), 60)}>")
+            f"{len(g.params())} params; outputs {short(', '.join(sinks), 60) or '-'}>")
 
 
 def grad_graph_repr(gg) -> str:
