@@ -143,8 +143,8 @@ def main(argv=None) -> int:
         figures[name] = f
     measured = sorted(n for n in figures if n not in given)
     parts = [f"median Trainer.fit step with 1 thread, measured for {', '.join(measured)} on "
-             f"{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or 'CPU'}) on "
-             f"{time.strftime('%Y-%m-%d')}"] if measured else []
+             f"{platform.node()} ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}) "
+             f"on {time.strftime('%Y-%m-%d')}"] if measured else []
     parts += [f"given (--step-ms) for {', '.join(sorted(given))}"] if given else []
     source = "; ".join(parts)
     rows = project(figures, a.latency_us * 1e-6)
