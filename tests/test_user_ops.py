@@ -24,6 +24,18 @@ activation("user_mish", x, x * sp.tanh(sp.log(1 + sp.exp(x))), latex=r"\\operato
 '''
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Ops a test declares leave with it: other tests iterate the registry."""
+    before = set(OPS)
+    yield
+    gone = set(OPS) - before
+    for name in gone:
+        dict.__delitem__(OPS, name)
+    for key in [k for k in registry._DIFF if k[1] in gone]:
+        del registry._DIFF[key]
+
+
 def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
