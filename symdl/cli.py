@@ -134,12 +134,12 @@ def cmd_explain(args) -> int:
     render = {"text": pc.derivation_text, "latex": pc.derivation_latex,
               "markdown": pc.derivation_markdown, "json": pc.derivation_json}[args.format]
     if args.format == "json":  # one document: the chains, and the worked backprop when asked
-        doc = json.loads(render(gd))
+        doc = json.loads(render(gd, pc.graph_names(g)))
         if args.numeric:
             doc["backprop"] = json.loads(_numeric_json(args, train, spec, g, L))
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return 0
-    print(render(gd), end="")
+    print(render(gd, pc.graph_names(g)), end="")
     if args.numeric and args.model == "cnn":   # a digits CNN's arrays are too big to read
         from .commands.explain_cnn import tiny_conv_pool
         print("", tiny_conv_pool(args.format), sep="\n" if args.format == "text" else "", end="")
@@ -154,7 +154,7 @@ def cmd_explain(args) -> int:
         table = {"json": pc.backprop_json, "latex": pc.backprop_latex}.get(args.format, pc.backprop_text)
         if args.format in ("text", "markdown"):
             print(f"\nworked backprop on training example {k} (label {np.asarray(y).ravel().tolist()}):")
-        print(table(rows), end="")
+        print(table(rows, pc.graph_names(g)), end="")
     return 0
 
 

@@ -22,11 +22,12 @@ def test_default_mlp_prints_one_chain_per_parameter_with_shapes(capsys):
     code, out, _ = run(capsys, "explain")
     assert code == 0
     heads = [line for line in out.splitlines() if line.startswith("∂L/∂")]
-    assert [h.split()[0] for h in heads] == ["∂L/∂0.W", "∂L/∂0.b", "∂L/∂2.W", "∂L/∂2.b",
-                                             "∂L/∂4.W", "∂L/∂4.b"]
-    assert "∂L/∂0.W  shape (64, 64)" in out and "∂L/∂4.b  shape (10,)" in out
-    # relu' in terms of its output (a SymPy-checked claim), kink at 0 -> 0
-    assert "∂1.relu/∂0.z   = ⊙ Piecewise((0, 1.relu <= 0), (1, True))" in out
+    # node ids print as a course's symbols: 0.W -> W₁, 4.b -> b₃ (layers numbered from 1)
+    assert [h.split()[0] for h in heads] == ["∂L/∂W₁", "∂L/∂b₁", "∂L/∂W₂", "∂L/∂b₂",
+                                             "∂L/∂W₃", "∂L/∂b₃"]
+    assert "∂L/∂W₁  shape (64, 64)" in out and "∂L/∂b₃  shape (10,)" in out
+    # relu' in terms of its output (a SymPy-checked claim), kink at 0 -> 0, as an indicator
+    assert "∂h₁/∂z₁      = ⊙ 𝟙[h₁ > 0]   (N, 64)" in out
 
 
 def test_output_is_deterministic_in_every_format(capsys):
@@ -35,7 +36,8 @@ def test_output_is_deterministic_in_every_format(capsys):
         b = run(capsys, "explain", "--hidden", "3", "--format", fmt)[1]
         assert a == b and a
     latex = run(capsys, "explain", "--hidden", "3", "--format", "latex", "--param", "0.W")[1]
-    assert latex.startswith(r"\begin{align*}") and r"\frac{\partial \mathtt{L}}" in latex
+    assert latex.startswith(r"\begin{align*}") and r"\frac{\partial L}{\partial W_{1}}" in latex
+    assert r"&&\in \mathbb{R}^{3 \times 64}" in latex  # the chain rules show the shapes
 
 
 def test_numeric_backprop_matches_the_backend_gradients():
@@ -72,7 +74,7 @@ def test_numeric_cli(capsys):
     code, out, _ = run(capsys, "explain", "--dataset", "xor", "--hidden", "2", "--activation",
                        "sigmoid", "--numeric")
     assert code == 0 and "worked backprop on training example 0" in out
-    assert "upstream gradient" in out and "1.sigmoid" in out
+    assert "upstream gradient" in out and "h₁     sigmoid" in out
 
 
 def test_every_layer_derivation_is_verified():

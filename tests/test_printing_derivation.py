@@ -103,10 +103,10 @@ def test_latex_derivation(dv):
 
 def test_markdown_derivation(dv):
     out = derivation_markdown(dv)
-    assert out.startswith("**Derivative of**")
+    assert out.startswith("#### Derivative of $")
     for i, r in enumerate(RULES, 1):
-        assert f"{i}. **{r}**" in out
-    assert "**Result:** $" in out
+        assert f"{i}. _{r}_" in out
+    assert "Result: $" in out and "*" not in out  # no Markdown bold: no asterisks at all
 
 
 def test_json_derivation(dv):

@@ -326,10 +326,10 @@ def test_row_ops_print_in_graph_derivations():
     L = g.add("sum", g.add("log_softmax", h, name="p"), name="L")
     gd = derive_graph(g, L)
     text = derivation_text(gd)
-    assert ("∂p/∂h  = per row, ∂L/∂z_j = g_j - g_s*exp(-m + z_j)/s, where m = max_j z_j"
+    assert ("∂p/∂h  = per row, ∂L/∂zⱼ = gⱼ − (gₛ·e^(zⱼ − m))/s, where m = maxⱼ zⱼ"
             in text)
-    assert "g_s = sum_j g_j" in text and "g_x = sum_j g_j*(-mu + z_j)" in text
-    assert r"g_{j} - \frac{g_{s} e^{- m + z_{j}}}{s}" in derivation_latex(gd)
+    assert "gₛ = Σⱼ gⱼ" in text and "gₓ = Σⱼ (gⱼ·(zⱼ − μ))/(C·√(eps + var))" in text
+    assert r"g_{j} - \frac{g_{s} e^{z_{j} - m}}{s}" in derivation_latex(gd)
 
 
 # ---------------------------------------------------------- second order

@@ -18,6 +18,7 @@ from ..errors import UsageError
 from ..ops import OPS, ElementwiseOp, Y
 from ..ops.claims import check_equal
 from ..ops.elementwise import SIGMOID_STABLE
+from .rules import show
 
 __all__ = ["LAYERS", "LOSSES", "LayerDerivation", "Rule", "layer_derivation"]
 
@@ -90,12 +91,13 @@ def activation(name: str) -> LayerDerivation:
     stated = Z.applyfunc(lambda z: local.subs(Y, f).subs(x, z))
     ok = _same(_grad(L, Z), d.multiply_elementwise(stated))
     shown = local if Y in local.free_symbols else op.diff(0).subs(params)  # plain form reads best
-    form = sp.sstr(shown.subs({Y: sp.Symbol(f"{name}(Z)"), x: sp.Symbol("Z")}))
+    form = show(shown.subs({Y: sp.Symbol(f"{name}(Z)"), x: sp.Symbol("Z")}))
     rules = (Rule("∂L/∂Z", f"δ ⊙ {name}'(Z)", "N×d", r"\frac{\partial L}{\partial Z}",
                   r"\delta \odot " + (op.latex or name) + r"'(Z)"),)
-    steps = (("local derivative", f"{name}'(x) = {sp.sstr(shown)}"
+    steps = (("local derivative", f"{name}'(x) = {show(shown)}"
               + (f" with y = {name}(x)" if Y in local.free_symbols else "")),
-             ("elementwise", f"the Jacobian is diagonal, so the product is {form} ⊙ δ"))
+             ("elementwise", "the Jacobian is diagonal, so the product is "
+              + (f"({form})" if " + " in form or " − " in form else form) + " ⊙ δ"))
     return LayerDerivation(name, f"A = {name}(Z)", r"A = " + (op.latex or name) + "(Z)", rules,
                            steps, ok, "explicit 2×2 instance, sympy.diff per entry")
 
@@ -169,11 +171,11 @@ def elementwise_loss(name: str) -> LayerDerivation:
     shown = local.subs(SIGMOID_STABLE.subs(sp.Symbol("x", real=True), yhat), sp.Function("sigmoid")(yhat))
     want = sp.Matrix([local.subs({yhat: p, y: t}) / 2 for p, t in zip(P, T)])
     ok = _same(_grad(L, P), want)
-    rules = (Rule("∂L/∂ŷ", f"({sp.sstr(shown)}) / N", "N", r"\frac{\partial L}{\partial \hat y}",
+    rules = (Rule("∂L/∂ŷ", f"({show(shown)}) / N", "N", r"\frac{\partial L}{\partial \hat y}",
                   r"\frac{1}{N}\left(" + sp.latex(shown) + r"\right)"),)
     steps = (("mean", "each example contributes 1/N of its own derivative"),
-             ("local derivative", f"∂f/∂{yhat} = {sp.sstr(op.diff(0))}"))
-    return LayerDerivation(name, f"L = (1/N) Σ_n {sp.sstr(op.expr)}",
+             ("local derivative", f"∂f/∂{yhat} = {show(op.diff(0))}"))
+    return LayerDerivation(name, f"L = (1/N) Σ_n {show(op.expr)}",
                            r"L = \frac{1}{N}\sum_n " + sp.latex(op.expr), rules, steps, ok,
                            "explicit N = 2 instance, sympy.diff per entry")
 

@@ -37,16 +37,16 @@ def derivation_latex(dv: Derivation) -> str:
 
 def derivation_markdown(dv: Derivation) -> str:
     """Markdown with ``$...$`` maths: the problem, a numbered list of steps, the result."""
-    lines = [f"**Derivative of** ${latex(dv.input)}$ **with respect to** ${latex(dv.wrt)}$", "",
+    lines = [f"#### Derivative of ${latex(dv.input)}$ with respect to ${latex(dv.wrt)}$", "",
              f"$${latex(dv.start)}$$", ""]
     for i, s in enumerate(dv.steps, 1):
         sub = f", $u = {latex(s.u)}$" if s.u is not None else ""
-        check = f"verified: {s.method}" if s.verified else "**not verified**"
-        lines.append(f"{i}. **{s.rule}**{sub}: $= {latex(s.after)}$  ")
+        check = f"verified: {s.method}" if s.verified else "NOT VERIFIED"
+        lines.append(f"{i}. _{_md_escape(s.rule)}_{sub}: $= {latex(s.after)}$  ")
         lines.append(f"   {_md_escape(s.note)}; {check}" if s.note else f"   {check}")
     check = (f"checked against SymPy's diff: {dv.method}" if dv.verified
-             else "**not verified** against SymPy's diff")
-    lines += ["", f"**Result:** ${latex(dv.result)}$ ({check})"]
+             else "NOT VERIFIED against SymPy's diff")
+    lines += ["", f"Result: ${latex(dv.result)}$ ({check})"]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pretty.pretty_symbology import greek_unicode
 
 from .common import indicator_condition, op_latex_name, positive_first, split_mul
 
@@ -20,9 +21,45 @@ _TEXT_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
                  "^": r"\textasciicircum{}"}
 
 
+_SUPERS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻ⁿᵏᵗ", "0123456789-nkt"))
+_SUBS = dict(zip("₀₁₂₃₄₅₆₇₈₉ⱼᵢₜ", "0123456789jit"))
+#: Unicode maths in notes and rule names, as LaTeX that pdflatex reads in ``\text{...}``
+_TEXT_MATH = {"·": r"\cdot", "−": "-", "√": r"\surd", "𝟙": r"\mathbf{1}", "½": r"\tfrac12",
+              "∂": r"\partial", "→": r"\to", "≥": r"\geq", "≤": r"\leq", "≠": r"\neq",
+              "⊙": r"\odot", "ᵀ": r"^{\top}", "Σ": r"\Sigma", "∈": r"\in", "×": r"\times",
+              "←": r"\leftarrow", "∧": r"\wedge", "≈": r"\approx", "⁄": "/",
+              **{v: "\\" + k for k, v in greek_unicode.items() if k[0].islower() or
+                 k in ("Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi",
+                       "Omega")}}
+
+
 def latex_text(s: str) -> str:
-    r"""``s`` escaped for ``\text{...}``."""
-    return "".join(_TEXT_ESCAPES.get(c, c) for c in s)
+    r"""``s`` escaped for ``\text{...}``; Unicode maths (``σ``, ``²``, ``·``) as LaTeX.
+
+    Examples
+    --------
+    >>> latex_text("1 + tan² = sec²")
+    '1 + tan$^{2}$ = sec$^{2}$'
+    """
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        for table, fmt in ((_SUPERS, "$^{%s}$"), (_SUBS, "$_{%s}$")):
+            if c in table:
+                j = i
+                while j < len(s) and s[j] in table:
+                    j += 1
+                out.append(fmt % "".join(table[k] for k in s[i:j]))
+                i = j
+                break
+        else:
+            if c in _TEXT_MATH:
+                tex = _TEXT_MATH[c]
+                out.append(tex if tex in ("-", "/") else f"${tex}$")
+            else:
+                out.append(_TEXT_ESCAPES.get(c, c))
+            i += 1
+    return "".join(out).replace("$$", "")
 
 
 class SymdlLatexPrinter(LatexPrinter):
@@ -36,6 +73,8 @@ class SymdlLatexPrinter(LatexPrinter):
     >>> SymdlLatexPrinter().doprint(op_function("sigmoid")(z)**2)
     '\\sigma^{2}\\left(z\\right)'
     """
+
+    _default_settings = {**LatexPrinter._default_settings, "inv_trig_style": "full"}
 
     # products ----------------------------------------------------------
     def _as_ordered_terms(self, expr, order=None):
@@ -115,6 +154,8 @@ class SymdlLatexPrinter(LatexPrinter):
 _PRINTER = SymdlLatexPrinter()
 
 
-def latex(expr) -> str:
-    """``expr`` (a SymPy expression, a Step or a Derivation) as LaTeX."""
-    return _PRINTER.doprint(expr)
+def latex(expr, **settings) -> str:
+    """``expr`` (a SymPy expression, a Step or a Derivation) as LaTeX;
+    ``symbol_names={symbol: "W_{1}"}`` prints those symbols by those names."""
+    return (SymdlLatexPrinter({"inv_trig_style": "full", **settings}) if settings
+            else _PRINTER).doprint(expr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 from sympy.printing.conventions import split_super_sub
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pretty.pretty_symbology import greek_unicode
@@ -14,6 +15,12 @@ __all__ = ["TextPrinter", "text"]
 
 _SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+#: letters with a Unicode subscript form (``t_j`` prints ``tⱼ``)
+_SUB_LETTERS = dict(zip("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ"))
+#: function names as a course writes them
+_NAMES = {"Max": "max", "Min": "min", "DiracDelta": "δ", "asin": "arcsin", "acos": "arccos",
+          "atan": "arctan", "acot": "arccot", "asec": "arcsec", "acsc": "arccsc",
+          "asinh": "arsinh", "acosh": "arcosh", "atanh": "artanh", "acoth": "arcoth"}
 _REL = {">": ">", "<": "<", ">=": "≥", "<=": "≤", "==": "=", "!=": "≠"}
 _MINUS = "−"
 
@@ -29,13 +36,23 @@ class TextPrinter(StrPrinter):
     '1 − tanh²(z)'
     """
 
+    _default_settings = {**StrPrinter._default_settings, "symbol_names": {}}
+
     # atoms -------------------------------------------------------------
     def _print_Symbol(self, expr):
+        names = self._settings["symbol_names"]
+        if expr in names:
+            return names[expr]
         name, sups, subs = split_super_sub(expr.name)
         out = greek_unicode.get(name, name)
         for s in subs:
             s = greek_unicode.get(s, s)
-            out += s.translate(_SUB) if s.isdigit() else "_" + s
+            if s.isdigit():
+                out += s.translate(_SUB)
+            elif all(c in _SUB_LETTERS for c in s):
+                out += "".join(_SUB_LETTERS[c] for c in s)
+            else:
+                out += "_" + s
         for s in sups:
             out += s.translate(_SUP) if s.isdigit() else "^" + s
         return out
@@ -50,7 +67,10 @@ class TextPrinter(StrPrinter):
         return f"{sign}{abs(expr.p)}/{expr.q}"
 
     def _print_Float(self, expr):
-        s = repr(float(expr))
+        # the digits the Float carries (a float32 slope 0.01 stored to 6 digits: "0.01")
+        s = f"{float(expr):.{min(15, prec_to_dps(expr._prec))}g}"
+        if "e" not in s and "." not in s and "inf" not in s and "nan" not in s:
+            s += ".0"
         return s.replace("-", _MINUS) if s.startswith("-") else s
 
     def _print_Pi(self, expr):
@@ -124,8 +144,7 @@ class TextPrinter(StrPrinter):
             return op_text_name(f)
         if isinstance(f, (sp.Abs, sp.Derivative)):
             return None
-        return {"Max": "max", "Min": "min", "DiracDelta": "δ"}.get(type(f).__name__,
-                                                                  type(f).__name__)
+        return _NAMES.get(type(f).__name__, type(f).__name__)
 
     def _print_Function(self, expr):
         return f"{self._function_name(expr)}({self._args(expr)})"
@@ -151,13 +170,38 @@ class TextPrinter(StrPrinter):
     def _print_BooleanTrue(self, expr):
         return "otherwise"
 
+    def _print_And(self, expr):
+        return " ∧ ".join(self.parenthesize(a, PRECEDENCE["And"]) for a in expr.args)
+
+    def _print_Or(self, expr):
+        return " ∨ ".join(self.parenthesize(a, PRECEDENCE["Or"]) for a in expr.args)
+
+    def _print_Not(self, expr):
+        return "¬" + self.parenthesize(expr.args[0], PRECEDENCE["Not"])
+
     def _print_Piecewise(self, expr):
+        """Indicator brackets: ``x·𝟙[x > 0] + α·x·𝟙[x ≤ 0]``, each piece under its own
+        condition and not the earlier ones (the first that holds gives the value)."""
         cond = indicator_condition(expr)
         if cond is not None:
             return f"𝟙[{self._print(cond)}]"
-        parts = [f"{self._print(e)} if {self._print(c)}" if c != sp.true
-                 else f"{self._print(e)} otherwise" for e, c in expr.args]
-        return "{" + "; ".join(parts) + "}"
+        terms, earlier = [], []
+        for e, c in expr.args:
+            here = sp.And(c, *[sp.Not(p) for p in earlier])
+            earlier.append(c)
+            if e == 0 or here == sp.false:
+                continue
+            neg = e.could_extract_minus_sign()
+            e = -e if neg else e
+            bracket = "" if here == sp.true else f"𝟙[{self._print(here)}]"
+            if e == 1 and bracket:
+                body = bracket
+            else:
+                body = self.parenthesize(e, PRECEDENCE["Mul"], strict=True)
+                body = f"{body}·{bracket}" if bracket else body
+            terms.append((f" {_MINUS} " if neg else " + ") + body if terms else
+                         (_MINUS if neg else "") + body)
+        return "".join(terms) or "0"
 
     def _print_Derivative(self, expr):
         x = expr.variables[0]
@@ -191,6 +235,7 @@ class TextPrinter(StrPrinter):
 _PRINTER = TextPrinter()
 
 
-def text(expr) -> str:
-    """``expr`` (a SymPy expression, a Step or a Derivation) as Unicode text."""
-    return _PRINTER.doprint(expr)
+def text(expr, **settings) -> str:
+    """``expr`` (a SymPy expression, a Step or a Derivation) as Unicode text;
+    ``symbol_names={symbol: "W₁"}`` prints those symbols by those names."""
+    return (TextPrinter(settings) if settings else _PRINTER).doprint(expr)
