@@ -34,9 +34,10 @@ def test_graphviz_draws_when_installed(tmp_path, monkeypatch):
     assert draw.svg(g) == "<svg>fake -Tsvg</svg>"
     assert (tmp_path / "dot.in").read_text() == draw.to_dot(g)  # it is given the DOT text
     assert draw.png(g) == b"<svg>fake -Tpng</svg>"
+    assert (tmp_path / "dot.args").read_text() == "-Tpng\n"
     assert g._repr_svg_() == "<svg>fake -Tsvg</svg>"
     assert draw.svg(g, engine="matplotlib").startswith("<?xml")  # matplotlib when asked
-    assert (tmp_path / "dot.args").read_text() == "-Tpng\n" and exe.exists()
+    assert (tmp_path / "dot.args").read_text() == "-Tsvg\n" and exe.exists()
 
 
 def test_without_graphviz_matplotlib_draws(tmp_path, monkeypatch):
