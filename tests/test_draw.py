@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-import symdl  # noqa: F401  (registers the renderers)
+import symdl.printing  # noqa: F401  (registers the renderers)
 from symdl import draw
 from symdl.errors import UsageError
 from symdl.graph import Graph

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 
 import symdl  # noqa: F401  (registers the renderers)
@@ -144,7 +143,8 @@ def test_module_repr_is_one_line_or_one_layer_a_line():
 def test_display_latex_normalises_printer_fragments():
     tex = display_latex("% t: T\n\\begin{align*}\na &= b \\\\\n\\intertext{c:}\nd &= e\n"
                         "\\end{align*}\nwhere $x = 1$ (\\texttt{x\\_y}).\n")
-    assert tex == ("\\begin{align*}\n&\\textbf{t: T} \\\\\na &= b \\\\\n&\\text{c:} \\\\\nd &= e \\\\\n"
+    assert tex == ("\\begin{align*}\n&\\textbf{t: T} \\\\\na &= b \\\\\n&\\text{c:} \\\\\n"
+                   "d &= e \\\\\n"
                    "&\\text{where }x = 1\\text{ (}\\texttt{x\\_y}\\text{).}\n\\end{align*}")
     assert prose_latex("50% & {x}") == r"\text{50\% \& \{x\}}"
     assert display_latex("a &= b") == "\\begin{align*}\n&\\text{a \\&= b}\n\\end{align*}"
@@ -156,7 +156,8 @@ def test_a_graph_displays_itself_whatever_was_imported_first():
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    code = ("from symdl.graph import Graph\ng = Graph()\ng.add('tanh', g.input('x', (2,)), name='h')\n"
+    code = ("from symdl.graph import Graph\ng = Graph()\n"
+            "g.add('tanh', g.input('x', (2,)), name='h')\n"
             "print(repr(g)); print(g._repr_svg_()[:5])")
     env = {**os.environ, "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,

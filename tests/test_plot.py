@@ -1,4 +1,5 @@
-"""symdl.plot: activation and derived derivative, training curves, schedules; same input, same bytes."""
+"""symdl.plot: an activation and its derived derivative, training curves, schedules; the same
+input gives the same bytes."""
 from __future__ import annotations
 
 import numpy as np

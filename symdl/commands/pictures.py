@@ -69,7 +69,8 @@ def write_graph(args, drawable, graph, outputs) -> int:
         print(f"wrote {out}", file=sys.stderr)
     elif isinstance(data, bytes):
         if sys.stdout.isatty():
-            raise UsageError("--format png writes binary data: give --out FILE.png or redirect stdout")
+            raise UsageError("--format png writes binary data: give --out FILE.png or "
+                             "redirect stdout")
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
     else:

@@ -245,7 +245,8 @@ def _difference(old, new):
         except Exception:  # noqa: BLE001  (arrays, functions: an equality that cannot answer)
             same = a.get(k) is b.get(k)
         if not same:
-            return f"{'definition' if k == 'expr' else k} ({_show(a.get(k))}, not {_show(b.get(k))})"
+            what = "definition" if k == "expr" else k
+            return f"{what} ({_show(a.get(k))}, not {_show(b.get(k))})"
     return None
 
 
