@@ -198,7 +198,7 @@ def figure(graph, ax=None):
     g, _, _ = _graph(graph)
     rows = layers(graph)
     kinds = node_kinds(graph)
-    width = max(len(r) for r in rows)
+    width = max((len(r) for r in rows), default=1)  # an empty graph: an empty picture
     if ax is None:
         fig, (ax,) = new_figure((max(3.0, 1.5 * width), max(2.0, 0.75 * len(rows) + 0.4)))
     else:
@@ -218,7 +218,7 @@ def figure(graph, ax=None):
                 parse_math=False, bbox={"boxstyle": style, "fc": COLORS[kinds[n]], "ec": "0.4",
                                         "lw": 0.6})
     ax.set_xlim(-width / 2 - 0.1, width / 2 + 0.1)
-    ax.set_ylim(-len(rows) + 0.5, 0.5)
+    ax.set_ylim(-max(len(rows), 1) + 0.5, 0.5)
     ax.set_axis_off()
     return fig
 

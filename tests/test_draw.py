@@ -57,3 +57,9 @@ def test_a_failing_dot_falls_back_to_matplotlib(tmp_path, monkeypatch):
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert draw.svg(_graph()).startswith("<?xml")
+
+
+def test_an_empty_graph_is_an_empty_picture():
+    g = Graph()
+    assert draw.layers(g) == [] and draw.to_dot(g).count("->") == 0
+    assert draw.svg(g, engine="matplotlib").startswith("<?xml")
