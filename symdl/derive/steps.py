@@ -32,7 +32,7 @@ from ..errors import UsageError
 from .budget import TIME_LIMIT, Budget, OutOfTime
 from .checks import op_forms_check, op_forms_verified, verify_equal, weakest
 from .opfuncs import OpFunctionBase, cites_grad_form, expand_ops, op_derivative, \
-    op_expansion_of, to_ops
+    op_expansion_of
 from .rules import TRIVIAL_RULES, Applied, apply_rule, d, show
 from .textbook import RewriteError, textbook_steps
 
@@ -267,9 +267,9 @@ def _step(steps, rule, cur, mapping, note, expand, u=None, claims=None, keep_fai
 
 
 def _rewrite(expr, x, cur, steps, expand):
-    """The last steps: the textbook rewrites; then the result in terms of the op's
-    output, or of σ, where that reads better (kept if checked); the rewrites again."""
-    cur = _textbook(cur, steps)
+    """The last steps: where the input is a registry op's declaration, its derivative in
+    terms of the output (or of known ops, where that is smaller); then the textbook
+    rewrites (:mod:`symdl.derive.textbook`, σ patterns among them)."""
     call = None if expr.has(OpFunctionBase) else op_expansion_of(expr, x)
     if call is not None:
         new = op_derivative(call, 0)
@@ -277,15 +277,9 @@ def _rewrite(expr, x, cur, steps, expand):
         rule = "rewrite in terms of the output" if uses_y else "rewrite in terms of known ops"
         note = (f"{show(expr)} is the registry op {call.op_name}: "
                 f"d/d{show(x)} {show(call)} = {show(new)}")
-        if not uses_y and sp.count_ops(new) >= sp.count_ops(cur):
-            new = cur  # the op's derivative is no simpler than the textbook form
-    else:
-        new = to_ops(cur)
-        rule = "rewrite in terms of known ops"
-        note = "e^(kw)/(1 + e^w)ⁿ = σ(w)ᵏ·σ(−w)ⁿ⁻ᵏ with σ(−w) = 1 − σ(w)"
-    if new == cur:
-        return cur
-    cur = _step(steps, rule, cur, {cur: new}, note, expand, keep_failed=False, phase="rewrite")
+        if new != cur and (uses_y or sp.count_ops(new) < sp.count_ops(cur)):
+            cur = _step(steps, rule, cur, {cur: new}, note, expand, keep_failed=False,
+                        phase="rewrite")
     return _textbook(cur, steps)
 
 

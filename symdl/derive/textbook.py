@@ -24,6 +24,7 @@ import sympy as sp
 
 from ..errors import SymdlError
 from .checks import verify_equal
+from .opfuncs import to_ops
 
 __all__ = ["Rewrite", "RewriteError", "REWRITES", "textbook_steps", "textbook_form"]
 
@@ -36,31 +37,32 @@ class RewriteError(SymdlError):
 
 @dataclass(frozen=True)
 class Rewrite:
-    """``find(e)`` is ``e`` rewritten, or None; ``tidy`` rewrites apply to the whole
-    expression and only when they shrink it (:func:`sympy.count_ops`)."""
+    """``find(e)`` is ``e`` rewritten, or None.  ``whole``: ``find`` takes the whole
+    expression (it walks it itself); ``tidy``: the whole expression, and only when the
+    result is smaller (:func:`sympy.count_ops`).  Otherwise every subexpression."""
 
     name: str
     find: Callable
     note: str
     tidy: bool = False
+    whole: bool = False
 
 
 # ------------------------------------------------------------ recognisers
-_PYTHAGORAS = {sp.tan: sp.sec, sp.cot: sp.csc}
-
-
-def _pythagoras(e):
-    """``c + c·tan²u → c·sec²u`` and ``c + c·cot²u → c·csc²u``."""
-    if not e.is_Add:
+def _pythagoras(f, g):
+    """A recogniser of ``c + c·f²(u) → c·g²(u)`` (``1 + tan² = sec²``, ``1 + cot² = csc²``)."""
+    def find(e):
+        if not e.is_Add:
+            return None
+        for term in e.args:
+            c, rest = term.as_coeff_Mul()
+            if rest.is_Pow and rest.exp == 2 and isinstance(rest.base, f) and c in e.args:
+                others = list(e.args)
+                others.remove(term)
+                others.remove(c)
+                return sp.Add(*others, c * g(rest.base.args[0]) ** 2)
         return None
-    for term in e.args:
-        c, rest = term.as_coeff_Mul()
-        if rest.is_Pow and rest.exp == 2 and type(rest.base) in _PYTHAGORAS and c in e.args:
-            others = list(e.args)
-            others.remove(term)
-            others.remove(c)
-            return sp.Add(*others, c * _PYTHAGORAS[type(rest.base)](rest.base.args[0]) ** 2)
-    return None
+    return find
 
 
 def _powers(e) -> list:
@@ -167,10 +169,20 @@ def _expand(e):
     return sp.expand(e, power_exp=False, power_base=False, log=False, multinomial=False)
 
 
+def _logistic(e):
+    """``e^(kw)/(1 + e^w)ⁿ → σ(w)ᵏ·σ(−w)ⁿ⁻ᵏ`` with ``σ(−w) = 1 − σ(w)`` (a power
+    with its co-factors, so :func:`to_ops` walks the whole expression itself)."""
+    out = to_ops(e)
+    return out if out != e else None
+
+
 REWRITES = (
-    Rewrite("1 + tan² = sec²", _pythagoras,
-            "Pythagorean identity 1 + tan²u = sec²u (and 1 + cot²u = csc²u); "
-            "the other form is 1 + tan²u"),
+    Rewrite("rewrite in terms of known ops", _logistic,
+            "e^(kw)/(1 + e^w)ⁿ = σ(w)ᵏ·σ(−w)ⁿ⁻ᵏ with σ(−w) = 1 − σ(w)", whole=True),
+    Rewrite("1 + tan² = sec²", _pythagoras(sp.tan, sp.sec),
+            "Pythagorean identity 1 + tan²u = sec²u; the other form is 1 + tan²u"),
+    Rewrite("1 + cot² = csc²", _pythagoras(sp.cot, sp.csc),
+            "Pythagorean identity 1 + cot²u = csc²u; the other form is −(1 + cot²u)"),
     Rewrite("split the fraction", _split_fraction,
             "the numerator holds the denominator: (B + R)/B = 1 + R/B"),
     Rewrite("recognise tanh", _tanh_quotient,
@@ -197,6 +209,9 @@ def _replace(e, find):
 
 
 def _apply(rw: Rewrite, e):
+    if rw.whole:
+        out = rw.find(e)
+        return e if out is None else out
     if rw.tidy:
         try:
             out = rw.find(e)
