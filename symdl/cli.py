@@ -27,13 +27,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Every subcommand with its one-line help, in the order ``symdl --help`` lists them.  The
+#: top-level help is built from this table alone, importing no command (SymPy, numba and
+#: the data load only for the command that runs); tests/test_reflexes.py checks it against
+#: the full parser, so a new subcommand adds its line here.
+COMMANDS = {
+    "train": "train a model (default: an MLP on the embedded digits)",
+    "graph": "print or draw the model graph and its gradient graph",
+    "explain": "the chain rule per parameter along the model graph",
+    "kernels": "write or check the generated kernel sources",
+    "info": "versions, BLAS, GPU and TeX availability",
+    "derive": "differentiate an expression step by step",
+    "summary": "per-layer output shape, parameters and receptive field",
+    "predict": "predict with a saved model (symdl train --save)",
+    "evaluate": "loss and accuracy of a saved model on a dataset",
+    "gallery": "build the machine-derived notes (LaTeX, and PDF with --pdf)",
+}
+
+
+def build_parser(light: bool = False) -> argparse.ArgumentParser:
+    """The ``symdl`` parser; ``light``: subcommands listed from :data:`COMMANDS` without their
+    options (enough for ``symdl --help`` and ``--version``, and fast: no SymPy import)."""
     parser = _Parser(
         prog="symdl", description="Deep learning whose calculus is derived by SymPy: "
         "print the derivation, train the network.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"symdl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    if light:
+        for name, text in COMMANDS.items():
+            sub.add_parser(name, help=text)
+        return parser
 
     train_parser(sub)
 
@@ -209,9 +233,11 @@ def cmd_info(args) -> int:
 
 # ------------------------------------------------------------------ main
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # no command named (symdl, symdl --help, symdl --version): the light parser will do
+    parser = build_parser(light=all(a.startswith("-") for a in argv))
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # which flags were explicit
+    args.argv = argv  # which flags were explicit
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
