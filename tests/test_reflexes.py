@@ -351,6 +351,12 @@ def test_the_sine_dataset_trains_with_its_own_defaults(capsys):
     assert code == 0 and json.loads(out)["epochs"] == 2
 
 
+@pytest.mark.parametrize("dataset", ["xor", "spirals", "moons", "circles"])
+def test_every_classification_set_trains_with_the_defaults(capsys, dataset):
+    code, out, _ = cli(capsys, "train", "--dataset", dataset, "--json")
+    assert code == 0 and json.loads(out)["test_accuracy"] >= 0.95
+
+
 @pytest.mark.parametrize("argv, keys", [
     (["explain", "--dataset", "xor", "--hidden", "2", "--numeric", "--format", "json"],
      {"loss", "parameters", "backprop"}),
