@@ -8,6 +8,7 @@ stored activations cost, and finite differences against the derived gradient.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -37,8 +38,48 @@ ORDERED = ("x", "W1", "b1", "W1t", "xW1t", "z1", "h", "W2", "b2", "W2t", "hW2t",
 LR = 0.5
 
 
+#: each graph node of the worked example as a mathematical quantity (node ids are code names)
+SYMBOLS = {"x": "x", "y": "y", "W1": "W_1", "b1": "b_1", "W1t": r"W_1^{\top}",
+           "xW1t": r"x W_1^{\top}", "z1": "z_1", "h": "h", "W2": "W_2", "b2": "b_2",
+           "W2t": r"W_2^{\top}", "hW2t": r"h W_2^{\top}", "z2": "z_2", "o": "o",
+           "e": "e", "L": "L", "w": "w", "u": "u"}
+
+
 def _tt(name: str) -> str:
-    return r"\mathtt{" + name.replace("_", r"\_") + "}"
+    """The quantity node ``name`` holds, as mathematics (products in parentheses)."""
+    sym = SYMBOLS[name]
+    return f"({sym})" if " " in sym else sym
+
+
+def _symbols(tex: str) -> str:
+    """A printer's LaTeX with node ids (``\\mathtt{hW2t}``) replaced by their quantities."""
+    def sub(m):
+        name = m.group(1).replace(r"\_", "_")
+        return _tt(name) if name in SYMBOLS else m.group(0)
+    return re.sub(r"\\(?:mathtt|mathrm|texttt|mathit)\{([^}]*)\}", sub, tex)
+
+
+def _factor(f) -> str:
+    """A local factor in LaTeX: the matrix products with the operand's quantity, the rest
+    as symdl's printer gives it (node ids replaced)."""
+    if f.kind == "right":
+        return r"\cdot\, " + _tt(f.operand) + r"^{\top}"
+    if f.kind == "left":
+        return _tt(f.operand) + r"^{\top} \cdot"
+    return _symbols(factor_latex(f))  # parenthesises a sum after the ⊙
+
+
+def _lines(facs: list) -> list:
+    """Factors in lines of three, never one left alone on the last line."""
+    k = len(facs)
+    sizes = [3] * (k // 3) + ([k % 3] if k % 3 else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [2, 2]
+    out, i = [], 0
+    for n in sizes:
+        out.append(facs[i:i + n])
+        i += n
+    return out
 
 
 def network() -> tuple:
@@ -79,7 +120,7 @@ def _chain_latex(gd) -> str:
     for p, chains in gd.chains.items():
         for k, ch in enumerate(chains):
             facs = [dd(f.node, f.arg) for f in ch.factors]
-            lines = [r" \cdot ".join(facs[i:i + 3]) for i in range(0, len(facs), 3)]
+            lines = [r" \cdot ".join(chunk) for chunk in _lines(facs)]
             head = (dd(gd.loss, p) + " &= ") if k == 0 else r"&\quad + "
             out.append(head + (r" \\" + "\n" + r"&\qquad \cdot ").join(lines) + r" \\")
     cells, seen = [], set()
@@ -89,7 +130,7 @@ def _chain_latex(gd) -> str:
                 if (f.node, f.arg) in seen:
                     continue
                 seen.add((f.node, f.arg))
-                body = factor_latex(f)  # parenthesises a sum after the ⊙
+                body = _factor(f)
                 cells.append(f"{dd(f.node, f.arg)} &= {body}")
     for i in range(0, len(cells), 2):
         out.append(" & ".join(cells[i:i + 2]) + r" \\")
@@ -147,7 +188,8 @@ def _worked(out: Path) -> str:
     for n in ORDERED:
         r = rows[n]
         up = "" if r.upstream is None else f"${_arr(r.upstream)}$"
-        table_rows.append((f"${_tt(n)}$", text(r.op), f"${_arr(r.value)}$", up))
+        table_rows.append((f"${SYMBOLS[n]}$", r"\texttt{" + text(n) + "}", text(r.op),
+                           f"${_arr(r.value)}$", up))
     gd = derive_graph(g, L, ["W2", "W1"])
     params = [Parameter(PARAMS[k].copy(), k) for k in ("W1", "b1", "W2", "b2")]
     for q in params:
@@ -161,10 +203,11 @@ def _worked(out: Path) -> str:
             "the parameter to the loss, local factor by local factor):\n"
             + _chain_latex(gd)
             + "The values below are the backend's own (the compiled program, unfused so every "
-            "value is kept): each node's value and its upstream gradient $\\partial L/\\partial$node, "
-            "which is what the backward pass multiplies by the local factor above.\n"
-            + table(["node", "op", "value", "$\\partial L/\\partial$ node"], table_rows, "llll",
-                    "small")
+            "value is kept): each quantity, the graph node that holds it, its value and its "
+            "upstream gradient (the derivative of $L$ with respect to it), which is what the "
+            "backward pass multiplies by the local factor above.\n"
+            + table(["quantity", "graph node", "op", "value", "upstream gradient"], table_rows,
+                    "lllll", "small")
             + f"One step of symdl's SGD with $\\alpha = {num(LR)}$ on these gradients moves the loss "
             f"from ${num(float(rows['L'].value), 6)}$ to ${num(L1, 6)}$.\n" + _diagram(rows, out))
 

@@ -19,14 +19,16 @@ import sympy as sp
 
 from symdl.commands.gallery import figure, num, pct, pyplot, save_figure, section, table, text
 from symdl.data import load_digits
-from symdl.nn import Parameter, make_model
+from symdl.backends.numpy_backend import backend_for
+from symdl.nn import Parameter, ParamPack, make_model
 from symdl.optim import OPTIMIZERS, SGD, Adagrad, Adam
 from symdl.optim.derivation import derivation, rule_latex
-from symdl.optim.trajectories import SURFACES, plot_trajectories, run
+from symdl.optim.trajectories import SURFACES, gradient
 from symdl.printing import latex
 from symdl.train import Trainer
 
 ORDER = 70
+NUMPY = backend_for("numpy")  # one-off runs: the NumPy reference kernels, nothing to compile
 ADAPTIVE = (
     ("adagrad", "AdaGrad", "divides by the root of all past squared gradients: rarely updated "
      "(sparse) features keep large steps, frequent ones slow down, and every rate only decays"),
@@ -113,17 +115,19 @@ def _adaptive(p) -> str:
     for name, title, what in ADAPTIVE:
         opt = OPTIMIZERS[name]([p])
         parts.append(f"\\paragraph{{{title}}} {what}.\n" + _rule(opt))
+        if name == "adagrad":
+            parts.append(_adagrad_decay())
     return "\n".join(parts)
 
 
 def _bias_correction() -> str:
     grads = np.array([1e-4, 1.0, 1e4])
-    q = Parameter(np.zeros(3), "theta")
+    q = _param(np.zeros(3))
     opt = Adam([q])
     q.grad[...] = grads
     opt.step()
     state = opt.state_arrays()
-    m, v = state["theta.m"], state["theta.v"]
+    m, v = (state[k] for k in sorted(state) if k.endswith((".m", ".v")))  # flat.m, flat.v
     raw = m / np.sqrt(v)
     b1, b2 = opt.hyper["beta1"], opt.hyper["beta2"]
     rows = [(f"${num(float(g))}$", f"${num(float(mm))}$", f"${num(float(vv))}$",
@@ -144,7 +148,7 @@ def _bias_correction() -> str:
 
 
 def _adagrad_decay() -> str:
-    q = Parameter(np.zeros(1), "theta")
+    q = _param(np.zeros(1))
     opt = Adagrad([q], lr=0.1)
     steps, last = {}, 0.0
     for t in range(1, 101):
@@ -158,21 +162,83 @@ def _adagrad_decay() -> str:
             + ": $\\alpha/\\sqrt{t}$, a rate that only decays.\n")
 
 
+#: how the settings' names print (as in the rules above)
+SETTING = {"lr": r"\alpha", "momentum": r"\mu", "weight_decay": r"\lambda"}
+
+
+def _param(values, name: str = "theta") -> Parameter:
+    """A float64 parameter held by the NumPy backend with its reference kernels: one-off
+    optimizer runs here compile no numba loops."""
+    q = Parameter(np.array(values, dtype=np.float64), name)
+    ParamPack([q], "float64", NUMPY)
+    return q
+
+
+def _run(surface, name: str, steps: int) -> np.ndarray:
+    """The ``(steps + 1, 2)`` path of optimizer ``name`` on ``surface`` (gradients from
+    ``sympy.diff`` of its declaration), with the surface's settings."""
+    _, df = gradient(surface)
+    q = _param(surface.start, "xy")
+    opt = OPTIMIZERS[name]([q], **surface.settings.get(name, {}))
+    path = [q.data.copy()]
+    for _ in range(steps):
+        q.grad[...] = df(*q.data)
+        opt.step()
+        path.append(q.data.copy())
+    return np.array(path)
+
+
 def _paths(out: Path) -> str:
     steps = 300
-    paths = plot_trajectories(out / "optimization-paths.png", steps=steps)
+    plt = pyplot()
+    names = list(OPTIMIZERS)
+    colors = {n: f"C{i if i < 7 else i + 1}" for i, n in enumerate(names)}  # C7 is grey
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.3))
+    paths = {}
+    for ax, sname in zip(axes, ("quadratic", "rosenbrock")):
+        surf = SURFACES[sname]
+        f, _ = gradient(surf)
+        x0, x1, y0, y1 = surf.box
+        gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+        z = f(gx, gy)
+        ax.contour(gx, gy, z, levels=np.geomspace(max(float(z.min()), 0.05), float(z.max()), 12),
+                   colors="0.75", linewidths=0.5)
+        paths[sname] = {}
+        for name in names:
+            pth = _run(surf, name, steps)
+            paths[sname][name] = pth
+            ax.plot(pth[:, 0], pth[:, 1], "-", color=colors[name], lw=1.0, alpha=0.9, label=name)
+            ax.plot(pth[-1, 0], pth[-1, 1], "o", color=colors[name], ms=3)
+        ax.plot(*surf.start, "ks", ms=4, label="start")
+        ax.plot(*surf.minimum, "k*", ms=8, label="minimum")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_title("quadratic" if sname == "quadratic" else "Rosenbrock")
+    handles, labels = axes[0].get_legend_handles_labels()
+    # one legend below both panels: nothing covers the paths
+    fig.legend(handles, labels, loc="lower center", ncol=5, frameon=False,
+               bbox_to_anchor=(0.5, -0.01), handlelength=1.5, columnspacing=1.0)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    png = save_figure(fig, out / "optimization-paths.png")
     rows = []
-    for name in OPTIMIZERS:
+    for name in names:
         cells = [f"\\texttt{{{text(name)}}}"]
         for sname, by in paths.items():
             d = float(np.linalg.norm(by[name][-1] - np.array(SURFACES[sname].minimum)))
             cells.append(f"${num(d, 3)}$")
-        rows.append(cells)
-    return (figure("optimization-paths.png", f"Every symdl optimizer, {steps} steps from the same "
-                   "start; gradients by \\texttt{sympy.diff} of the surface "
-                   "(\\texttt{plot\\_trajectories}).")
-            + f"Distance to the minimum after {num(steps)} steps (settings as in the legends):\n"
-            + table(["optimizer", "quadratic", "Rosenbrock"], rows, "lrr", "small"))
+        settings = [", ".join(f"${SETTING.get(k, k)} = {num(v)}$" for k, v in
+                              SURFACES[s].settings.get(name, {}).items()) or "defaults"
+                    for s in paths]
+        rows.append(cells + settings)
+    surfaces = "; ".join(f"{SURFACES[s].title}: $f = {latex(SURFACES[s].f)}$" for s in paths)
+    return ("\\subsection*{Optimizer paths}\n"
+            f"Every symdl optimizer, {num(steps)} steps from the same start on two surfaces "
+            f"({surfaces}); the gradients come from \\texttt{{sympy.diff}} of each surface.\n"
+            + figure(png, f"Every symdl optimizer, {steps} steps from the same start (square) "
+                     "towards the minimum (star); settings in the table.", 0.98)
+            + f"Distance to the minimum after {num(steps)} steps, and the settings used:\n"
+            + table(["optimizer", "quadratic", "Rosenbrock", "settings (quadratic)",
+                     "settings (Rosenbrock)"], rows, "lrrll", "small"))
 
 
 def _too_large(out: Path) -> str:
@@ -186,7 +252,7 @@ def _too_large(out: Path) -> str:
     fig, ax = plt.subplots(figsize=(5.0, 2.7))
     rows = []
     for lr in (0.05, 0.095, float(limit) * 1.05):
-        p = run(dataclasses.replace(surf, settings={"sgd": {"lr": lr}}), "sgd", 60)
+        p = _run(dataclasses.replace(surf, settings={"sgd": {"lr": lr}}), "sgd", 60)
         vals = f(p[:, 0], p[:, 1])
         ax.semilogy(vals, label=f"$\\alpha$ = {lr:.3g}")
         rows.append((num(lr, 3), num(float(vals[-1]), 3)))
@@ -212,7 +278,7 @@ def build(out: Path, seed: int = 0) -> dict:
     out = Path(out)
     p = Parameter(np.zeros(1), "theta")
     parts = [section("Optimization", "optimization"), _taylor(), _batches(seed), _momentum(p),
-             _adaptive(p), _adagrad_decay(), _bias_correction(), _paths(out), _too_large(out)]
+             _adaptive(p), _bias_correction(), _paths(out), _too_large(out)]
     (out / "optimization.tex").write_text("\n".join(parts))
     return {"title": "Optimization", "files": ["optimization.tex", "optimization-paths.png",
                                                "optimization-lr.png"], "seeds": [seed]}

@@ -267,7 +267,7 @@ def _elu() -> Reconciliation:
     notes = alpha * sp.exp(x) - 1
     verdict, _ = _decide([notes], [ours])
     return Reconciliation(
-        "elu", "ELU for x <= 0", ((r"f(x)", notes),), ((r"f(x)", ours),), verdict, {},
+        "elu", "ELU for negative inputs", ((r"f(x)", notes),), ((r"f(x)", ours),), verdict, {},
         ((r"\alpha \text{ where the two agree}", sp.FiniteSet(*sp.solve(notes - ours, alpha))),
          (r"\text{notes' value at } x = 0", notes.subs(x, 0))),
         r"The notes drop the parentheses: $\alpha e^x - 1$ jumps at 0 unless $\alpha = 1$; "
