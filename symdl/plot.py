@@ -33,6 +33,11 @@ __all__ = ["activation", "history", "schedule", "save", "to_svg", "to_png", "eva
 
 _SIZE = (5.0, 3.2)
 _VAR = sp.Symbol("v_", real=True)  # the variable in generated code (user names may be keywords)
+#: functions no op uses, which the kernel printer leaves as bare ``math`` names: NumPy's
+_BARE = {"acos": np.arccos, "asin": np.arcsin, "atan": np.arctan, "acosh": np.arccosh,
+         "asinh": np.arcsinh, "atanh": np.arctanh, "atan2": np.arctan2, "floor": np.floor,
+         "ceil": np.ceil, "log10": np.log10, "log2": np.log2, "hypot": np.hypot,
+         "erfc": np.vectorize(math.erfc, otypes=[float])}
 
 
 def _figure(ax, ncols: int = 1):
@@ -90,7 +95,9 @@ def evaluate(expr: sp.Expr, x: sp.Symbol, values) -> np.ndarray:
         code = ArrayPrinter("float64").doprint(body)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"cannot evaluate {sp.sstr(expr)} with NumPy: {exc}") from None
-    space = {"np": np, "math": math, "_erf": np.vectorize(math.erf, otypes=[float])}
+    # the code is printed from a SymPy tree (as the NumPy backend's), and sees NumPy only
+    space = {"np": np, "math": math, "_erf": np.vectorize(math.erf, otypes=[float]),
+             "__builtins__": {}, **_BARE}
     v = np.asarray(values, dtype=np.float64)
     with np.errstate(all="ignore"):
         try:
@@ -103,13 +110,24 @@ def evaluate(expr: sp.Expr, x: sp.Symbol, values) -> np.ndarray:
 
 
 def default_domain(expr: sp.Expr, name: str | None = None) -> tuple:
-    """``(lo, hi)``: ``(0, 5)`` where the op's declared domain is positive or the expression is
-    undefined on most of [-5, 0) (log, sqrt, x**x), else ``(-5, 5)``."""
+    """``(lo, hi)`` within ``(-5, 5)``: all of it where ``f`` is defined but at a few poles
+    (1/x), else the longest stretch where it is defined, its ends rounded to a half
+    (``(0, 5)`` for log, sqrt and x**x, ``(-1, 1)`` for acos); an op whose declared domain is
+    positive gets ``(0, 5)``."""
     if name is not None and "positive" in OPS[name].domain:
         return (0.0, 5.0)
-    x = _variable(expr)
-    left = evaluate(expr, x, np.linspace(-5.0, -0.05, 100))
-    return (0.0, 5.0) if np.isnan(left).mean() > 0.5 else (-5.0, 5.0)
+    grid = np.linspace(-5.0, 5.0, 1001)
+    ok = np.isfinite(evaluate(expr, _variable(expr), grid))
+    if ok.mean() > 0.95 or not ok.any():
+        return (-5.0, 5.0)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+    starts, stops = edges[::2], edges[1::2] - 1  # the runs of defined points
+    k = int(np.argmax(stops - starts))
+    lo, hi = grid[starts[k]], grid[stops[k]]
+    step = grid[1] - grid[0]
+    nice_lo, nice_hi = np.floor(lo * 2) / 2, np.ceil(hi * 2) / 2
+    return (float(nice_lo if lo - nice_lo <= 2 * step else lo) + 0.0,  # + 0.0: no -0.0
+            float(nice_hi if nice_hi - hi <= 2 * step else hi) + 0.0)
 
 
 def _clip_ylim(ax, curves) -> None:
@@ -130,8 +148,9 @@ def activation(op, domain=None, ax=None, points: int = 401, derivation=None):
     ----------
     op : a one-input registry op (``"gelu"``), an expression's text (``"x*tanh(softplus(x))"``)
         or a SymPy expression of one variable.
-    domain : ``(lo, hi)``; by default ``(-5, 5)``, or ``(0, 5)`` where ``f`` is undefined for
-        negative inputs (log, sqrt).  Points where ``f`` or ``f′`` is undefined are left out.
+    domain : ``(lo, hi)``; by default ``(-5, 5)``, or the part of it where ``f`` is defined
+        (:func:`default_domain`: ``(0, 5)`` for log and sqrt, ``(-1, 1)`` for acos).  Points
+        where ``f`` or ``f′`` is undefined are left out.
     ax : draw into these axes instead of a new figure.
     derivation : ``derive(f)`` when already at hand (the command line has it).
 

@@ -103,4 +103,10 @@ def test_figures_show_themselves_in_jupyter_and_x_to_the_x_is_drawn_right_of_zer
     assert fig._repr_svg_() == plot.to_svg(fig)  # no %matplotlib magic needed
     x = sp.Symbol("x", real=True)
     assert plot.default_domain(x**x) == (0.0, 5.0)  # NaN at most negative points
-    assert plot.default_domain(1 / x) == (-5.0, 5.0)
+    assert plot.default_domain(1 / x) == (-5.0, 5.0)  # a pole is left out, not the half line
+    assert plot.default_domain(sp.acos(x)) == (-1.0, 1.0)
+    assert plot.default_domain(sp.log(-x)) == (-5.0, 0.0)
+    assert plot.default_domain(sp.sqrt(4 - x**2)) == (-2.0, 2.0)
+    (xs, f), (_, fp) = _lines(plot.activation("acos(x)"))
+    assert xs[0] == -1 and xs[-1] == 1 and np.isnan(fp[[0, -1]]).all()  # f' = -1/sqrt(1-x²)
+    np.testing.assert_allclose(fp[1:-1], -1 / np.sqrt(1 - xs[1:-1] ** 2), rtol=1e-12)
