@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from symdl.cli import main
+from symdl.cli import build_parser, main
 from symdl.derive.conv_layers import CONV_LAYERS
 from symdl.derive.layers import LAYERS
 from symdl.ops import OPS
@@ -148,9 +148,9 @@ ACTS = sorted(o.name for o in OPS.declared("elementwise") if o.arity == 1 and no
 
 @pytest.mark.parametrize("layer", LAYERS + CONV_LAYERS + tuple(ACTS))
 def test_explain_layer(capsys, layer):
-    for fmt in ("text", "latex"):
+    for fmt in FORMATS:
         out = run(capsys, "explain", "--layer", layer, "--format", fmt)
-        assert_clean(out, (layer, fmt))
+        assert_clean(human(out, fmt), (layer, fmt))
 
 
 # ------------------------------------------------------------------ graph, summary, help
@@ -164,8 +164,13 @@ def test_summary(capsys, argv):
     assert_clean(run(capsys, "summary", *argv), argv, ids=False)
 
 
-@pytest.mark.parametrize("command", ["train", "derive", "explain", "graph", "summary", "kernels",
-                                     "info", None])
+def _commands() -> list:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices) + [None]
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_help_texts(capsys, command):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"] if command else ["--help"])

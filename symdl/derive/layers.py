@@ -172,11 +172,11 @@ def elementwise_loss(name: str) -> LayerDerivation:
     want = sp.Matrix([local.subs({yhat: p, y: t}) / 2 for p, t in zip(P, T)])
     ok = _same(_grad(L, P), want)
     rules = (Rule("∂L/∂ŷ", f"({show(shown)}) / N", "N", r"\frac{\partial L}{\partial \hat y}",
-                  r"\frac{1}{N}\left(" + sp.latex(shown) + r"\right)"),)
+                  r"\frac{1}{N}\left(" + show(shown, "latex") + r"\right)"),)
     steps = (("mean", "each example contributes 1/N of its own derivative"),
              ("local derivative", f"∂f/∂{yhat} = {show(op.diff(0))}"))
     return LayerDerivation(name, f"L = (1/N) Σ_n {show(op.expr)}",
-                           r"L = \frac{1}{N}\sum_n " + sp.latex(op.expr), rules, steps, ok,
+                           r"L = \frac{1}{N}\sum_n " + show(op.expr, "latex"), rules, steps, ok,
                            "explicit N = 2 instance, sympy.diff per entry")
 
 

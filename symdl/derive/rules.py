@@ -39,22 +39,22 @@ _CONVENTION = {
             "as torch.minimum"),
 }
 _U = sp.Symbol("u", real=True)
-_SHOW = [sp.sstr]
+_SHOW = {"text": sp.sstr, "latex": sp.latex}
 
 
-def register_expr_printer(fn) -> None:
+def register_expr_printer(fn, fmt: str = "text") -> None:
     """Let the printing layer say how notes show expressions (``fn(expr) -> str``).
 
     Notes are words with expressions in them; they are built while deriving, and
     this layer never imports the printers (a later layer), so the printing
-    package registers its text printer here when it is imported.
+    package registers its text and LaTeX printers here when it is imported.
     """
-    _SHOW[0] = fn
+    _SHOW[fmt] = fn
 
 
-def show(e) -> str:
-    """``e`` as the registered printer writes it (plain text: ``σ(z)·(1 − σ(z))``)."""
-    return _SHOW[0](e)
+def show(e, fmt: str = "text") -> str:
+    """``e`` as the registered printer writes it (text: ``σ(z)·(1 − σ(z))``; or LaTeX)."""
+    return _SHOW[fmt](e)
 
 
 @dataclass(frozen=True)

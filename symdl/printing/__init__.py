@@ -17,6 +17,7 @@ for _fmt, _fn in FORMATS.items():
     register_renderer(_fmt, _fn)
 from . import notebook as _notebook  # noqa: E402,F401  (reprs, Jupyter LaTeX and SVG)
 register_expr_printer(text)  # the notes of derivation steps show expressions as text
+register_expr_printer(latex, "latex")
 
 __all__ = ["SymdlLatexPrinter", "TextPrinter", "latex", "text", "render", "FORMATS",
            "derivation_text", "derivation_latex", "derivation_markdown", "derivation_dict",

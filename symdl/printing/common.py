@@ -63,7 +63,8 @@ def split_mul(expr: sp.Expr, ordered) -> tuple:
 def indicator_condition(expr: sp.Expr):
     """The condition ``c`` when ``expr`` is an indicator ``1[c]``, else None.
 
-    ``Piecewise((1, c), (0, True))`` is ``1[c]``.  ``Heaviside(u)`` is shown
+    ``Piecewise((1, c), (0, True))`` is ``1[c]``, ``Piecewise((0, c), (1, True))`` is
+    ``1[not c]`` (a relation's negation flips it: ``1[x > 0]``).  ``Heaviside(u)`` is shown
     as ``1[u > 0]`` (``Heaviside(u, 1)`` as ``1[u ≥ 0]``); at ``u = 0`` SymPy's
     default ``Heaviside(0) = 1/2`` is what ties of max/min give, as in PyTorch's
     ``torch.maximum``.
@@ -72,6 +73,8 @@ def indicator_condition(expr: sp.Expr):
         (a, c), (b, last) = expr.args
         if a == 1 and b == 0 and last == sp.true:
             return c
+        if a == 0 and b == 1 and last == sp.true:  # 0 where c holds: 1[not c]
+            return sp.Not(c)
     if isinstance(expr, sp.Heaviside):
         u = expr.args[0]
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half

@@ -55,9 +55,12 @@ def _md_escape(s: str) -> str:
 
 
 def derivation_dict(dv: Derivation) -> dict:
-    """Plain data: strings in SymPy's form (``expr``), LaTeX and text, checks."""
+    """Plain data: for machines, SymPy source (``input``, ``result``, ``expr``, ``u``:
+    ``sympy.sympify`` reads them back); for readers, ``*_text`` and ``*_latex`` from
+    symdl's printers; the checks."""
     return {
         "input": sp.sstr(dv.input),
+        "input_text": text(dv.input),
         "input_latex": latex(dv.input),
         "wrt": dv.wrt.name,
         "result": sp.sstr(dv.result),
@@ -72,6 +75,7 @@ def derivation_dict(dv: Derivation) -> dict:
             "text": text(s.after),
             "note": s.note,
             "u": None if s.u is None else sp.sstr(s.u),
+            "u_text": None if s.u is None else text(s.u),
             "verified": bool(s.verified),
             "method": s.method,
         } for s in dv.steps],

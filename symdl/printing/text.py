@@ -191,7 +191,7 @@ class TextPrinter(StrPrinter):
             earlier.append(c)
             if e == 0 or here == sp.false:
                 continue
-            neg = e.could_extract_minus_sign()
+            neg = bool(e.as_coeff_Mul()[0].is_negative)  # −t·𝟙[…], but (1 − t·x)·𝟙[…]
             e = -e if neg else e
             bracket = "" if here == sp.true else f"𝟙[{self._print(here)}]"
             if e == 1 and bracket:
