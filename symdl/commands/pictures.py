@@ -85,9 +85,9 @@ def add_derive_plot_args(p: argparse.ArgumentParser) -> None:
                    help="also draw f and f' (or a --schedule's learning rate) to FILE "
                    "(.svg, .png or .pdf); points where f is undefined are left out")
     p.add_argument("--plot-domain", metavar="LO,HI", type=_domain, default=None,
-                   help="x range of --plot (default: -5,5; 0,5 where f is undefined below 0; "
-                   "write --plot-domain=-1,1 when LO is negative) or, for a schedule, 0,STEPS "
-                   "(default: 0,100)")
+                   help="x range of --plot (default: -5,5, or the part of it where f is "
+                   "defined: 0,5 for log; write --plot-domain=-1,1 when LO is negative) or, for "
+                   "a schedule, 0,STEPS (default: 0,100)")
 
 
 def _domain(text: str) -> tuple:
