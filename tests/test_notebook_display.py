@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 import symdl  # noqa: F401  (registers the renderers)
@@ -163,3 +164,39 @@ def test_a_graph_displays_itself_whatever_was_imported_first():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout
     assert out == "<Graph 2 nodes; inputs x; 0 params; outputs h>\n<?xml\n"
+
+
+SCHEDULE_SPECS = ("constant", "step:step_size=10", "multistep:milestones=5;9",
+                  "exponential:gamma=0.9",
+                  "time:k=0.1", "linear", "cosine:T_max=50", "cosine_restarts:T_0=10",
+                  "cyclic:max_lr=1", "warmup_cosine:warmup=5,T_max=50")
+LAYER_NAMES = ("dense", "softmax", "softmax_cross_entropy", "l1", "l2", "mse", "tanh", "relu")
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_every_layer_derivation_in_the_house_style(name):
+    _one_align(layer_derivation(name)._repr_latex_())
+
+
+@pytest.mark.parametrize("name", ["conv2d", "maxpool", "batchnorm"])
+def test_conv_layer_derivations_in_the_house_style(name):
+    from symdl.derive.conv_layers import conv_layer_derivation
+    d = conv_layer_derivation(name)
+    _one_align(d._repr_latex_())
+    assert repr(d).startswith(f"<LayerDerivation {name}: ")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw",
+                                  "adamax", "nadam"])
+def test_every_optimizer_rule_in_the_house_style(name):
+    from symdl.optim import OPTIMIZERS
+    from symdl.nn import Parameter
+    opt = OPTIMIZERS[name]([Parameter(np.zeros(2), "w")])
+    d = opt.derivation()
+    _one_align(d._repr_latex_())
+    assert repr(d).startswith(f"<RuleDerivation {name} (") and "θₜ = θₜ₋₁" in repr(d)
+
+
+@pytest.mark.parametrize("spec", SCHEDULE_SPECS)
+def test_every_schedule_in_the_house_style(spec):
+    _one_align(make_schedule(spec, 0.1)._repr_latex_())
