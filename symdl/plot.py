@@ -165,7 +165,7 @@ def activation(op, domain=None, ax=None, points: int = 401, derivation=None):
     if not lo < hi:
         raise UsageError(f"the plot's domain needs lo < hi, not ({lo:g}, {hi:g})")
     grid = np.linspace(lo, hi, int(points))
-    f, fp = evaluate(expr, x, grid), evaluate(dv.result, x, grid)
+    f, fp = evaluate(expr, x, grid), evaluate(dv.result, dv.wrt, grid)
     fig, (ax,) = _figure(ax)
     ax.axhline(0.0, color="0.8", lw=0.8)
     ax.axvline(0.0, color="0.8", lw=0.8)
