@@ -200,3 +200,11 @@ def test_every_optimizer_rule_in_the_house_style(name):
 @pytest.mark.parametrize("spec", SCHEDULE_SPECS)
 def test_every_schedule_in_the_house_style(spec):
     _one_align(make_schedule(spec, 0.1)._repr_latex_())
+
+
+def test_an_optimizer_shows_its_rule(mlp):
+    model, _, _ = mlp
+    opt = Adam(list(model.parameters()), lr=0.03)
+    tex = opt._repr_latex_()
+    _one_align(tex)
+    assert r"\alpha = 0.03" in tex and repr(opt).startswith("Adam(lr=0.03")

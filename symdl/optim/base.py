@@ -135,6 +135,9 @@ class Optimizer:
         from .derivation import derivation
         return derivation(self)
 
+    def _repr_latex_(self) -> str:  # Jupyter shows the rule it runs, with its values
+        return self.derivation()._repr_latex_()
+
     def state_arrays(self) -> dict:
         """``{"<param>.<state>": array}`` (a copy), for checkpoints."""
         out = {}
