@@ -93,7 +93,8 @@ def test_tanh_from_exponentials_splits_then_recognises():
 
 
 def test_brief_folds_the_rules_and_keeps_the_rewrites(capsys):
-    code, out, _ = run(capsys, "derive", "--steps", "brief", "--", "(exp(z)-exp(-z))/(exp(z)+exp(-z))")
+    src = "(exp(z)-exp(-z))/(exp(z)+exp(-z))"
+    code, out, _ = run(capsys, "derive", "--steps", "brief", "--", src)
     lines = out.splitlines()
     assert code == 0 and len(lines) == 4
     assert "[rules: quotient, sum" in lines[1] and "[split the fraction]" in lines[2]

@@ -27,8 +27,8 @@ from ..ops import OPS, ElementwiseOp, Y
 from ..ops.elementwise import SIGMOID_STABLE
 from ..ops.elementwise import x as _X
 
-__all__ = ["OpFunctionBase", "ELEMENTARY", "ELEMENTARY_ARITY", "op_function", "op_names", "expand_ops",
-           "op_derivative", "to_ops", "op_expansion_of"]
+__all__ = ["OpFunctionBase", "ELEMENTARY", "ELEMENTARY_ARITY", "op_function", "op_names",
+           "expand_ops", "op_derivative", "to_ops", "op_expansion_of"]
 
 #: Names the parser maps to SymPy's own functions (never to op functions).
 ELEMENTARY = {

@@ -317,7 +317,7 @@ class _Builder:
             if isinstance(a, ast.Starred):
                 self.fail("* unpacking is not allowed", a)
         args = [self.build(a, depth + 1) for a in node.args]
-        if name in _KINKED or (name not in ELEMENTARY and not OPS[name].smooth):
+        if name in _KINKED or (name not in ELEMENTARY and _real_only(OPS[name])):
             for a, arg in zip(node.args, args):
                 where = _complex_at(arg)
                 if where:
@@ -348,6 +348,12 @@ class _Builder:
             what = "a positive number other than 1" if name == "log" else "nonzero"
             self.fail(f"the {'base' if name == 'log' else 'index'} of {name} must be {what}, "
                       f"not {sp.sstr(base)}", node.args[1])
+
+
+def _real_only(op) -> bool:
+    """An op whose rules hold for real arguments only: kinked, or smooth but declared
+    with ``|x|`` (softsign: its derivative is written with ``sign``)."""
+    return not op.smooth or op.expr.has(sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.sign)
 
 
 #: Where arguments of kinked functions are tried when SymPy cannot tell they are real.

@@ -120,7 +120,7 @@ def _abs_from_sign(e):
     if not e.is_Mul:
         return None
     for f in e.args:
-        if isinstance(f, sp.sign) and f.args[0] in e.args:
+        if isinstance(f, sp.sign) and f.args[0] in e.args and f.args[0].is_extended_real:
             rest = [g for g in e.args if g not in (f, f.args[0])]
             return sp.Mul(*rest, sp.Abs(f.args[0]))
     return None
@@ -139,6 +139,8 @@ def _secant_root(e):
         if c != -1 or not (inv.is_Pow and inv.exp == -2) or inv.base ** -2 not in e.args:
             continue
         u = inv.base
+        if not u.is_extended_real:
+            continue
         rest = [f for f in e.args if f not in (b ** n, inv)]
         return sp.Mul(*rest, 1 / (sp.Abs(u) * sp.sqrt(u**2 - 1)))
     return None

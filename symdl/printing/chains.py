@@ -17,9 +17,9 @@ from .latex import latex, latex_text
 from .names import NodeNames
 from .text import text
 
-__all__ = ["NodeNames", "derivation_names", "graph_names", "factor_text", "factor_latex", "derivation_text",
-           "derivation_latex", "derivation_markdown", "derivation_json", "backprop_text",
-           "backprop_json", "backprop_latex"]
+__all__ = ["NodeNames", "derivation_names", "graph_names", "factor_text", "factor_latex",
+           "derivation_text", "derivation_latex", "derivation_markdown", "derivation_json",
+           "backprop_text", "backprop_json", "backprop_latex"]
 
 _HOW_TEXT = {"max": "maxⱼ ", "sum": "Σⱼ ", "dot": "Σⱼ tⱼ·"}
 _HOW_LATEX = {"max": r"\max_{j} ", "sum": r"\sum_{j} ", "dot": r"\sum_{j} t_{j} "}

@@ -26,7 +26,8 @@ _SUBS = dict(zip("₀₁₂₃₄₅₆₇₈₉ⱼᵢₜ", "0123456789jit"))
 #: Unicode maths in notes and rule names, as LaTeX that pdflatex reads in ``\text{...}``
 _TEXT_MATH = {"·": r"\cdot", "−": "-", "√": r"\surd", "𝟙": r"\mathbf{1}", "½": r"\tfrac12",
               "∂": r"\partial", "→": r"\to", "≥": r"\geq", "≤": r"\leq", "≠": r"\neq",
-              "⊙": r"\odot", "ᵀ": r"^{\top}", "Σ": r"\Sigma", "∈": r"\in", "×": r"\times",
+              "⊙": r"\odot", "|": r"\vert", "ᵀ": r"^{\top}", "Σ": r"\Sigma", "∈": r"\in",
+              "×": r"\times",
               "←": r"\leftarrow", "∧": r"\wedge", "≈": r"\approx", "⁄": "/",
               **{v: "\\" + k for k, v in greek_unicode.items() if k[0].islower() or
                  k in ("Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi",
