@@ -43,6 +43,7 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("saved")
     r = symdl_run("train", "--epochs", 2, "--hidden", 32, "--save", d / "model", "--json", cwd=d)
     assert r.returncode == 0, r.stderr
+    assert f"saved the model to {d / 'model'}" in r.stderr
     return d, json.loads(r.stdout)
 
 
@@ -66,6 +67,11 @@ def test_fresh_processes_predict_the_reported_test_accuracy(trained):
     r = symdl_run("predict", d / "model", "--input", d / "rows.npy", cwd=d)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == doc["labels"]  # text: one prediction per line
+    header = ",".join(f"pixel{i}" for i in range(64))
+    np.savetxt(d / "rows.csv", raw, fmt="%d", delimiter=",", header=header, comments="")
+    r = symdl_run("predict", d / "model", "--input", d / "rows.csv", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == doc["labels"]  # CSV with a header line
 
     code = ("import numpy as np, symdl\nfrom symdl.data import load_dataset\n"
             "t = load_dataset('digits', split='test')\nm = symdl.load('model')\n"

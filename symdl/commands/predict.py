@@ -36,14 +36,18 @@ def save_trained(args, spec, train, metrics: dict):
     """``train --save``: write the trained ``spec.module`` to ``args.save``; returns its path."""
     if not getattr(args, "save", None):
         return None
+    import sys
     from ..train.saved import save
     classes = train.n_classes if train.task == "classification" else None
-    return save(spec.module, args.save, preprocessing=DATASET_PREPROCESSING.get(args.dataset),
+    path = save(spec.module, args.save, preprocessing=DATASET_PREPROCESSING.get(args.dataset),
                 class_names=None if classes is None else [str(c) for c in range(classes)],
                 task=train.task, loss=spec.loss, loss_params=spec.loss_params,
                 input_shape=train.X.shape[1:],
                 metadata={"dataset": args.dataset, "model": args.model, "seed": args.seed,
                           **metrics})
+    print(f"symdl: saved the model to {path} (symdl predict {path} --input FILE)",
+          file=sys.stderr)
+    return path
 
 
 def add_parser(sub) -> None:
