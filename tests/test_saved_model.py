@@ -306,3 +306,17 @@ def test_predictions_probabilities_and_regression(tmp_path):
     assert r.predict(X).shape == (6,) and np.array_equal(r.predict(X), r(X)[:, 0])
     with pytest.raises(UsageError, match="softmax classifier"):
         r.predict_proba(X)
+
+
+def test_a_trainer_is_saved_with_its_loss_task_and_input_shape(tmp_path):
+    from symdl.optim import SGD
+    from symdl.train import Trainer
+    train, test = load_dataset("sine"), load_dataset("sine", split="test")
+    spec = make_model("mlp", 1, 1, (8,), "tanh", np.random.default_rng(0), task="regression")
+    t = Trainer(spec.module, lambda ps: SGD(ps, lr=0.01, momentum=0.9), loss="mse", epochs=1,
+                progress=False)
+    t.fit(train)
+    m = saved.load(saved.save(t, tmp_path / "sine"))
+    assert (m.task, m.loss, m.input_shape) == ("regression", "mse", (1,))
+    assert m.evaluate(test.X, test.y) == t.evaluate(test)  # the trainer's numbers, exactly
+    assert np.array_equal(m.predict(test.X), t.predict(test.X)[:, 0])

@@ -198,8 +198,9 @@ def _checked_preprocessing(p) -> dict:
 # ------------------------------------------------------------------ writing
 def save(model, path, *, preprocessing=None, class_names=None, task=None, loss=None,
          loss_params=None, input_shape=None, metadata=None) -> Path:
-    """Write ``model`` (a :class:`~symdl.nn.Module` or a :class:`SavedModel`) to the folder
-    ``path``, atomically; an existing saved model there is replaced.
+    """Write ``model`` (a :class:`~symdl.nn.Module`, a :class:`SavedModel`, or a
+    :class:`~symdl.train.Trainer`: its model, loss and task) to the folder ``path``,
+    atomically; an existing saved model there is replaced.
 
     ``preprocessing`` maps raw inputs to model rows: ``{"dtype": "float32", "divide": 16}``
     (the digits' pixels), optionally ``"subtract"``.  ``class_names`` label the outputs.
@@ -207,6 +208,12 @@ def save(model, path, *, preprocessing=None, class_names=None, task=None, loss=N
     what the model's first layer takes (needed for ``model.preprocess`` and ``evaluate``).
     """
     from .. import __version__
+    if hasattr(model, "loss_params") and hasattr(model, "classification"):  # a Trainer
+        graph = getattr(model, "_graph", None)
+        task = task or ("classification" if model.classification else "regression")
+        loss, loss_params = loss or model.loss, loss_params or model.loss_params
+        input_shape = input_shape or (graph.shape("x")[1:] if graph is not None else None)
+        model = model.model
     if not isinstance(model, SavedModel):
         model = SavedModel(model, task=task or "classification", loss=loss,
                            loss_params=loss_params, input_shape=input_shape or _first_width(model),
