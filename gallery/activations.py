@@ -116,18 +116,28 @@ def _block(name: str, dv) -> str:
     lhs, dlhs = latex(call), latex(sp.Derivative(call, Z))
     f = _display(name)
     result = _shown(name, dv.result)
-    rows = [rf"{lhs} &= {latex(f)}"]
-    rows.append(rf"{dlhs} &= {latex(result)} && \text{{{len(dv.steps)} rule steps, "
-                + ("all verified" if dv.all_verified else "NOT verified") + "}")
+    rows = [rf"{lhs} &= {latex(f)}", rf"{dlhs} &= {latex(result)}"]
     form = _output_form(name, f, result)
     if form is not None:
-        rows.append(rf"&= {latex(form)} && \text{{in terms of }} y = {lhs}")
-    else:
-        rows.append(r"& && \text{no closed form in } y \text{ alone}")
+        rows.append(rf"&= {latex(form)}")
+    steps = (f"{len(dv.steps)} rule steps, " + ("all verified" if dv.all_verified else
+                                                 "NOT verified")
+             + ("; last line in the output $y$" if form is not None else "; no form in $y$ alone"))
     params = ", ".join(f"${latex(s)} = {num(v)}$" for s, v in OPS[name].params.items())
-    tex = rf"\paragraph{{{text(NAMES[name])}}}" + (f" Default parameter: {params} (the "
-                                                    "registry's)." if params else "") + "\n"
-    return tex + fit(r"\begin{aligned}" + " \\\\ ".join(rows) + r"\end{aligned}")
+    head = rf"\textbf{{{text(NAMES[name])}}} \hfill {{\footnotesize {steps}}}"
+    if params:
+        head += rf"\\ {{\footnotesize default {params} (the registry's)}}"
+    return (r"\begin{minipage}[t]{0.485\linewidth}" + head + "\n"
+            + fit(r"\begin{aligned}" + " \\\\ ".join(rows) + r"\end{aligned}")
+            + r"\end{minipage}")
+
+
+def _pairs(blocks: list) -> str:
+    """Blocks two to a row (a group of activations fits its page)."""
+    rows = []
+    for i in range(0, len(blocks), 2):
+        rows.append(r"\noindent" + r"\hfill".join(blocks[i:i + 2]) + "\n\\medskip\n")
+    return "\n".join(rows)
 
 
 def _elementary() -> str:
@@ -150,7 +160,7 @@ def _group_page(out: Path, title: str, names: tuple, k: int) -> str:
     plt = pyplot()
     cols = 3 if len(names) > 4 else len(names) if len(names) < 4 else 2
     rows_n = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(6.3, 1.75 * rows_n + 0.2), squeeze=False)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.3, 1.45 * rows_n + 0.25), squeeze=False)
     blocks = []
     for ax, name in zip(axes.flat, names):
         op = OPS[name]
@@ -172,11 +182,11 @@ def _group_page(out: Path, title: str, names: tuple, k: int) -> str:
                ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     png = save_figure(fig, out / f"activations-group{k}.png")
-    return ("\n\\filbreak\n" + rf"\subsection{{{title}}}" + "\n"
+    return ("\n\\clearpage\n" + rf"\subsection{{{title}}}" + "\n"
             + figure(png, f"{text(title)}: each activation (solid) and the derivative symdl "
                      "derives from its declaration (dashed), evaluated by the generated NumPy "
                      "code (\\texttt{symdl.plot.activation}).", 0.95)
-            + "".join(blocks))
+            + _pairs(blocks))
 
 
 def _numbers() -> tuple:
@@ -377,7 +387,7 @@ def build(out: Path, seed: int = 0) -> dict:
                  "with the learning rate.\n"
                  + table(["learning rate", "dead hidden units", "test accuracy"], drows, "rrr"))
     (out / "activations.tex").write_text("\n".join(parts))
-    return {"title": "Activations", "files": files, "seeds": seeds}
+    return {"title": "Activations", "files": files, "seeds": seeds, "new_page": True}
 
 
 if __name__ == "__main__":

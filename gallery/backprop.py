@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from symdl.backends.numpy_backend import backend_for
 from symdl.backends.trace import numeric_backprop
 from symdl.commands.gallery import figure, num, pyplot, save_figure, section, table, text
 from symdl.derive.chains import derive_graph
 from symdl.derive.layers import layer_derivation
 from symdl.graph import Graph
-from symdl.nn import Parameter, make_model
+from symdl.nn import Parameter, ParamPack, make_model
 from symdl.optim import SGD
 from symdl.printing import latex
 from symdl.printing.chains import factor_latex
@@ -62,10 +63,12 @@ def _symbols(tex: str) -> str:
 def _factor(f) -> str:
     """A local factor in LaTeX: the matrix products with the operand's quantity, the rest
     as symdl's printer gives it (node ids replaced)."""
+    sym = _tt(f.operand) if f.kind in ("right", "left") else ""
+    sym = f"({sym})" if "^" in sym and not sym.startswith("(") else sym
     if f.kind == "right":
-        return r"\cdot\, " + _tt(f.operand) + r"^{\top}"
+        return r"\cdot\, " + sym + r"^{\top}"
     if f.kind == "left":
-        return _tt(f.operand) + r"^{\top} \cdot"
+        return sym + r"^{\top} \cdot"
     return _symbols(factor_latex(f))  # parenthesises a sum after the ⊙
 
 
@@ -183,7 +186,8 @@ def _diagram(rows: dict, out: Path) -> str:
 
 def _worked(out: Path) -> str:
     g, L = network()
-    rows = {r.node: r for r in numeric_backprop(g, L, {"x": X0, "y": T0}, PARAMS)}
+    rows = {r.node: r for r in numeric_backprop(g, L, {"x": X0, "y": T0}, PARAMS,
+                                                flavor="numpy")}
     table_rows = []
     for n in ORDERED:
         r = rows[n]
@@ -192,10 +196,12 @@ def _worked(out: Path) -> str:
                            f"${_arr(r.value)}$", up))
     gd = derive_graph(g, L, ["W2", "W1"])
     params = [Parameter(PARAMS[k].copy(), k) for k in ("W1", "b1", "W2", "b2")]
+    ParamPack(params, "float64", backend_for("numpy"))  # one step: nothing worth compiling
     for q in params:
         q.grad[...] = rows[q.name].upstream
     SGD(params, lr=LR).step()
-    after = numeric_backprop(g, L, {"x": X0, "y": T0}, {q.name: q.data for q in params})
+    after = numeric_backprop(g, L, {"x": X0, "y": T0}, {q.name: q.data for q in params},
+                             flavor="numpy")
     L1 = float(next(r.value for r in after if r.node == "L"))
     return ("\\subsection*{A worked backprop}\n"
             "A 2-2-2 network with sigmoid units, squared error averaged over the two outputs, one "
@@ -222,7 +228,7 @@ def _fanout() -> str:
     L = g.add("sum", o, name="L")
     gd = derive_graph(g, L, ["w"])
     rows = {r.node: r for r in numeric_backprop(g, L, {"x": np.array([0.5])},
-                                                {"w": np.array([1.5])})}
+                                                {"w": np.array([1.5])}, flavor="numpy")}
     via_o = float(rows["o"].upstream[0] * rows["h"].value[0])
     via_u = float(rows["u"].upstream[0] * rows["x"].value[0])
     paths = ", ".join("$" + r" \to ".join(_tt(n) for n in ch.path) + "$" for ch in gd.chains["w"])
@@ -257,10 +263,10 @@ def _gradcheck(out: Path) -> str:
     rng = np.random.default_rng(1)
     feeds = {"x": rng.standard_normal((6, 4)), "y": rng.integers(0, 3, 6)}
     params = {p.name: p.data for p in spec.module.parameters()}
-    res = check_grad(g, L, feeds=feeds, params=params, full=True)
+    res = check_grad(g, L, feeds=feeds, params=params, full=True, flavor="numpy")
     eps = np.logspace(-1, -13, 25)
     errs = [check_grad(g, L, feeds=feeds, params=params, eps=float(e), rtol=0.0, atol=np.inf,
-                       n_directions=4).max_abs_err for e in eps]
+                       n_directions=4, flavor="numpy").max_abs_err for e in eps]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 2.8))
     ax.loglog(eps, np.maximum(errs, 1e-18), "o-", ms=3)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from symdl.backends.numpy_backend import compile_graph
+from symdl.backends.numpy_backend import backend_for, compile_graph
 from symdl.commands.gallery import figure, num, pct, pyplot, save_figure, section, table, text
 from symdl.data import load_digits
 from symdl.derive import grad
@@ -28,6 +28,7 @@ from symdl.printing.layers import layer_latex
 from symdl.train import Trainer, build_training_graph
 
 ORDER = 95
+NUMPY = backend_for("numpy")  # the NumPy reference kernels: nothing to compile
 SIZES = ((32, 5, 1, 2, 1), (32, 3, 2, 1, 1), (28, 5, 1, 0, 1), (7, 3, 2, 0, 1), (10, 3, 1, 0, 2),
          (227, 11, 4, 0, 1), (8, 3, 2, 0, 1))
 POOL_X = np.array([[1, 3, 2, 1], [4, 6, 5, 0], [3, 1, 2, 8], [0, 2, 7, 4]], dtype=float)
@@ -163,7 +164,8 @@ def _feature_maps(out: Path, seed: int) -> str:
     spec = make_model("cnn", train.n_features, train.n_classes, channels=CHANNELS, kernel=3,
                       pool="max", norm="none", residual=False, rng=np.random.default_rng(init_ss))
     tr = Trainer(spec.module, lambda ps: SGD(ps, lr=LR, momentum=MOMENTUM), spec.loss,
-                 spec.loss_params, BATCH, EPOCHS, seed=train_ss, progress=False)
+                 spec.loss_params, BATCH, EPOCHS, seed=train_ss, progress=False,
+                 backend=NUMPY)
     h = tr.fit(train)
     _, acc = tr.evaluate(test)
     g, _, L = build_training_graph(spec.module, train.n_features, spec.loss, spec.loss_params,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from symdl.backends.numpy_backend import backend_for
 from symdl.commands.gallery import num, pct, section, table, text
 from symdl.data import Dataset, load_digits, train_val_split, xor_table
 from symdl.derive.parse import parse
@@ -25,6 +26,7 @@ from symdl.printing import latex
 from symdl.train import Trainer
 
 ORDER = 10
+NUMPY = backend_for("numpy")  # the NumPy reference kernels: nothing to compile
 NAMES2 = {0b0110: "XOR", 0b1001: "XNOR"}
 
 
@@ -75,7 +77,7 @@ def _boolean(seed: int) -> tuple:
         ds = Dataset(X=X, y=y, n_classes=2, name=f"boolean{k}")
         spec = make_model("perceptron", 2, 2, rng=np.random.default_rng(seed))
         tr = Trainer(spec.module, lambda ps: SGD(ps, lr=1.0), spec.loss, spec.loss_params, 1, 50,
-                     seed=seed, progress=False)
+                     seed=seed, progress=False, backend=NUMPY)
         hist = tr.fit(ds)
         acc = tr.evaluate(ds)[1]
         (learned if acc == 1.0 else failed).append((k, y, acc, max(hist.train_accuracy)))
@@ -106,7 +108,7 @@ def _xor_mlp(seed: int) -> str:
         rng = np.random.default_rng(s)
         model = Sequential(Dense(2, 2, rng, "xavier_uniform"), Activation("sigmoid"), Dense(2, 1, rng))
         tr = Trainer(model, lambda ps: Adam(ps, lr=0.1), "bce_logits", {}, 4, 500, seed=s,
-                     progress=False)
+                     progress=False, backend=NUMPY)
         hist = tr.fit(ds)
         pred = (tr.predict(X)[:, 0] > 0).astype(np.int64)
         results.append((s, float(np.mean(pred == labels)), hist.train_loss[-1]))
@@ -135,7 +137,8 @@ def _knn(seed: int) -> str:
     spec = make_model("logreg", train.n_features, 10, rng=np.random.default_rng(seed))
     epochs = 20
     tr = Trainer(spec.module, lambda ps: SGD(ps, lr=0.05, momentum=0.9), spec.loss,
-                 spec.loss_params, 32, epochs, seed=seed, progress=False)
+                 spec.loss_params, 32, epochs, seed=seed, progress=False,
+                 backend=NUMPY)
     tr.fit(train)
     n = spec.module.num_parameters()
     rows.append(("linear (symdl logreg)", pct(tr.evaluate(test)[1]), f"{epochs} epochs",

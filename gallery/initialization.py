@@ -19,7 +19,7 @@ from symdl.backends.numpy_backend import compile_graph
 from symdl.commands.gallery import figure, num, pyplot, save_figure, section, table
 from symdl.derive import grad
 from symdl.nn import Activation, Dense, Sequential, initializer
-from symdl.nn.init import variance
+from symdl.nn.init import variance, xavier_variances
 from symdl.printing import latex
 from symdl.train import build_training_graph
 
@@ -54,7 +54,27 @@ def _rules() -> str:
             "uniform initializers draw from $[-a, a]$ with $a^2/3$ the target variance; drawn by "
             "symdl:\n"
             + table(["shape", "Xavier Var", "drawn Var", r"$\max|w|$", "He Var", "drawn Var",
-                     r"$\max|w|$"], rows, "lrrrrrr", "small"))
+                     r"$\max|w|$"], rows, "lrrrrrr", "small")
+            + _xavier_one_over_n(n_in, n_out))
+
+
+def _xavier_one_over_n(n_in, n_out) -> str:
+    """Xavier's 1/n (forward, backward) beside the compromise 2/(n_in + n_out), computed."""
+    forms = xavier_variances((n_out, n_in))
+    comp = sp.nsimplify(forms["2/(n_in+n_out)"])
+    harmonic = sp.simplify(2 / (1 / forms["1/n_in"] + 1 / forms["1/n_out"]))
+    rows = []
+    for shape in ((64, 64), (10, 64), (256, 784), (10, 4096)):
+        v = xavier_variances(shape)
+        rows.append([f"${shape[0]} \\times {shape[1]}$"]
+                    + [f"${num(v[k], 3)}$" for k in ("1/n_in", "1/n_out", "2/(n_in+n_out)")])
+    return ("Glorot and Bengio start from $\\operatorname{Var}(w) = 1/n$: $n = n_{\\mathrm{in}}$ "
+            "keeps the forward signal's variance, $n = n_{\\mathrm{out}}$ the backward gradient's. "
+            "Both hold only for square layers; \\texttt{xavier\\_variances} computes the two and "
+            f"their compromise ${latex(comp)}$, which SymPy confirms is their harmonic mean "
+            + ("(equal)" if sp.simplify(harmonic - comp) == 0 else "(NOT equal)") + ":\n"
+            + table(["shape", "$1/n_{\\mathrm{in}}$", "$1/n_{\\mathrm{out}}$",
+                     "$2/(n_{\\mathrm{in}} + n_{\\mathrm{out}})$"], rows, "lrrr", "small"))
 
 
 def _network(act: str, init: str, scale, rng) -> Sequential:

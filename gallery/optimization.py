@@ -78,7 +78,7 @@ def _batches(seed: int) -> str:
     for name, B in (("stochastic", 1), ("mini-batch", 32), ("batch", n)):
         spec = make_model("logreg", train.n_features, 10, rng=np.random.default_rng(seed))
         tr = Trainer(spec.module, lambda ps: SGD(ps, lr=0.05), spec.loss, spec.loss_params, B,
-                     epochs, seed=seed, progress=False)
+                     epochs, seed=seed, progress=False, backend=NUMPY)
         hist = tr.fit(train)
         rows.append((name, f"${num(B)}$", f"${num(math.ceil(n / B))}$",
                      f"${num(epochs * math.ceil(n / B))}$", f"${num(hist.train_loss[-1])}$",

@@ -164,10 +164,10 @@ def _augmentation(seed: int) -> str:
         rows.append((text(name), f"${num(len(ds))}$", pct(tr.evaluate(test)[1]), pct(acc_shift)))
     return ("\\subsection*{Data augmentation and noise on the inputs}\n"
             "New training examples made by transformations that keep the label teach the "
-            "invariance (\\texttt{symdl.data.augment}: shifts, small rotations, noise; seeded; "
-            "also \\texttt{symdl train --augment}). A 64-64-10 ReLU MLP trained by symdl for 4 "
-            "epochs on the digits, tested on the test set and on the test set shifted by one "
-            "pixel:\n"
+            "invariance. A 64-64-10 ReLU MLP trained by symdl for 4 epochs on the digits, tested "
+            "on the test set and on the test set shifted by one pixel; the copies (shifts, small "
+            "rotations, noise; seeded) come from the library's augmentation module, "
+            "\\texttt{symdl.data.augment}, which \\texttt{symdl train --augment} uses too:\n"
             + table(["training set", "examples", "test accuracy", "shifted test accuracy"], rows,
                     "lrrr"))
 

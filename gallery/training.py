@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from symdl.backends.numpy_backend import backend_for
 from symdl.commands.gallery import figure, num, pct, pyplot, save_figure, section, table, text
 from symdl.data import DIGITS_CITATION, load_digits, train_val_split
 from symdl.nn import Dense, make_model
@@ -19,6 +20,7 @@ from symdl.optim import SGD
 from symdl.train import Trainer, build_training_graph
 
 ORDER = 90
+NUMPY = backend_for("numpy")  # the NumPy reference kernels: nothing to compile
 HIDDEN, EPOCHS, BATCH, LR, MOMENTUM = (64, 64), 10, 32, 0.05, 0.9
 
 
@@ -53,7 +55,8 @@ def build(out: Path, seed: int = 0) -> dict:
                       np.random.default_rng(init_ss))
     arch = _architecture(spec, train.n_features)
     tr = Trainer(spec.module, lambda ps: SGD(ps, lr=LR, momentum=MOMENTUM), spec.loss,
-                 spec.loss_params, BATCH, EPOCHS, seed=train_ss, progress=False)
+                 spec.loss_params, BATCH, EPOCHS, seed=train_ss, progress=False,
+                 backend=NUMPY)
     h = tr.fit(fit, val)
     test_loss, test_acc = tr.evaluate(test)
     pred = tr.predict(test.X).argmax(1)

@@ -3,7 +3,7 @@
 Each script in a ``gallery/`` folder has a title docstring and a function
 ``build(out: pathlib.Path, seed: int = 0) -> dict`` that writes
 ``out/<topic>.tex`` (one ``\\section``) and its figures, and returns
-metadata (``title``, ``files``, ``seeds``).  Every formula in it is printed
+metadata (``title``, ``files``, ``seeds``; ``new_page`` to start a page).  Every formula in it is printed
 from a symdl declaration or derivation and every number is computed by the
 script.  This command finds the scripts, loads each by path, runs it, and
 assembles ``notes.tex``: title, contents, one section per topic, the topics
@@ -268,7 +268,9 @@ def assemble(built: list, seed: int = 0) -> str:
               r"derivation symdl made and checked; every number, table and figure is computed by "
               r"a gallery script with symdl (NumPy only where symdl has no such model yet). "
               r"Nothing is typed by hand but the prose.", r"\tableofcontents", ""]
-    lines += [rf"\floatbarrier\input{{{stem}}}" for stem, _ in built]
+    # a script may ask for its section to start a page (``"new_page": True`` in its metadata)
+    lines += [(r"\clearpage" if m.get("new_page") else r"\floatbarrier") + rf"\input{{{stem}}}"
+              for stem, m in built]
     later = [(t, what) for key, t, what in NOT_YET if key not in covered]
     if later:
         lines += ["", r"\floatbarrier", r"\section{Not yet covered}\label{sec:not-yet}",
