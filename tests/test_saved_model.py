@@ -320,3 +320,16 @@ def test_a_trainer_is_saved_with_its_loss_task_and_input_shape(tmp_path):
     assert (m.task, m.loss, m.input_shape) == ("regression", "mse", (1,))
     assert m.evaluate(test.X, test.y) == t.evaluate(test)  # the trainer's numbers, exactly
     assert np.array_equal(m.predict(test.X), t.predict(test.X)[:, 0])
+
+
+@pytest.mark.slow
+def test_two_mpi_ranks_save_once(tmp_path):
+    pytest.importorskip("mpi4py")
+    r = symdl_run("train", "--ranks", 2, "--epochs", 1, "--hidden", 8, "--save", tmp_path / "m",
+                  "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("saved the model to") == 1  # rank 0 alone writes
+    test = load_dataset("digits", split="test")
+    m = saved.load(tmp_path / "m")
+    assert np.mean(m.predict(test.X) == test.y) == json.loads(r.stdout)["test_accuracy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

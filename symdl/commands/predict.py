@@ -36,6 +36,10 @@ def save_trained(args, spec, train, metrics: dict):
     """``train --save``: write the trained ``spec.module`` to ``args.save``; returns its path."""
     if not getattr(args, "save", None):
         return None
+    from .distributed import rank_comm
+    comm = rank_comm(args)
+    if comm is not None and comm.rank != 0:  # rank 0 alone writes, as with checkpoints
+        return None
     import sys
     from ..train.saved import save
     classes = train.n_classes if train.task == "classification" else None
