@@ -333,3 +333,29 @@ def test_two_mpi_ranks_save_once(tmp_path):
     m = saved.load(tmp_path / "m")
     assert np.mean(m.predict(test.X) == test.y) == json.loads(r.stdout)["test_accuracy"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+class Tagged(Module):
+    """A user's module with its own from_config, which calls the default one."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.dense = Dense(n, n)
+
+    def build(self, g, x, prefix=""):
+        return self.dense.build(g, x, prefix=f"{prefix}dense.")
+
+    @classmethod
+    def from_config(cls, config):
+        module = super().from_config(config)
+        module.tag = "rebuilt by its own from_config"
+        return module
+
+
+def test_a_class_may_rebuild_itself_and_from_config_checks_the_class():
+    config = Sequential(Tagged(3)).config()
+    twin = Module.from_config(json.loads(json.dumps(config)))
+    assert twin.layers[0].tag == "rebuilt by its own from_config"
+    assert repr(Dense.from_config(Dense(2, 3).config())) == "Dense(2, 3)"
+    with pytest.raises(CheckpointError, match="Dense.from_config got a description of"):
+        Dense.from_config(config)

@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import CheckpointError, UsageError
 from .module import LAYER_CLASSES, Module
 
-__all__ = ["LAYER_CLASSES", "class_key", "describe", "rebuild", "encode", "decode"]
+__all__ = ["LAYER_CLASSES", "class_key", "construct", "describe", "rebuild", "encode",
+           "decode"]
 
 #: constructor parameters never described (their values do not survive a save)
 SKIPPED = ("rng",)
@@ -119,6 +120,13 @@ def rebuild(config: dict) -> Module:
                               "symdl.load)")
     if "from_config" in vars(cls):  # a class's own rebuilder wins
         return cls.from_config(config)
+    return construct(cls, config)
+
+
+def construct(cls, config: dict) -> Module:
+    """``cls(**arguments)`` from a description's ``args`` (what :meth:`Module.from_config`
+    does unless a class gives its own)."""
+    key = config["class"]
     params = inspect.signature(cls.__init__).parameters
     positional, keywords = [], {}
     star = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params.values())

@@ -123,9 +123,16 @@ class Module:
 
     @classmethod
     def from_config(cls, config: dict) -> "Module":
-        """A fresh module (new parameters) from :meth:`config`'s description."""
-        from .config import rebuild
-        return rebuild(config)
+        """A fresh module (new parameters) from :meth:`config`'s description of this class
+        (``Module.from_config`` rebuilds any class: :func:`symdl.nn.config.rebuild`)."""
+        from .config import LAYER_CLASSES, construct, rebuild
+        if cls is Module:
+            return rebuild(config)
+        named = LAYER_CLASSES.get(config.get("class")) if isinstance(config, dict) else None
+        if named is None or not issubclass(named, cls):
+            raise CheckpointError(f"{cls.__name__}.from_config got a description of "
+                                  f"{config.get('class') if isinstance(config, dict) else config!r}")
+        return construct(named, config)
 
     # ------------------------------------------------------------ graph
     def build(self, g, x: str, prefix: str = "") -> str:
