@@ -66,7 +66,10 @@ class _PrintersFollowDerive(_abc.MetaPathFinder):
             def exec_module(module):
                 run(module)
                 _importlib.import_module("symdl.printing")
-            spec.loader.exec_module = exec_module
+            try:
+                spec.loader.exec_module = exec_module
+            except AttributeError:  # pragma: no cover - a loader that cannot be wrapped
+                pass
         return spec
 
 
