@@ -22,6 +22,7 @@ from symdl.commands.gallery import evaluate, figure, fit, num, pct, pyplot, save
 from symdl.data import load_digits
 from symdl.derive import grad
 from symdl.derive.jacobian import softmax_jacobian
+from symdl.derive.layers import layer_derivation
 from symdl.derive.opfuncs import op_function
 from symdl.derive.steps import derive
 from symdl.errors import UsageError
@@ -31,6 +32,7 @@ from symdl.ops import OPS, Y
 from symdl.ops.elementwise import GELU_SIGMOID_SCALE, SELU_ALPHA, SELU_CLOSED_FORMS, SELU_LAMBDA
 from symdl.optim import SGD
 from symdl.printing import latex
+from symdl.printing.layers import layer_latex
 from symdl.train import Trainer
 
 ORDER = 40
@@ -41,7 +43,7 @@ GROUPS = (
     ("Rectifiers", ("relu", "leaky_relu", "elu", "selu")),
     ("Smooth rectifiers", ("softplus", "silu", "gelu", "gelu_tanh", "gelu_sigmoid")),
 )
-NAMES = {"identity": "linear (identity)", "step": "step (Heaviside)", "sigmoid": "sigmoid",
+NAMES = {"identity": "linear (identity)", "step": "unit step", "sigmoid": "sigmoid",
          "tanh": "tanh", "relu": "ReLU", "leaky_relu": "leaky ReLU", "elu": "ELU",
          "selu": "SELU", "softplus": "softplus", "gelu": "GELU",
          "gelu_tanh": "GELU, tanh approximation", "gelu_sigmoid": "GELU, sigmoid approximation",
@@ -294,6 +296,9 @@ def _softmax_check() -> str:
             + (", checked by SymPy" if jac.verified else " (NOT verified)") + ":\n"
             + fit(rf"\frac{{\partial s}}{{\partial z}} = {latex(jac.in_outputs)} = "
                   r"\operatorname{diag}(s) - s s^{\top}")
+            + "The layer rule symdl states for backpropagation, checked on an explicit 3-class "
+            "instance, multiplies the upstream gradient $\\delta$ by that Jacobian without "
+            "forming it:\n" + layer_latex(layer_derivation("softmax"))
             + f"For $z = ({', '.join(num(v) for v in z)})$ symdl's compiled softmax gives "
             f"$s = ({', '.join(num(v) for v in s)})$ and\n"
             rf"\[ \operatorname{{diag}}(s) - s s^{{\top}} = {mat}, \]"

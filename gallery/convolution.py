@@ -98,7 +98,7 @@ def _growth(out: Path) -> str:
         fields[name] = [summary(Sequential(*[m for _ in range(L) for m in block()]),
                                 ("N", 4, 64, 64)).receptive_field[0] for L in depth]
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    fig, ax = plt.subplots(figsize=(4.0, 2.4))
     for name, f in fields.items():
         ax.plot(list(depth), f, "o-", ms=4, label=name)
     ax.set_xlabel("layers (blocks)")
@@ -178,7 +178,7 @@ def _feature_maps(out: Path, seed: int) -> str:
     prog.run()
     maps = prog.value(relu)[0]
     plt = pyplot()
-    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(9.0, 1.5))
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(6.3, 1.05))
     axes[0].imshow(test.X[k].reshape(8, 8), cmap="gray_r")
     axes[0].set_title("input", fontsize=8)
     for i, (ax, m) in enumerate(zip(axes[1:], maps)):

@@ -92,7 +92,7 @@ def _network(act: str, init: str, scale, rng) -> Sequential:
 
 def _propagation(out: Path, seed: int) -> tuple:
     plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(7.6, 4.8), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(6.0, 4.0), sharex=True)
     rows, ratios = [], {}
     for col, act in enumerate(("tanh", "relu")):
         for init, label, scale in INITS:
@@ -117,8 +117,10 @@ def _propagation(out: Path, seed: int) -> tuple:
         axes[0, col].set_title(f"{act}: variance of the activations")
         axes[1, col].set_title(f"{act}: variance of " + r"$\partial L/\partial z$")
         axes[1, col].set_xlabel("layer")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, -0.01))  # below the panels: no curve hidden
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     png = save_figure(fig, out / "initialization.png")
     return png, rows, ratios
 

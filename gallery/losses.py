@@ -149,7 +149,7 @@ def _pairing() -> str:
 def _figure(out: Path) -> str:
     plt = pyplot()
     u = np.linspace(-3, 3, 601)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7.6, 2.9))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6.3, 2.6))
     for name, color in (("mse", "C0"), ("mae", "C1")):
         f, df = evaluate(name, u, np.zeros_like(u))
         a.plot(u, f, color=color, label=f"{name}")

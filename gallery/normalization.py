@@ -64,7 +64,7 @@ def _groups(seed: int) -> dict:
 def _figure(found, out: Path) -> str:
     n, c, h, w = SHAPE
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(8.4, 2.6))
+    fig, axes = plt.subplots(1, 3, figsize=(6.4, 2.1))
     for ax, (label, (_, moved, axes_, _)) in zip(axes, found.items()):
         img = np.full((n * (h + 1) - 1, c * (w + 1) - 1), np.nan)
         for a, b in np.ndindex(n, c):

@@ -63,7 +63,7 @@ def build(out: Path, seed: int = 0) -> dict:
     conf = np.zeros((10, 10), dtype=int)
     np.add.at(conf, (test.y, pred), 1)
     plt = pyplot()
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(8.4, 2.6), gridspec_kw={"width_ratios": [1, 1, 0.9]})
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(6.4, 2.3), gridspec_kw={"width_ratios": [1, 1, 0.9]})
     ep = np.arange(1, h.epochs + 1)
     a.plot(ep, h.train_loss, "o-", ms=3, label="training")
     a.plot(ep, h.val_loss, "s-", ms=3, label="validation")

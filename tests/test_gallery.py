@@ -10,6 +10,7 @@ import argparse
 import ast
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -42,7 +43,7 @@ COVERED = {"Foundations": "foundations", "Activations": "activations", "Losses":
            "Convolutional networks": "convolution"}
 #: the capabilities symdl does not have yet: must be listed as not covered
 NOT_YET = ("sequence models", "attention", "generative")
-ALLOWED_IMPORTS = {"symdl", "numpy", "sympy", "matplotlib", "__future__", "sys", "pathlib",
+ALLOWED_IMPORTS = {"symdl", "numpy", "sympy", "matplotlib", "__future__", "sys", "pathlib", "re",
                    "math", "dataclasses"}
 
 
@@ -199,7 +200,7 @@ def test_notes_use_only_base_and_recommended_packages(built):
     notes = (built / "notes.tex").read_text()
     used = re.findall(r"\\usepackage(?:\[[^\]]*\])?\{([^}]+)\}", notes)
     assert set(used) <= {"amsmath", "amssymb", "graphicx", "geometry", "hyperref", "booktabs",
-                         "xcolor"}, used
+                         "xcolor", "float"}, used
     if shutil.which("kpsewhich"):
         for name in used:
             assert subprocess.run(["kpsewhich", f"{name}.sty"], capture_output=True,
@@ -278,3 +279,138 @@ def test_a_latex_error_keeps_the_tex_and_names_the_log(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "notes.log" in err and (tmp_path / "out" / "notes.tex").is_file()
     assert "Undefined control sequence" in err
+
+
+# ------------------------------------------------------------------ no Python in the notes
+#: LaTeX's own stars (\section*, {align*}, \hspace*) are not multiplication
+STARRED = re.compile(r"\\[A-Za-z]+\*|\{[A-Za-z]+\*\}")
+#: Python's reprs: ('a', ...), (64,), ..., None), [1, 2] of quoted strings
+RAW_TUPLE = re.compile(r"\(\s*'[^']*'\s*,|\(\s*-?\d+(?:\.\d+)?\s*,\s*\)|,\s*None\s*\)|\[\s*'[^']*'\s*,")
+#: graph node ids of the worked examples (hW2t, xW1t, W1t), never mathematical symbols
+NODE_ID = re.compile(r"(?<![A-Za-z])[a-z]?W\d+t(?![A-Za-z])")
+
+
+def leaks(body: str) -> list:
+    """What of Python's printing reached ``body``: ``*``, ``**``, SymPy class names, raw
+    tuples, node ids used as mathematics (outside ``\\texttt``)."""
+    found = []
+    plain = STARRED.sub("", body)
+    for m in re.finditer(r"\*\*?", plain):
+        found.append(f"{m.group(0)!r} in ...{plain[max(0, m.start() - 40):m.end() + 40]}...")
+    for name in ("Piecewise", "Heaviside", "DiracDelta"):
+        if name in body:
+            found.append(name)
+    found += [f"raw tuple {m.group(0)!r}" for m in RAW_TUPLE.finditer(body)]
+    code = re.sub(r"\\texttt\{(?:[^{}]|\{[^{}]*\})*\}", "", body)
+    found += [f"node id {m.group(0)!r} as maths" for m in NODE_ID.finditer(code)]
+    if r"\mathtt{" in body:
+        found.append(r"\mathtt (a node id typeset as a symbol)")
+    return found
+
+
+def test_leaks_finds_what_it_should():
+    assert leaks(r"\section*{A}\begin{align*}x\end{align*}") == []
+    assert leaks("$2*x$") and leaks("$x**2$") and leaks("Piecewise((x, x > 0))")
+    assert leaks("factor=('1/count', ('N',), None)") and leaks("shape (64,)")
+    assert leaks(r"$\frac{\partial z_2}{\partial hW2t}$") and leaks(r"$\mathtt{h}$")
+    assert leaks(r"node \texttt{hW2t} holds $h W_2^{\top}$") == []
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
+def test_no_python_leaks_into_the_latex(built, path):
+    found = leaks(_body(built / f"{path.stem}.tex"))
+    assert not found, f"{path.stem}.tex: " + "; ".join(found[:5])
+
+
+def test_no_python_leaks_into_the_command_output(tmp_path, capsys):
+    assert cmd.run(_args(tmp_path, only="reconciliation,dimensionality",
+                         scripts=str(GALLERY))) == 0
+    out = capsys.readouterr()
+    assert not leaks(out.out) and not leaks(out.err)
+    assert not leaks((tmp_path / "notes.tex").read_text())
+
+
+# ------------------------------------------------------------------ the notes against symdl
+def test_reconciliation_pages_hold_sympy_s_verdicts(built):
+    from symdl.optim.reconcile import reconciliations
+    body = _body(built / "reconciliation.tex")
+    found = reconciliations()
+    assert len(found) == 8
+    for r in found:  # each entry, with the verdict SymPy computes now (not a typed one)
+        assert rf"\subsection{{{r.title}}}" in body, r.title
+        after = body.split(rf"\subsection{{{r.title}}}")[1]
+        assert f"SymPy's verdict: {r.verdict}" in after.split(r"\subsection")[0], r.key
+        assert "torch" in after.split(r"\subsection")[0].lower(), r.key
+    verdicts = {r.key: r.verdict for r in found}
+    assert verdicts["label_smoothing"] == verdicts["nadam"] == verdicts["adam"] == "different"
+    assert verdicts["nesterov"] != "different" and verdicts["l2"] == "equal after renaming"
+    if TEX and shutil.which("pdftotext"):
+        text_ = subprocess.run(["pdftotext", str(built / "notes.pdf"), "-"], capture_output=True,
+                               text=True).stdout
+        assert text_.count("SymPy’s verdict:") + text_.count("SymPy's verdict:") == 8
+
+
+# ------------------------------------------------------------------ layout
+def _png_text(path: Path) -> dict:
+    """The tEXt chunks of a PNG."""
+    data, out, i = path.read_bytes(), {}, 8
+    while i < len(data):
+        (n,), kind = struct.unpack(">I", data[i:i + 4]), data[i + 4:i + 8]
+        if kind == b"tEXt":
+            key, _, value = data[i + 8:i + 8 + n].partition(b"\x00")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        i += 12 + n
+    return out
+
+
+def test_legends_are_readable_at_print_size(built):
+    """Every legend prints at 6.5 pt or more: its font size times the figure's scale in the
+    notes (width in the LaTeX over the PNG's width in inches; the text width is 6.54 in)."""
+    small = []
+    for tex in sorted(built.glob("*.tex")):
+        for frac, name in re.findall(r"\\includegraphics\[width=([\d.]+)\\linewidth\]\{([^}]+)\}",
+                                     _body(tex)):
+            png = built / name
+            w = struct.unpack(">I", png.read_bytes()[16:20])[0]
+            dpi = 150.0
+            meta = _png_text(png)
+            pt = float(meta.get("symdl-legend-pt", "nan"))
+            assert pt == pt, f"{name} was not saved by save_figure"
+            printed = pt * float(frac) * 6.54 / (w / dpi)
+            if pt and printed < 6.5:
+                small.append(f"{name}: legend {pt:g} pt prints at {printed:.1f} pt")
+    assert not small, "; ".join(small)
+
+
+def page_fill(pdf: Path, dpi: int = 30) -> list:
+    """How far down its text area each page is used (0 to 1), from a grey rendering."""
+    raw = subprocess.run(["pdftoppm", "-gray", "-r", str(dpi), str(pdf)], capture_output=True,
+                         check=True).stdout
+    out, i = [], 0
+    top, bottom, per_px = 62.4, 842 - 62.4, 72.0 / dpi  # a4, 2.2 cm margins, in points
+    while i < len(raw):
+        m = re.match(rb"P5\s+(\d+)\s+(\d+)\s+\d+\s", raw[i:])
+        w, h = int(m.group(1)), int(m.group(2))
+        img = np.frombuffer(raw[i + m.end():i + m.end() + w * h], dtype=np.uint8).reshape(h, w)
+        i += m.end() + w * h
+        ys = np.flatnonzero((img < 200).any(axis=1)) * per_px
+        ys = ys[(ys >= top - 2) & (ys <= bottom + 2)]
+        out.append(0.0 if ys.size == 0 else float((ys.max() - top) / (bottom - top)))
+    return out
+
+
+def test_no_page_is_less_than_a_third_full_but_a_chapter_s_last(built):
+    if not TEX or not (shutil.which("pdftoppm") and shutil.which("pdftotext")):
+        pytest.skip("needs latexmk, pdftoppm and pdftotext (Debian: poppler-utils)")
+    pdf = built / "notes.pdf"
+    fills = page_fill(pdf)
+    short = []
+    for k, f in enumerate(fills, 1):
+        if f >= 1 / 3 or k == len(fills):
+            continue
+        nxt = subprocess.run(["pdftotext", "-f", str(k + 1), "-l", str(k + 1), str(pdf), "-"],
+                             capture_output=True, text=True).stdout.strip()
+        if re.match(r"(\d+\s+[A-Z]|Colophon)", nxt):  # the next page starts a chapter
+            continue
+        short.append(f"page {k}: {f:.0%} full")
+    assert not short, "; ".join(short)

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 __all__ = ["add_parser", "run", "find_scripts", "assemble", "NOT_YET", "TEX_PACKAGES",
-           "pyplot", "save_figure", "figure", "num", "pct", "text", "table", "section", "fit",
-           "evaluate"]
+           "pyplot", "save_figure", "legend_points", "figure", "num", "pct", "text", "table",
+           "section", "fit", "evaluate"]
 
 #: LaTeX packages of notes.tex: all from Debian's texlive-latex-base and -recommended
 TEX_PACKAGES = (("geometry", "a4paper,margin=2.2cm"), ("amsmath", ""), ("amssymb", ""),
@@ -303,10 +303,20 @@ def pyplot():
     return plt
 
 
+def legend_points(fig) -> float:
+    """The smallest legend font size of ``fig`` in points (0 when it has no legend)."""
+    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend()]
+    sizes = [t.get_fontsize() for lg in legends for t in lg.get_texts()]
+    return float(min(sizes)) if sizes else 0.0
+
+
 def save_figure(fig, path: Path, dpi: int = 150) -> str:
-    """Save ``fig`` as a byte-stable PNG (no software/date metadata), close it; return the name."""
+    """Save ``fig`` as a byte-stable PNG (no software/date metadata), close it; return the name.
+    The PNG records its smallest legend font size (``symdl-legend-pt``), so a test can check
+    the size it prints at in the notes."""
     import matplotlib.pyplot as plt
-    fig.savefig(path, dpi=dpi, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.04)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.04,
+                metadata={"Software": None, "symdl-legend-pt": f"{legend_points(fig):g}"})
     plt.close(fig)
     return Path(path).name
 
