@@ -127,7 +127,8 @@ def test_launch_command_and_missing_mpiexec(monkeypatch, tmp_path):
     monkeypatch.setattr(cd, "find_mpiexec", lambda: "/x/mpiexec")
     cmd = cd.launch_command(["train", "--ranks", "4", "--epochs", "2", "--ranks=3"], 4)
     assert cmd[:4] == ["/x/mpiexec", "-disable-auto-cleanup", "-n", "4"]
-    assert cmd[4:] == [sys.executable, "-m", "symdl", "train", "--epochs", "2", "--distributed"]
+    assert cmd[4:] == [sys.executable, "-m", "symdl.commands.distributed", sys.executable, "-m",
+                       "symdl", "train", "--epochs", "2", "--distributed"]
     monkeypatch.undo()
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -1,9 +1,10 @@
 """``symdl train --distributed`` (one rank under mpiexec) and ``--ranks N`` (starts mpiexec).
 
 ``--ranks N`` runs ``mpiexec -disable-auto-cleanup -n N python -m symdl train ... --distributed``
-on this machine and returns its exit code.  ``-disable-auto-cleanup`` keeps mpich's launcher
-from killing the other ranks when one dies, so that they report it themselves: one line naming
-the rank, exit code 1 (:mod:`symdl.train.distributed`).  Under a plain ``mpiexec -n N symdl train
+on this machine, each rank below a small wrapper (:func:`shield`), and returns its exit code.
+``-disable-auto-cleanup`` keeps mpich's launcher from killing the other ranks when one dies, so
+that they report it themselves: one line naming the rank, exit code 1
+(:mod:`symdl.train.distributed`).  Under a plain ``mpiexec -n N symdl train
 --distributed`` mpich kills the others within a second of a death and prints its own banner.
 
 Under ``--distributed`` only rank 0 writes to stdout; the other ranks keep quiet about errors
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from ..errors import BackendError, SymdlError, UsageError
 
-__all__ = ["add_distributed_args", "find_mpiexec", "launch_command", "rank_comm"]
+__all__ = ["add_distributed_args", "find_mpiexec", "launch_command", "rank_comm", "shield"]
 
 #: Exit codes that mean the same from mpiexec as from one process (mpich ORs the ranks' codes).
 PASSED_ON = (0, 1, 2, 3, 4, 130, 143)
@@ -74,7 +75,23 @@ def launch_command(argv, ranks: int) -> list:
         elif not a.startswith("--ranks="):
             rest.append(a)
     return [find_mpiexec(), "-disable-auto-cleanup", "-n", str(ranks), sys.executable, "-m",
-            "symdl", *rest, "--distributed"]
+            "symdl.commands.distributed", sys.executable, "-m", "symdl", *rest, "--distributed"]
+
+
+def shield(argv) -> int:
+    """Run ``argv`` (a rank) as a child and return its exit code, passing on SIGUSR1, SIGINT
+    and SIGTERM.  mpich's proxy, once a rank has died, may end the other ranks it started
+    itself before they report (seen: about one run in three, even with SIGUSR1 ignored); a
+    rank one process further down is left to print its line and leave with exit code 1."""
+    import signal
+    child = subprocess.Popen(argv, close_fds=False)  # keeps the PMI descriptor
+
+    def forward(signum, _frame):
+        child.send_signal(signum)
+    for s in (signal.SIGUSR1, signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, forward)
+    code = child.wait()
+    return code if code >= 0 else 128 - code
 
 
 def _launch(args) -> int:
@@ -126,3 +143,7 @@ def _wrapped(run):
             return 1
     run_train.__doc__ = run.__doc__
     return run_train
+
+
+if __name__ == "__main__":  # the rank wrapper of --ranks: python -m symdl.commands.distributed ARGV
+    sys.exit(shield(sys.argv[1:]))

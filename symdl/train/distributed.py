@@ -42,11 +42,12 @@ import numpy as np
 
 from ..errors import BackendError, NumericalError, SymdlError
 from ..nn.norm import batchnorm_layers, set_batchnorm_mode, update_running_stats
+from .checkpoint import check_writable
 from .regularize import add_input_noise, clip, fill_masks
 from .state import capture, restore
 
-__all__ = ["Communicator", "NcclCommunicator", "ParameterMismatch", "RankError", "attach",
-           "import_mpi", "shard"]
+__all__ = ["Communicator", "NcclCommunicator", "ParameterMismatch", "RankError", "StartFailed",
+           "attach", "import_mpi", "shard"]
 
 
 class ParameterMismatch(SymdlError):
@@ -55,6 +56,14 @@ class ParameterMismatch(SymdlError):
 
 class RankError(SymdlError):
     """An error found on one rank only; its message names the rank (exit code 1)."""
+
+
+class StartFailed(SymdlError):
+    """Rank 0 could not start (its error, with its exit code, on the other ranks)."""
+
+    def __init__(self, exit_code: int, message: str):
+        super().__init__(f"rank 0 could not start: {message}")
+        self.exit_code = int(exit_code)
 
 
 def import_mpi():
@@ -196,14 +205,25 @@ class Communicator:
         os._exit(1)
 
     # ------------------------------------------------------------ training
-    def start(self, trainer, state):
-        """Give every rank rank 0's state (fresh or resumed); returns this rank's loop state."""
+    def start(self, trainer, starter):
+        """Rank 0 starts, fresh or resumed (``starter(trainer)``), and sends its state to the
+        others; an error there (a corrupt checkpoint, other settings) reaches every rank, which
+        raise it with rank 0's exit code.  Returns this rank's loop state."""
         if self.size == 1:
-            return state
-        payload = capture(trainer, state, "start") if self.rank == 0 else None
-        payload = self.bcast_object(payload, "the start (rank 0 sends its state)")
-        if self.rank:
-            arrays, meta = payload
+            return starter(trainer)
+        what = "the start (rank 0 sends its state)"
+        if self.rank == 0:
+            try:
+                state = starter(trainer)
+            except SymdlError as exc:
+                self.bcast_object(("error", exc.exit_code, str(exc)), what)
+                raise
+            self.bcast_object(("ok", capture(trainer, state, "start")), what)
+        else:
+            kind, *payload = self.bcast_object(None, what)
+            if kind == "error":
+                raise StartFailed(*payload)
+            arrays, meta = payload[0]
             try:
                 state = restore(trainer, SimpleNamespace(meta=meta, arrays=arrays,
                                                          path="of rank 0"))
@@ -346,6 +366,8 @@ def attach(trainer, comm):
     write no checkpoints and take their state from rank 0 (:meth:`Communicator.start`)."""
     dist = comm if isinstance(comm, Communicator) else Communicator(comm)
     if dist.rank:
+        if trainer.checkpoint:  # rank 0 checks it too, and alone writes there
+            check_writable(trainer.checkpoint, 0)
         trainer.say = lambda msg: None
         trainer.progress, trainer.verbose = False, 0
         trainer.checkpoint, trainer.resume = None, "never"

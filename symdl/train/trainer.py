@@ -265,9 +265,9 @@ class Trainer(CallbackHost):
         # non-finite values are caught by the step guard, not by NumPy warnings
         with lock, deferred_signals() as interrupted, np.errstate(over="ignore", invalid="ignore",
                                                                   divide="ignore"):
-            state = self.loop_state = start_state(self)
-            if self.dist is not None:  # every rank takes rank 0's state
-                state = self.loop_state = self.dist.start(self, state)
+            # with comm: rank 0 starts or resumes, and every rank takes its state
+            state = self.loop_state = start_state(self) if self.dist is None \
+                else self.dist.start(self, start_state)
             if self.on_start is not None:
                 self.on_start(state)
             n, B = len(X), self.batch_size
