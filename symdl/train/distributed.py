@@ -23,7 +23,9 @@ every half second that the peers on its host are alive (their PIDs were exchange
 waits at most ``timeout`` seconds for peers on other hosts; a dead or silent peer makes it print
 one line naming the rank and leave with exit code 1 without any further collective
 (``os._exit``; MPI is not finalized, which would wait for the dead peer).  mpi4py is imported
-only when a :class:`Communicator` is made.
+only when a :class:`Communicator` is made.  On GPUs, :class:`NcclCommunicator` all-reduces the
+gradient with NCCL (``cupyx.distributed``) and keeps MPI for the rest.  docs/scaling.md has the
+details, mpich's behaviour on a dead rank, and the cost model.
 """
 from __future__ import annotations
 
