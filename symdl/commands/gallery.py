@@ -17,15 +17,16 @@ The helpers below (:func:`pyplot`, :func:`save_figure`, :func:`num`,
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import math
 import numbers
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .gallery_run import build_one, run_parallel, script_order
 
 __all__ = ["add_parser", "run", "find_scripts", "assemble", "NOT_YET", "TEX_PACKAGES",
            "pyplot", "save_figure", "legend_points", "figure", "num", "pct", "text", "table",
@@ -69,45 +70,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scripts", metavar="DIR", help="folder of gallery scripts (default: ./gallery, "
                    "else the gallery/ folder of symdl's source checkout)")
     p.add_argument("--seed", type=int, default=0, help="seed passed to every script (default: 0)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+                   help="run the scripts in N processes (default: 2 where there are 2 cores; "
+                   "the output is the same bytes)")
     p.set_defaults(run=run)
     return p
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int = 1):
-    """NumPy's OpenBLAS limited to ``n`` threads inside the block (restored after).  The
-    gallery's matrices are small: several BLAS threads on a busy machine only wait for each
-    other (the double-descent fits measured 39 s with threads, 2.6 s with one, on the
-    2-core machine this was built on).  A no-op where NumPy's BLAS is not OpenBLAS."""
-    get = set_ = None
-    try:
-        import glob
-        import ctypes
-        import numpy
-        libs = glob.glob(str(Path(numpy.__file__).parent.parent / "numpy.libs" / "*openblas*"))
-        libs += glob.glob(str(Path(numpy.__file__).parent / ".dylibs" / "*openblas*"))
-        for lib in libs:
-            dll = ctypes.CDLL(lib)
-            for suffix in ("64_", "_64_", ""):
-                if hasattr(dll, f"scipy_openblas_set_num_threads{suffix}"):
-                    set_ = getattr(dll, f"scipy_openblas_set_num_threads{suffix}")
-                    get = getattr(dll, f"scipy_openblas_get_num_threads{suffix}", None)
-                    break
-            if set_ is None and hasattr(dll, "openblas_set_num_threads"):
-                set_, get = dll.openblas_set_num_threads, getattr(dll, "openblas_get_num_threads",
-                                                                   None)
-            if set_ is not None:
-                break
-    except OSError:
-        set_ = None
-    before = int(get()) if get is not None else None
-    if set_ is not None:
-        set_(int(n))
-    try:
-        yield
-    finally:
-        if set_ is not None and before is not None:
-            set_(before)
 
 
 def _fail(code: int, message: str) -> int:
@@ -134,22 +101,6 @@ def find_scripts(folder: str | Path | None = None) -> tuple:
                             "pass --scripts DIR or run from symdl's source checkout")
 
 
-def _load(path: Path):
-    """Import a gallery script by path (never by module name)."""
-    name = f"symdl_gallery_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "build", None)):
-        raise AttributeError(f"gallery script {path} has no build(out, seed) function")
-    return module
-
-
-def _title(module) -> str:
-    return (module.__doc__ or module.__name__).strip().splitlines()[0].rstrip(".")
-
-
 def run(args: argparse.Namespace) -> int:
     """Build the notes; 0 ok, 1 a script or LaTeX failed, 2 usage (no scripts, unknown topic)."""
     debug = getattr(args, "debug", False)
@@ -169,36 +120,27 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return _fail(4, f"cannot create the output folder {out}: {exc}")
-    modules = []
-    for stem in only or topics:
-        try:
-            modules.append((stem, _load(topics[stem])))
-        except Exception as exc:  # noqa: BLE001 - any script failure is reported, not raised
-            if debug:
-                raise
-            return _fail(1, f"gallery script {topics[stem]} failed to load: {type(exc).__name__}: {exc}")
-    modules.sort(key=lambda m: (getattr(m[1], "ORDER", 100), m[0]))
+    stems = sorted(only or topics, key=lambda st: (script_order(topics[st]), st))
+    jobs = max(1, int(getattr(args, "jobs", None) or 1))
     built, t_all = [], time.perf_counter()
-    for stem, module in modules:
-        t0 = time.perf_counter()
-        try:
-            with _blas_threads(1):
-                meta = dict(module.build(out, seed=seed) or {})
-        except ModuleNotFoundError as exc:
-            if debug:
-                raise
-            return _fail(1, f"gallery script {topics[stem].name} needs {exc.name} "
+    if jobs > 1 and len(stems) > 1 and not debug:
+        results = run_parallel([(st, str(topics[st])) for st in stems], out, seed, jobs)
+    else:
+        results = (build_one(st, str(topics[st]), str(out), seed, debug) for st in stems)
+    for stem, (status, meta, seconds) in zip(stems, results):
+        name = topics[stem].name
+        if status == "load":
+            return _fail(1, f"gallery script {topics[stem]} failed to load: {meta}")
+        if status == "missing":
+            return _fail(1, f"gallery script {name} needs {meta} "
                          "(matplotlib: pip install 'symdl[plot]')")
-        except Exception as exc:  # noqa: BLE001
-            if debug:
-                raise
-            return _fail(1, f"gallery script {topics[stem].name} failed: {type(exc).__name__}: {exc}")
+        if status == "error":
+            return _fail(1, f"gallery script {name} failed: {meta}")
         if not (out / f"{stem}.tex").is_file():
-            return _fail(1, f"gallery script {topics[stem].name} did not write {out / (stem + '.tex')}")
-        meta.setdefault("title", _title(module))
+            return _fail(1, f"gallery script {name} did not write {out / (stem + '.tex')}")
         meta.setdefault("seeds", [seed])
         built.append((stem, meta))
-        print(f"{stem:<16} {time.perf_counter() - t0:5.1f} s  {meta['title']}")
+        print(f"{stem:<16} {seconds:5.1f} s  {meta['title']}")
     notes = out / "notes.tex"
     notes.write_text(assemble(built, seed))
     print(f"wrote {notes} ({len(built)} sections) in {time.perf_counter() - t_all:.1f} s")
