@@ -4,8 +4,8 @@ For a weight of shape (fan_out, fan_in): Xavier keeps Var = 2/(fan_in + fan_out)
 (for tanh and sigmoid), He keeps Var = 2/fan_in (for ReLU), so signals keep
 their variance forward and backward.  Xavier's paper starts from Var = 1/n
 (n = fan_in keeps the forward signal, n = fan_out the backward one); 2/(fan_in +
-fan_out) is their harmonic compromise, and :func:`xavier_variances` computes all three.  Every function takes an explicit
-``numpy.random.Generator``.
+fan_out) is their harmonic compromise; :func:`xavier_variances` computes all three.
+Every function takes an explicit ``numpy.random.Generator``.
 """
 from __future__ import annotations
 
@@ -78,8 +78,8 @@ def zeros(shape, rng=None, dtype="float32"):
 
 INITIALIZERS = {"xavier_uniform": xavier_uniform, "xavier_normal": xavier_normal,
                 "he_uniform": he_uniform, "he_normal": he_normal,
-                "kaiming_uniform": he_uniform, "kaiming_normal": he_normal, "lecun_normal": lecun_normal,
-                "zeros": zeros}
+                "kaiming_uniform": he_uniform, "kaiming_normal": he_normal,
+                "lecun_normal": lecun_normal, "zeros": zeros}
 
 
 def initializer(name: str):

@@ -56,7 +56,8 @@ class Maxout(Module):
 
 class Softmax(Module):
     """Softmax over the last axis as an activation (``torch.nn.Softmax(dim=-1)``); its
-    Jacobian is ``diag(s) − s sᵀ`` (:func:`symdl.derive.jacobian.softmax_jacobian` derives it)."""
+    Jacobian is ``diag(s) − s sᵀ`` (:func:`symdl.derive.jacobian.softmax_jacobian`
+    derives it)."""
 
     def build(self, g, x, prefix=""):
         return g.add("softmax", x, name=f"{prefix}softmax")

@@ -213,7 +213,8 @@ def _nadam() -> Reconciliation:
     ours = [sp.simplify(sp.diff(step, g) * den), sp.simplify(sp.diff(step, ra.m) * den)]
     c = 1 - ra.beta1 ** ra.T
     notes_step = ra.lr / den * (ra.beta1 * ra.m / c + (1 - ra.beta1) * g / c)
-    notes = [sp.simplify(sp.diff(notes_step, g) * den), sp.simplify(sp.diff(notes_step, ra.m) * den)]
+    notes = [sp.simplify(sp.diff(notes_step, g) * den),
+             sp.simplify(sp.diff(notes_step, ra.m) * den)]
     constant = {ra.mu_t: ra.beta1, ra.mu_next: ra.beta1, ra.mu_prod: ra.beta1 ** ra.T}
     verdict, _ = _decide(notes, [o.xreplace(constant) for o in ours])
     at1 = {ra.mu_t: ra.mu_schedule(1), ra.mu_next: ra.mu_schedule(2),
