@@ -158,3 +158,21 @@ def test_ops_file_must_exist_and_be_python(tmp_path, capsys):
     (tmp_path / "ops.txt").write_text("")
     code, _, err = run(capsys, "train", "--ops", str(tmp_path / "ops.txt"), "--dataset", "xor")
     assert code == 2 and "needs a Python file" in err
+
+
+def test_a_saved_model_with_a_users_activation_is_used_with_ops(tmp_path, capsys):
+    ops = tmp_path / "mish.py"
+    ops.write_text(MISH)
+    model = tmp_path / "model"
+    code, out, err = run(capsys, "train", "--ops", str(ops), "--activation", "user_mish",
+                         "--dataset", "xor", "--hidden", "4", "--epochs", "5", "--save", str(model))
+    assert code == 0, err
+    dict.__delitem__(OPS, "user_mish")  # a fresh process: the op is not declared
+    code, out, err = run(capsys, "evaluate", str(model), "--dataset", "xor")
+    assert code == 4 and "unknown activation 'user_mish'" in err and "--ops" in err
+    code, out, err = run(capsys, "evaluate", str(model), "--dataset", "xor", "--ops", str(ops))
+    assert code == 0 and "accuracy" in out, err
+    np.save(tmp_path / "x.npy", np.array([[0.0, 1.0], [1.0, 1.0]], np.float32))
+    code, out, err = run(capsys, "predict", str(model), "--input", str(tmp_path / "x.npy"),
+                         "--ops", str(ops))
+    assert code == 0 and len(out.split()) == 2, err

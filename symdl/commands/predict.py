@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError, UsageError
+from .user_ops import add_ops_args, load_user_ops
 
 __all__ = ["DATASET_PREPROCESSING", "add_parser", "add_save_args", "cmd_evaluate",
            "cmd_predict", "read_inputs", "save_trained"]
@@ -68,6 +69,7 @@ def add_parser(sub) -> None:
     p.add_argument("--proba", action="store_true",
                    help="with --json: the class probabilities too (softmax classifiers)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    add_ops_args(p)  # --ops FILE.py: the model's own activations, declared before loading
     p.set_defaults(run=cmd_predict)
 
     e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a dataset",
@@ -80,6 +82,7 @@ def add_parser(sub) -> None:
                    help="which split (default: test)")
     e.add_argument("--seed", type=int, default=0, help="seed of synthetic sets (default: 0)")
     e.add_argument("--json", action="store_true", help="print one JSON document")
+    add_ops_args(e)
     e.set_defaults(run=cmd_evaluate)
 
 
@@ -114,6 +117,7 @@ def cmd_predict(args) -> int:
     from ..train.saved import load
     if args.proba and not args.json:
         raise UsageError("--proba needs --json")
+    load_user_ops(args)
     model = load(args.model)
     raw = read_inputs(args.input)
     X = raw if args.no_preprocess else model.preprocess(raw)
@@ -143,6 +147,7 @@ def cmd_evaluate(args) -> int:
     from ..train.saved import load
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r} (choose from: {', '.join(DATASETS)})")
+    load_user_ops(args)
     model = load(args.model)
     ds = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split=args.split)
     if ds.task != model.task:

@@ -49,7 +49,10 @@ class Activation(Module):
     def __init__(self, name: str, **params):
         super().__init__()
         if name not in ACTIVATIONS():
-            raise UsageError(f"unknown activation {name!r} (choose from: {', '.join(ACTIVATIONS())})")
+            known = ", ".join(ACTIVATIONS())
+            raise UsageError(f"unknown activation {name!r} (choose from: {known}; declare your "
+                             "own with symdl.ops.activation, on the command line in a file "
+                             "given to --ops)")
         OPS[name].param_values(params)
         self.name, self.params = name, params
 
