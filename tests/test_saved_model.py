@@ -325,8 +325,13 @@ def test_a_trainer_is_saved_with_its_loss_task_and_input_shape(tmp_path):
 @pytest.mark.slow
 def test_two_mpi_ranks_save_once(tmp_path):
     pytest.importorskip("mpi4py")
-    r = symdl_run("train", "--ranks", 2, "--epochs", 1, "--hidden", 8, "--save", tmp_path / "m",
-                  "--json", cwd=tmp_path)
+    from symdl.commands.distributed import find_mpiexec
+    # mpiexec itself (not --ranks, whose launcher is tested with the distributed trainer)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([find_mpiexec(), "-n", "2", sys.executable, "-m", "symdl", "train",
+                        "--distributed", "--epochs", "1", "--hidden", "8", "--save",
+                        str(tmp_path / "m"), "--json"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("saved the model to") == 1  # rank 0 alone writes
     test = load_dataset("digits", split="test")
