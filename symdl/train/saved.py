@@ -249,8 +249,9 @@ def _host(array) -> np.ndarray:
 
 def _first_width(module):
     """The per-example input shape a model of Dense layers (or a CNN) takes, if evident."""
+    from ..nn.cnn import Unflatten
     for m in [module, *getattr(module, "layers", [])[:1]]:
-        if hasattr(m, "shape") and type(m).__name__ == "Unflatten":
+        if isinstance(m, Unflatten):  # flat image rows seen as (C, H, W)
             return (int(np.prod(m.shape)),)
         if hasattr(m, "n_in"):
             return (m.n_in,)
