@@ -61,7 +61,12 @@ def graph_names(g) -> NodeNames:
 
 
 def _names_of(f, names):
-    return names if names is not None else NodeNames([f.node, f.arg])
+    """The names given, or names from this factor alone (pass :func:`graph_names` or
+    :func:`derivation_names` for layer numbers that agree across factors)."""
+    if names is not None:
+        return names
+    pair = {"left": (f.operand, f.arg), "right": (f.arg, f.operand)}.get(f.kind)
+    return NodeNames([f.node, f.arg], {f.node: pair} if pair else None)
 
 
 def _stats(f, tex: bool) -> str:
