@@ -48,7 +48,7 @@ def split_mul(expr: sp.Expr, ordered) -> tuple:
         den.append(sp.Integer(coeff.q))
         if coeff.p != 1:
             num.append(sp.Integer(coeff.p))
-    elif coeff != 1:
+    elif coeff != 1 and not (coeff.is_Float and float(coeff) == 1.0):  # 1.0·e^x reads e^x
         num.append(coeff)
     for f in ordered(rest) if rest != 1 else []:
         if f.is_Pow and f.exp.is_number and f.exp.is_negative:
