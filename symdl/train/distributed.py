@@ -173,6 +173,12 @@ class Communicator:
                 dead = self.dead_peers()
                 remote = [r for r, (h, _) in enumerate(self.peers) if h != self.host]
                 if dead or self.notified:
+                    # a peer that finished this very collective may leave before we see it end
+                    grace = time.monotonic() + 0.2
+                    while time.monotonic() < grace:
+                        if done():
+                            return
+                        time.sleep(1e-3)
                     self.abandon(dead or remote, f"stopped (during {what})")
                 if remote and now - t0 > self.timeout:
                     self.abandon(remote, f"did not answer for {self.timeout:g} s (in {what}); "
