@@ -63,8 +63,9 @@ def _shown(name: str, e: sp.Expr) -> sp.Expr:
     """``e`` (in the op's input) in ``z``, long constants shown as the decimals the papers
     print (SELU's λ and α as symbols; their 40 digits are listed separately)."""
     e = e.xreplace({OPS[name].inputs[0]: Z})
-    return e.xreplace({sp.Rational(8943, 200000): sp.Float("0.044715", 5),
-                       GELU_SIGMOID_SCALE: sp.Float("1.702", 4), SELU_LAMBDA: LAM,
+    return e.xreplace({sp.Rational(8943, 200000): sp.Float("0.044715", 7),
+                       GELU_SIGMOID_SCALE: sp.Float("1.702", 7),
+                       -GELU_SIGMOID_SCALE: -sp.Float("1.702", 7), SELU_LAMBDA: LAM,
                        SELU_ALPHA: ALPHA, -SELU_ALPHA: -ALPHA,
                        SELU_LAMBDA * SELU_ALPHA: LAM * ALPHA})
 
