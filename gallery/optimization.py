@@ -23,7 +23,7 @@ from symdl.backends.numpy_backend import backend_for
 from symdl.nn import Parameter, ParamPack, make_model
 from symdl.optim import OPTIMIZERS, SGD, Adagrad, Adam
 from symdl.optim.derivation import derivation, rule_latex
-from symdl.optim.trajectories import SURFACES, gradient
+from symdl.optim.trajectories import SURFACES, gradient, run
 from symdl.printing import latex
 from symdl.train import Trainer
 
@@ -177,15 +177,7 @@ def _param(values, name: str = "theta") -> Parameter:
 def _run(surface, name: str, steps: int) -> np.ndarray:
     """The ``(steps + 1, 2)`` path of optimizer ``name`` on ``surface`` (gradients from
     ``sympy.diff`` of its declaration), with the surface's settings."""
-    _, df = gradient(surface)
-    q = _param(surface.start, "xy")
-    opt = OPTIMIZERS[name]([q], **surface.settings.get(name, {}))
-    path = [q.data.copy()]
-    for _ in range(steps):
-        q.grad[...] = df(*q.data)
-        opt.step()
-        path.append(q.data.copy())
-    return np.array(path)
+    return run(surface, name, steps, NUMPY)
 
 
 def _paths(out: Path) -> str:

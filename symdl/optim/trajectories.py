@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from ..nn.parameter import Parameter
+from ..nn.parameter import Parameter, ParamPack
 from . import OPTIMIZERS
 from .derivation import expr_latex
 
@@ -55,10 +55,14 @@ def gradient(surface: Surface):
     return f, df
 
 
-def run(surface: Surface, name: str, steps: int) -> np.ndarray:
-    """The ``(steps + 1, 2)`` path of optimizer ``name`` on ``surface``."""
+def run(surface: Surface, name: str, steps: int, backend=None) -> np.ndarray:
+    """The ``(steps + 1, 2)`` path of optimizer ``name`` on ``surface`` (its settings);
+    ``backend``: whose kernels step it (e.g. ``backend_for("numpy")``, the reference
+    kernels, for one-off runs that should compile nothing; default: the usual one)."""
     _, df = gradient(surface)
     q = Parameter(np.array(surface.start, dtype=np.float64), "xy")
+    if backend is not None:
+        ParamPack([q], "float64", backend)
     opt = OPTIMIZERS[name]([q], **surface.settings.get(name, {}))
     path = [q.data.copy()]
     for _ in range(steps):

@@ -43,9 +43,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import BackendError, NumericalError, SymdlError
-from ..nn.norm import batchnorm_layers, set_batchnorm_mode, update_running_stats
+from ..nn.norm import batchnorm_layers
 from .checkpoint import check_writable
-from .regularize import add_input_noise, clip, fill_masks
 from .state import capture, restore
 
 __all__ = ["Communicator", "NcclCommunicator", "ParameterMismatch", "RankError", "StartFailed",
@@ -247,26 +246,13 @@ class Communicator:
     def train_step(self, t, X, y, state, cbs) -> None:
         """One step of ``Trainer`` ``t`` on this rank's slice of the global batch: the
         distributed form of ``Trainer._train_step`` (same callbacks, same order)."""
-        B, step = t.batch_size, state.pos
-        idx = state.perm[step * B:(step + 1) * B]
+        step, idx, logs = t._begin_step(state, cbs)
         lo, hi = shard(len(idx), self.rank, self.size)
         local = idx[lo:hi]
-        if t.schedule is not None and t.schedule.unit == "batch":
-            t.schedule.apply(t.optimizer, state.global_step)
-        logs = {"size": len(idx), "global_step": state.global_step,
-                "lr": t.optimizer.hyper.get("lr")}
-        cbs.on_batch_begin(step, logs)
         sums = np.zeros(2)  # the loss summed over this rank's rows, its hits
         prog = t.current_program = None
         if len(local):
-            prog = t.current_program = t.program(len(local), True)
-            t._batch(prog, X, y, local)
-            if t._masks:
-                fill_masks(prog, t._masks, t.noise_rng, train=True)
-            set_batchnorm_mode(prog, t.model, train=True)  # this rank's batch statistics
-            if t.input_noise:
-                add_input_noise(prog, t.input_noise, t.noise_rng)
-            prog.run()
+            prog = t._run_rows(X, y, local)
             sums[0] = float(prog.value(t._L)) * len(local)
             if t.classification:
                 sums[1] = t.backend.count_hits(prog.value(t._out), prog.inputs["y"])
@@ -285,19 +271,10 @@ class Communicator:
             # the guard's diagnosis re-runs this rank's rows, and it had none
             raise NumericalError(f"non-finite or diverging values at epoch {state.epoch + 1}, "
                                  f"step {step + 1}; update not applied") from None
-        if not logs.get("skip_update"):
-            if t.clip_norm or t.clip_value:
-                gsq = logs.get("grad_sq_norm")
-                gsq = t.backend.sq_norm(t.pack.grad) if gsq is None else gsq
-                clip(t.pack.grad, gsq, t.clip_norm, t.clip_value)
-            t.optimizer.step()
-            if prog is not None:
-                update_running_stats(t.model, prog)
-            state.total += sums[0]
-            if t.classification:
-                state.correct += int(sums[1])
+        t._apply_update(state, logs, prog, sums[0], sums[1] if t.classification else 0)
         state.pos += 1
         state.global_step += 1
+        B = t.batch_size
         steps = getattr(t, "steps_per_epoch", None) or (len(X) // B if t.drop_last
                                                          else -(-len(X) // B))
         last = state.pos >= steps

@@ -15,7 +15,6 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,11 @@ from ..nn.norm import set_batchnorm_mode, update_running_stats
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
 from ..optim.schedules import UNITS
-from ..printing.notebook import history_html, history_repr
 from .callbacks import EarlyStopping, ModelCheckpoint, TerminateOnNaN, epoch_logs
 from .checkpoint import FolderLock, check_writable, save_checkpoint
 from .distributed import attach as attach_comm
 from .graphs import build_training_graph
+from .history import History
 from .loop import CallbackHost, as_dataset, deferred_signals, fit_data, start_state
 from .loop import features as _features
 from .progress import verbosity
@@ -40,43 +39,6 @@ from .regularize import add_input_noise, clip, dropout_masks, fill_masks
 from .state import LoopState, capture, run_settings
 
 __all__ = ["History", "Trainer"]
-
-
-@dataclass(repr=False)
-class History:
-    """Per-epoch metrics (``val_*`` are ``None`` without a validation set)."""
-
-    train_loss: list = field(default_factory=list)
-    train_accuracy: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    val_accuracy: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
-
-    @property
-    def epochs(self) -> int:
-        return len(self.train_loss)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def history(self) -> dict:
-        """Keras's ``history.history``: ``{"loss": [...], "accuracy": [...], "val_loss": ...}``
-        (the metrics this run computed)."""
-        named = {"loss": self.train_loss, "accuracy": self.train_accuracy,
-                 "val_loss": self.val_loss, "val_accuracy": self.val_accuracy}
-        return {k: list(v) for k, v in named.items() if any(x is not None for x in v)}
-
-    def plot(self, ax=None):
-        """Loss and accuracy curves (:func:`symdl.plot.history`); returns the figure."""
-        from ..plot import history
-        return history(self, ax)
-
-    def __repr__(self) -> str:
-        return history_repr(self)
-
-    def _repr_html_(self) -> str:  # Jupyter: a table, one row per epoch
-        return history_html(self)
 
 
 class Trainer(CallbackHost):
@@ -301,6 +263,18 @@ class Trainer(CallbackHost):
     def _train_step(self, X, y, state: LoopState, cbs):
         if self.dist is not None:  # this rank's slice of the batch, one gradient all-reduce
             return self.dist.train_step(self, X, y, state, cbs)
+        step, idx, logs = self._begin_step(state, cbs)
+        prog = self._run_rows(X, y, idx)
+        loss = logs["loss"] = float(prog.value(self._L))
+        cbs.on_before_update(step, logs)  # the guard first: nothing bad is ever applied
+        hits = self.backend.count_hits(prog.value(self._out), prog.inputs["y"]) \
+            if self.classification and not logs.get("skip_update") else 0
+        self._apply_update(state, logs, prog, loss * len(idx), hits)
+        self._end_step(state, step, logs, cbs)
+
+    # the parts of a step, shared with the distributed step (symdl.train.distributed)
+    def _begin_step(self, state: LoopState, cbs):
+        """``(step in the epoch, the global batch's rows, logs)``, the schedule stepped."""
         B, step = self.batch_size, state.pos
         idx = state.perm[step * B:(step + 1) * B]
         if self.schedule is not None and self.schedule.unit == "batch":
@@ -308,6 +282,10 @@ class Trainer(CallbackHost):
         logs = {"size": len(idx), "global_step": state.global_step,
                 "lr": self.optimizer.hyper.get("lr")}
         cbs.on_batch_begin(step, logs)
+        return step, idx, logs
+
+    def _run_rows(self, X, y, idx):
+        """Run the training program on rows ``idx`` (masks, batch statistics, noise)."""
         prog = self.current_program = self.program(len(idx), True)
         self._batch(prog, X, y, idx)
         if self._masks:
@@ -316,18 +294,24 @@ class Trainer(CallbackHost):
         if self.input_noise:
             add_input_noise(prog, self.input_noise, self.noise_rng)
         prog.run()
-        loss = logs["loss"] = float(prog.value(self._L))
-        cbs.on_before_update(step, logs)  # the guard first: nothing bad is ever applied
-        if not logs.get("skip_update"):
-            if self.clip_norm or self.clip_value:
-                gsq = logs.get("grad_sq_norm")
-                gsq = self.backend.sq_norm(self.pack.grad) if gsq is None else gsq
-                clip(self.pack.grad, gsq, self.clip_norm, self.clip_value)
-            self.optimizer.step()
+        return prog
+
+    def _apply_update(self, state: LoopState, logs, prog, loss_sum: float, hits: int):
+        """Unless the guard said skip: clip, step the optimizer, count the step's metrics."""
+        if logs.get("skip_update"):
+            return
+        if self.clip_norm or self.clip_value:
+            gsq = logs.get("grad_sq_norm")
+            gsq = self.backend.sq_norm(self.pack.grad) if gsq is None else gsq
+            clip(self.pack.grad, gsq, self.clip_norm, self.clip_value)
+        self.optimizer.step()
+        if prog is not None:
             update_running_stats(self.model, prog)
-            state.total += loss * len(idx)
-            if self.classification:
-                state.correct += self.backend.count_hits(prog.value(self._out), prog.inputs["y"])
+        state.total += loss_sum
+        state.correct += int(hits)
+
+    @staticmethod
+    def _end_step(state: LoopState, step: int, logs, cbs):
         state.pos += 1
         state.global_step += 1
         cbs.on_batch_end(step, logs)
