@@ -221,3 +221,14 @@ def test_cli_augment_and_ensemble(capsys):
     assert 0.5 < out["ensemble_test_accuracy"] <= 1.0
     assert main(["train", "--epochs", "1", "--augment", "copies=x"]) == 2
     assert "copies must be a number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--plot", "curves.png"], ["--resume", "somewhere"],
+                                   ["--checkpoint", "ck"]])
+def test_ensemble_refuses_one_run_options(extra, capsys, tmp_path, monkeypatch):
+    """An option that --ensemble would ignore is an error naming it, not silence."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--dataset", "xor", "--epochs", "1", "--ensemble", "2", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and extra[0] in err and "not supported" in err
+    assert not (tmp_path / "curves.png").exists() and not (tmp_path / "ck").exists()

@@ -61,9 +61,14 @@ def run_ensemble(args, train, val, test, init_ss, make_spec, optimizer) -> int:
     import numpy as np
     from ..train import Trainer
     from ..train.ensemble import bagging
-    if getattr(args, "checkpoint", None) or getattr(args, "save", None):
-        raise UsageError("--ensemble trains several models: --checkpoint and --save are not "
-                         "supported with it")
+    # one run's options: with K members they would be ignored, and an ignored flag is an error
+    single = [f"--{k}" for k in ("checkpoint", "save", "plot", "distributed", "ranks")
+              if getattr(args, k, None)]
+    if str(getattr(args, "resume", "auto")) not in ("auto", "never"):  # auto: no-op here
+        single.append("--resume")
+    if single:
+        raise UsageError(f"--ensemble trains several models: {', '.join(single)} "
+                         f"{'is' if len(single) == 1 else 'are'} not supported with it")
     if getattr(train, "task", "classification") != "classification":
         raise UsageError("--ensemble averages class probabilities: it needs a classification "
                          "data set")
