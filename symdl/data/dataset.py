@@ -13,7 +13,7 @@ import numpy as np
 
 from symdl.errors import DataError
 
-__all__ = ["Dataset", "TASKS", "bad_rows", "float_dtype", "integral_labels", "subset",
+__all__ = ["Dataset", "TASKS", "bad_rows", "check_pairs", "float_dtype", "integral_labels", "subset",
            "train_val_split", "validate"]
 
 Task = Literal["classification", "regression"]
@@ -120,6 +120,15 @@ def integral_labels(y: np.ndarray, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def check_pairs(X: np.ndarray, y: np.ndarray, where: str) -> None:
+    """A target per row of ``X``, and numeric features: else a one-line :class:`DataError`."""
+    if y.ndim == 0 or len(X) != len(y):
+        raise DataError(f"{where}: X has {len(X)} rows but y has "
+                        f"{len(y) if y.ndim else 'no'} entries")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+        raise DataError(f"{where}: X must be numeric, got dtype {X.dtype}")
+
+
 def validate(ds: Dataset) -> Dataset:
     """Check that a dataset is well formed.
 
@@ -151,11 +160,7 @@ def validate(ds: Dataset) -> Dataset:
         raise DataError(f"dataset '{name}': X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise DataError(f"dataset '{name}' is empty (X has shape {X.shape})")
-    if y.ndim == 0 or len(X) != len(y):
-        raise DataError(f"dataset '{name}': X has {len(X)} rows but y has "
-                        f"{len(y) if y.ndim else 'no'} entries")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
-        raise DataError(f"dataset '{name}': X must be numeric, got dtype {X.dtype}")
+    check_pairs(X, y, f"dataset '{name}'")
     bad = _rows_with(~np.isfinite(X))
     if bad.size:
         raise DataError(f"dataset '{name}': X has NaN/Inf in {bad.size} row(s), first at row {bad[0]}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.dataset import Dataset
+from ..data.dataset import Dataset, check_pairs
 from ..errors import CheckpointError, DataError, UsageError
 from ..optim.base import Optimizer
 from .checkpoint import clean_stale, latest_good, load_checkpoint
@@ -140,11 +140,7 @@ def as_dataset(trainer, X, y, where: str):
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim < 2:
         raise DataError(f"{where}: X needs a row per example, shape (n, features), got {X.shape}")
-    if y.ndim == 0 or len(y) != len(X):
-        raise DataError(f"{where}: X has {len(X)} rows but y has "
-                        f"{len(y) if y.ndim else 'no'} entries")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
-        raise DataError(f"{where}: X must be numeric, got dtype {X.dtype}")
+    check_pairs(X, y, where)
     task = "classification" if trainer.classification else "regression"
     return Dataset(X.astype(trainer.dtype, copy=False), y, None, where, task)
 
