@@ -111,8 +111,8 @@ class Derivation(Displayable):
         """This derivation as ``text``, ``latex``, ``markdown`` or ``json``.
 
         The printers live in :mod:`symdl.printing`, a later layer; it registers
-        them on import, and importing any part of symdl imports it (the package
-        root does), so this layer never imports upward.
+        them on import, and an import hook of the package root loads it right
+        after :mod:`symdl.derive`, so this layer never imports upward.
         """
         if fmt not in _RENDERERS:
             raise UsageError(f"unknown format {fmt!r} (known: {', '.join(_RENDERERS)})")
