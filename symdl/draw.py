@@ -24,6 +24,7 @@ from pathlib import Path
 import networkx as nx
 
 from .errors import UsageError
+from .graph import LEAVES
 
 __all__ = ["layers", "node_kinds", "to_dot", "figure", "svg", "png", "save", "to_svg", "to_png",
            "new_figure", "FORMATS", "COLORS"]
@@ -143,7 +144,7 @@ def node_kinds(graph) -> dict:
     for n in g.order():
         op = g.op(n)
         out[n] = ("grad" if n in grads else "loss" if n == loss else
-                  op if op in ("input", "param") else "op")
+                  op if op in LEAVES else "op")
     return out
 
 
@@ -153,7 +154,7 @@ def _shape(shape) -> str:
 
 def _label(g, n: str) -> tuple:
     op = g.op(n)
-    return n, f"{op} {_shape(g.shape(n))}" if op in ("input", "param") else op
+    return n, f"{op} {_shape(g.shape(n))}" if op in LEAVES else op
 
 
 # ---------------------------------------------------------------- DOT
@@ -173,7 +174,7 @@ def to_dot(graph, name: str = "symdl") -> str:
              '  node [fontname="DejaVu Sans", fontsize=10];']
     for n in g.order():
         top, sub = _label(g, n)
-        shape = "box" if kinds[n] in ("input", "param") else "ellipse"
+        shape = "box" if kinds[n] in LEAVES else "ellipse"
         label = f'"{_esc(top)}\\n{_esc(sub)}"'  # DOT's \n: a line break in the label
         lines.append(f"  {_q(n)} [label={label}, shape={shape}, "
                      f"style=filled, fillcolor={_q(COLORS[kinds[n]])}];")
@@ -213,7 +214,7 @@ def figure(graph, ax=None):
                                          shrinkA=11, shrinkB=11, color="0.45", lw=0.8, zorder=1))
     for n, (x, y) in pos.items():
         top, sub = _label(g, n)
-        style = "square,pad=0.3" if kinds[n] in ("input", "param") else "round,pad=0.3"
+        style = "square,pad=0.3" if kinds[n] in LEAVES else "round,pad=0.3"
         ax.text(x, y, f"{top}\n{sub}", ha="center", va="center", fontsize=7, zorder=2,
                 parse_math=False, bbox={"boxstyle": style, "fc": COLORS[kinds[n]], "ec": "0.4",
                                         "lw": 0.6})

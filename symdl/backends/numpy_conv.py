@@ -84,9 +84,10 @@ def kernel(cols, img, sh, sw, ph, pw, dh, dw):
 """}
 
 
-def _map_loop(prog, n, op, img, cols, k, s, p, dl):
+def _map_loop(prog, n, op, img, cols, k, s, p, dl, *, reads_image: bool):
     """The numba lines of ``op`` between image ``img`` (N, C, *S) and columns
-    ``cols`` (N, C·∏K, ∏O) arrays, or None where it does not apply."""
+    ``cols`` (N, C·∏K, ∏O) arrays (``reads_image``: from the image into the columns,
+    else back), or None where it does not apply."""
     d = img.ndim - 2
     if prog.flavor != "numba" or d not in (1, 2) or 0 in img.shape:
         return None
@@ -100,7 +101,7 @@ def _map_loop(prog, n, op, img, cols, k, s, p, dl):
     if not (np.shares_memory(iv, img) and np.shares_memory(cv, cols)):
         return None
     fn = prog.alias(f"{op}@numba", load_function(MAP_KERNELS[op]))
-    views = (iv, cv) if op == "unfold" else (cv, iv)
+    views = (iv, cv) if reads_image else (cv, iv)
     names = ", ".join(prog.alias(f"{n}@{w}", v) for w, v in zip(("a", "out"), views))
     return [prog.comment(n), f"    {fn}({names}, {', '.join(map(str, (*s, *p, *dl)))})"]
 
@@ -111,7 +112,7 @@ def _unfold(prog, n):
     (a,) = prog.graph.args(n)
     x = prog.buffers[a]
     k, s, p, dl = _geometry(prog, n, x.ndim - 2)
-    fast = _map_loop(prog, n, "unfold", x, prog.buffers[n], k, s, p, dl)
+    fast = _map_loop(prog, n, "unfold", x, prog.buffers[n], k, s, p, dl, reads_image=True)
     if fast is not None:
         return fast
     lines = [prog.comment(n)]
@@ -142,7 +143,7 @@ def _fold(prog, n):
     k, s, p, dl = _geometry(prog, n, out.ndim - 2)
     sizes = tuple((a_ + 2 * q - d * (kk - 1) - 1) // st + 1
                   for a_, q, d, kk, st in zip(out.shape[2:], p, dl, k, s))
-    fast = _map_loop(prog, n, "fold", out, prog.buffers[a], k, s, p, dl)
+    fast = _map_loop(prog, n, "fold", out, prog.buffers[a], k, s, p, dl, reads_image=False)
     if fast is not None:
         return fast
     cols = prog.buffers[a].reshape(out.shape[:2] + k + sizes)

@@ -22,7 +22,6 @@ from math import prod
 import numpy as np
 
 from ..errors import DataError
-from ..ops import OPS
 from ..ops.shape_ops import pad_index, slice_index
 from .loader import load_function
 from .numpy_lower import NUMPY, impl_lines, view_as
@@ -169,9 +168,11 @@ def _one_per_column(prog, full: str, idx: str, small: str, axis: int):
     return None if any(v is None for v in views) else views
 
 
-def _axis_call(prog, n, op, names) -> list:
+def _axis_call(prog, n, op, names, *, takes_indices: bool = True) -> list:
+    """The numba call of ``op``'s axis kernel; one that reads indices is wrapped in the
+    bounds check (``checked``)."""
     fn = prog.alias(f"{op}@numba", load_function(AXIS_KERNELS[op]))
-    if op == "argmax":
+    if not takes_indices:
         return [prog.comment(n), f"    {fn}({', '.join(names)})"]
     return [prog.comment(n),
             f"    {prog.alias('checked', checked)}({fn}, {n!r}, {', '.join(names)})"]
@@ -221,6 +222,7 @@ def _argmax(prog, n):
     xv, ov = _as3(prog, x, axis), _as3(prog, n, axis)
     if prog.flavor == "numba" and xv is not None and ov is not None:
         return _axis_call(prog, n, "argmax", [prog.alias(f"{x}@axis3:{axis}", xv),
-                                              prog.alias(f"{n}@axis3:{axis}", ov)])
+                                              prog.alias(f"{n}@axis3:{axis}", ov)],
+                          takes_indices=False)
     return [prog.comment(n),
             f"    np.argmax({prog.var(x)}, axis={axis}, out={prog.var(n)}, keepdims=True)"]

@@ -7,7 +7,8 @@ import sympy as sp
 
 from ..derive.opfuncs import OpFunctionBase
 
-__all__ = ["split_mul", "indicator_condition", "op_latex_name", "op_text_name", "positive_first"]
+__all__ = ["split_mul", "indicator_condition", "op_indicator", "op_latex_name", "op_text_name",
+           "positive_first"]
 
 _TEXT_NAMES = {"sigmoid": "σ"}
 _NAME_LIKE = re.compile(r"^(\\[A-Za-z]+(\{[^{}() |]*\})?)+(_\{[^{}() |]*\})?$")
@@ -80,6 +81,17 @@ def indicator_condition(expr: sp.Expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return sp.Ge(u, 0, evaluate=False) if h0 == 1 else sp.Gt(u, 0, evaluate=False)
     return None
+
+
+def op_indicator(f: OpFunctionBase):
+    """The condition ``c`` (in the call's arguments) when the op called is declared as an
+    indicator ``1[c]`` (the step function), else None: printed as ``1[c]``, not by name."""
+    op = getattr(f, "op", None)
+    body, inputs = getattr(op, "expr", None), tuple(getattr(op, "inputs", ()))
+    if body is None or len(f.args) != len(inputs):
+        return None
+    cond = indicator_condition(body)
+    return None if cond is None else cond.xreplace(dict(zip(inputs, f.args)))
 
 
 def op_latex_name(f: OpFunctionBase) -> str:

@@ -12,7 +12,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty_symbology import greek_unicode
 
-from .common import indicator_condition, op_latex_name, positive_first, split_mul
+from .common import indicator_condition, op_indicator, op_latex_name, positive_first, split_mul
 
 __all__ = ["SymdlLatexPrinter", "latex", "latex_text"]
 
@@ -109,8 +109,8 @@ class SymdlLatexPrinter(LatexPrinter):
         return r"%s\left%s%s\right%s" % (name, brackets[0], args, brackets[1])
 
     def _print_OpFunctionBase(self, expr, exp=None):
-        if expr.op_name == "step" and len(expr.args) == 1:
-            cond = sp.Gt(expr.args[0], 0, evaluate=False)
+        cond = op_indicator(expr)  # declared as 1[c] (the step function)
+        if cond is not None:
             return self._indicator(cond, exp)
         args = ", ".join(self._print(a) for a in expr.args)
         return self._with_exp(op_latex_name(expr), args, exp)

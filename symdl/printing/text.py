@@ -9,7 +9,7 @@ from sympy.printing.pretty.pretty_symbology import greek_unicode
 from sympy.printing.str import StrPrinter
 
 from ..derive.opfuncs import OpFunctionBase
-from .common import indicator_condition, op_text_name, positive_first, split_mul
+from .common import indicator_condition, op_indicator, op_text_name, positive_first, split_mul
 
 __all__ = ["TextPrinter", "text"]
 
@@ -150,8 +150,9 @@ class TextPrinter(StrPrinter):
         return f"{self._function_name(expr)}({self._args(expr)})"
 
     def _print_OpFunctionBase(self, expr):
-        if expr.op_name == "step" and len(expr.args) == 1:
-            return f"𝟙[{self._print(sp.Gt(expr.args[0], 0, evaluate=False))}]"
+        cond = op_indicator(expr)  # declared as 1[c] (the step function)
+        if cond is not None:
+            return f"𝟙[{self._print(cond)}]"
         return f"{op_text_name(expr)}({self._args(expr)})"
 
     _print_Max = _print_Min = _print_DiracDelta = _print_Function
