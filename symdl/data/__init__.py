@@ -16,6 +16,7 @@ from .digits import DIGITS_CITATION, digits_split_mask, load_digits
 from .idx import load_mnist, read_idx, write_idx
 from .batching import DataLoader, batches
 from .synthetic import SYNTHETIC, circles, moons, sine, spirals, xor, xor_table
+from .sequences import SEQ_TASKS, SequenceLayout, load_sequence_task, patchify
 
 #: Every name :func:`load_dataset` accepts.
 DATASETS = ("digits", "mnist", *SYNTHETIC)
@@ -24,6 +25,7 @@ __all__ = [
     "DATASETS", "DIGITS_CITATION", "DataLoader", "Dataset", "SYNTHETIC", "batches", "circles", "digits_split_mask",
     "float_dtype", "load_dataset", "load_digits", "load_mnist", "moons", "read_idx", "sine",
     "spirals", "subset", "train_val_split", "validate", "write_idx", "xor", "xor_table",
+    "SEQ_TASKS", "SequenceLayout", "load_sequence_task", "patchify",
 ]
 
 
