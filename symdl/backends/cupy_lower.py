@@ -23,7 +23,7 @@ from ..codegen.spec import KernelSpec, Operand, collapse, operand_shape
 from ..ops import OPS, RowOp, StructuralOp
 from .lowering import Lowerings
 from .numpy_lower import NUMPY, pointwise
-from .numpy_rowops import _argv, _layout, _params
+from .numpy_rowops import row_argv, row_layout, row_params
 
 __all__ = ["CUPY", "SHARED"]
 
@@ -117,13 +117,13 @@ def _rowop(prog, n) -> list:
     """One thread per row; the label layout and dtype as the NumPy row's."""
     g = prog.graph
     opdef = OPS[g.op(n)]
-    labels, dtype, _ = _layout(prog, n, opdef)
+    labels, dtype, _ = row_layout(prog, n, opdef)
     what = f"{opdef.name}, {labels} labels" if "target" in opdef.operands else opdef.name
     lines = cuda_row_kernel("kernel", opdef, dtype, labels, comment=[what])
     kinds = "".join("a" if a.startswith("a_") else "s" for a in row_signature(opdef)) + "nn"
     k = _launch(prog, lines, kinds, dtype, rows=True)
     z = prog.shapes[g.args(n)[0]]
-    argv = ", ".join(_argv(prog, opdef, g.args(n), [n]))
+    argv = ", ".join(row_argv(prog, opdef, g.args(n), [n]))
     return [prog.comment(n),
-            f"    {k}({argv}{_params(opdef, g.node(n)['params'])}, {prod(z[:-1])}, {z[-1]})"]
+            f"    {k}({argv}{row_params(opdef, g.node(n)['params'])}, {prod(z[:-1])}, {z[-1]})"]
 

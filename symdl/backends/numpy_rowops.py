@@ -19,14 +19,14 @@ from ..graph import LEAVES
 from ..ops import OPS, RowOp, RowVJPOp
 from .numpy_lower import NUMPY, PARALLEL_MIN, view_as
 
-__all__ = []
+__all__ = ["row_layout", "row_argv", "row_params"]
 
 
 def _base(opdef: RowOp) -> RowOp:
     return opdef.base if isinstance(opdef, RowVJPOp) else opdef
 
 
-def _layout(prog, n, opdef: RowOp) -> tuple:
+def row_layout(prog, n, opdef: RowOp) -> tuple:
     """``(labels, dtype, parallel)`` of a kernel for node ``n``."""
     args = prog.graph.args(n)
     labels = "dense"
@@ -47,7 +47,9 @@ def _as2d(prog, n: str, rows: int, per_row: bool) -> str:
     return prog.var(n) if tuple(shape) == want else view_as(prog, n, want)
 
 
-def _argv(prog, opdef: RowOp, args, outs) -> list:
+def row_argv(prog, opdef: RowOp, args, outs) -> list:
+    """Names of the buffers of ``args`` and ``outs`` viewed as the kernel reads them:
+    ``(rows, C)``, or ``(rows,)`` for per-row values (class labels, per-row losses)."""
     z = prog.shapes[args[0]]
     rows = prod(z[:-1])
     argv = [_as2d(prog, args[0], rows, False)]
@@ -56,7 +58,8 @@ def _argv(prog, opdef: RowOp, args, outs) -> list:
     return argv + [_as2d(prog, o, rows, len(prog.shapes[o]) < len(z)) for o in outs]
 
 
-def _params(opdef: RowOp, p: dict) -> str:
+def row_params(opdef: RowOp, p: dict) -> str:
+    """``, v1, v2...``: the op's parameter values in the kernel's order (its signature's last)."""
     vals = opdef.param_values(p)
     return "".join(f", {vals[s.name]!r}" for s in opdef.params)
 
@@ -93,16 +96,16 @@ def _rowop(prog, n):
         prog.merged.add(twin)
         return _pair(prog, value_node, vjp_node)
     opdef = OPS[g.op(n)]
-    labels, dtype, big = _layout(prog, n, opdef)
+    labels, dtype, big = row_layout(prog, n, opdef)
     colsum = None
     if isinstance(opdef, RowVJPOp) and not big and prog.flavor == "numba":
         colsum = _absorb(prog, n, "rows")  # a bias gradient below a normalization, on the way
     what = f"{opdef.name}, {labels} labels" if "target" in opdef.operands else opdef.name
     src = module_header(prog.flavor) + row_kernel(
         "kernel", opdef, dtype, labels, prog.flavor, big, comment=[what], colsum=colsum and colsum[1])
-    argv = ", ".join(_argv(prog, opdef, g.args(n), [n]) + ([colsum[2]] if colsum else []))
+    argv = ", ".join(row_argv(prog, opdef, g.args(n), [n]) + ([colsum[2]] if colsum else []))
     head = [prog.comment(m) for m in [n] + ([colsum[0]] if colsum else [])]
-    return head + [f"    {prog.kernel(src)}({argv}{_params(opdef, g.node(n)['params'])})"]
+    return head + [f"    {prog.kernel(src)}({argv}{row_params(opdef, g.node(n)['params'])})"]
 
 
 def _absorb(prog, n: str, how: str):
@@ -124,7 +127,7 @@ def _pair(prog, value_node, vjp_node) -> list:
     """One kernel for a row op and its VJP on the same inputs."""
     g = prog.graph
     value, vjp = OPS[g.op(value_node)], OPS[g.op(vjp_node)]
-    labels, dtype, big = _layout(prog, vjp_node, vjp)
+    labels, dtype, big = row_layout(prog, vjp_node, vjp)
     total = colsum = None
     if not big and prog.flavor == "numba":  # the batch loss and the bias gradient on the way
         if value.output == "row":
@@ -135,8 +138,8 @@ def _pair(prog, value_node, vjp_node) -> list:
         "kernel", vjp, dtype, labels, prog.flavor, big, value=value,
         comment=[f"{value.name} and its VJP{what}"], total=total and total[1],
         colsum=colsum and colsum[1])
-    argv = _argv(prog, vjp, g.args(vjp_node), [value_node, vjp_node])
+    argv = row_argv(prog, vjp, g.args(vjp_node), [value_node, vjp_node])
     argv += [r[2] for r in (total, colsum) if r]
     nodes = [value_node, vjp_node] + [r[0] for r in (total, colsum) if r]
     return [prog.comment(m) for m in nodes] + [
-        f"    {prog.kernel(src)}({', '.join(argv)}{_params(value, g.node(value_node)['params'])})"]
+        f"    {prog.kernel(src)}({', '.join(argv)}{row_params(value, g.node(value_node)['params'])})"]

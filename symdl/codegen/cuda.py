@@ -26,7 +26,7 @@ from sympy.printing.c import C99CodePrinter
 from ..ops.registry import G
 from ..ops.rowops import C, RowOp, g_j, k_j, t_j, u_j, z_j
 from .printers import KinkRewrites
-from .rowops import _gather, _uses, row_signature
+from .rowops import gathers_one, row_signature, uses
 from .spec import KernelSpec, hoist
 
 __all__ = ["CUDA_HEADER", "BLOCK", "CudaPrinter", "ctype", "cuda_header", "render_cuda",
@@ -203,9 +203,9 @@ def _lit(t: str, v: int) -> str:
 
 def _row_loads(op: RowOp, exprs, t: str, labels: str, pad: str, at: str = "j") -> list:
     """Per-element symbols the expressions read, at column ``at`` of row ``i``."""
-    lines = [f"{pad}const {t} z_j = a_z[i * nc + {at}];"] * _uses(exprs, z_j)
+    lines = [f"{pad}const {t} z_j = a_z[i * nc + {at}];"] * uses(exprs, z_j)
     one, zero = _lit(t, 1), _lit(t, 0)
-    if "target" in op.operands and _uses(exprs, t_j):
+    if "target" in op.operands and uses(exprs, t_j):
         base = f"a_t[i * nc + {at}]"
         if labels == "index":
             base = f"(({at}) == a_t[i] ? {one} : {zero})"
@@ -214,7 +214,7 @@ def _row_loads(op: RowOp, exprs, t: str, labels: str, pad: str, at: str = "j") -
         lines.append(f"{pad}const {t} t_j = {base};")
     more = ((k_j, "mask", "a_k"), (g_j, "upstream", "a_g"), (u_j, "upstream2", "a_u"))
     for sym, kind, arg in more:
-        if kind in op.operands and _uses(exprs, sym):
+        if kind in op.operands and uses(exprs, sym):
             lines.append(f"{pad}const {t} {sym.name} = {arg}[i * nc + {at}];")
     return lines
 
@@ -251,14 +251,14 @@ def cuda_row_kernel(name: str, op: RowOp, dtype: str, labels: str = "index", com
             stats.insert(0, (sym, how, elem))
             need |= sp.sympify(elem).free_symbols
     everything = [e for _, _, e in stats] + [o.out for o, _ in outs]
-    lines += [f"    const {t} C = ({t})nc;"] * _uses(everything, C)
+    lines += [f"    const {t} C = ({t})nc;"] * uses(everything, C)
     lines += [f"    const {t} {G.name} = a_g[i];"] * ("upstream_row" in op.operands)
     if stats:
         lines.append(f"    {t} {', '.join(s.name for s, _, _ in stats)};")
     zero = pr._const(0)
     for sym, how, elem in stats:
         pad = "    "
-        if _gather(op, how, labels):
+        if gathers_one(op, how, labels):
             if op.smoothing:
                 lines.append(f"    if (epsilon == {zero}) {{")
                 pad += "    "
@@ -275,7 +275,7 @@ def cuda_row_kernel(name: str, op: RowOp, dtype: str, labels: str = "index", com
         lines.append(f"{pad}    {{ const {t} v = {v}; if (v > {sym.name}) {sym.name} = v; }}"
                      if how == "max" else f"{pad}    {sym.name} += {v};")
         lines.append(f"{pad}}}")
-        lines += ["    }"] * (_gather(op, how, labels) and op.smoothing)
+        lines += ["    }"] * (gathers_one(op, how, labels) and op.smoothing)
     elem_outs = []
     for o, arg in outs:
         if o.output == "row":

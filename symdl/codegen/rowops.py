@@ -22,7 +22,7 @@ from ..ops.rowops import C, RowOp, g_j, k_j, t_j, u_j, z_j
 from .printers import ArrayPrinter, ScalarPrinter
 from .render import decorator
 
-__all__ = ["row_kernel", "row_signature"]
+__all__ = ["row_kernel", "row_signature", "gathers_one", "uses"]
 
 _ARG = {"target": "a_t", "mask": "a_k", "upstream": "a_g", "upstream_row": "a_g",
         "upstream2": "a_u"}
@@ -48,7 +48,7 @@ def row_signature(op: RowOp, value: RowOp | None = None, total=None, colsum=None
     return args + [p.name for p in op.params]
 
 
-def _gather(op: RowOp, how: str, labels: str) -> bool:
+def gathers_one(op: RowOp, how: str, labels: str) -> bool:
     """A ``dot`` statistic over targets given as indices reads one entry where
     the targets are one-hot (unsmoothed): ``0·inf`` elsewhere must not count."""
     return how == "dot" and labels == "index" and "target" in op.operands
@@ -84,7 +84,8 @@ def _casts(op: RowOp, dtype: str) -> list:
     return [f"    {p.name} = np.{dtype}({p.name})" for p in op.params]
 
 
-def _uses(exprs, sym) -> bool:
+def uses(exprs, sym) -> bool:
+    """Whether any of ``exprs`` reads ``sym`` (a kernel loads only what it reads)."""
     return any(sym in sp.sympify(e).free_symbols for e in exprs)
 
 
@@ -92,18 +93,18 @@ def _uses(exprs, sym) -> bool:
 def _loads(op: RowOp, exprs, dtype: str, labels: str, pad: str, at: str = "j") -> list:
     """Per-element symbols the expressions read, at column ``at`` of row ``i``."""
     c = f"np.{dtype}"
-    lines = [f"{pad}{z_j.name} = a_z[i, {at}]"] * _uses(exprs, z_j)
-    if "target" in op.operands and _uses(exprs, t_j):
+    lines = [f"{pad}{z_j.name} = a_z[i, {at}]"] * uses(exprs, z_j)
+    if "target" in op.operands and uses(exprs, t_j):
         base = f"a_t[i, {at}]"
         if labels == "index":
             base = f"({c}(1.0) if {at} == a_t[i] else {c}(0.0))"
         if op.smoothing:
             base = f"({c}(1.0) - epsilon) * {base} + epsilon / {c}(nc)"
         lines.append(f"{pad}{t_j.name} = {base}")
-    lines += [f"{pad}{k_j.name} = a_k[i, {at}]"] * ("mask" in op.operands and _uses(exprs, k_j))
-    lines += [f"{pad}{g_j.name} = a_g[i, {at}]"] * ("upstream" in op.operands and _uses(exprs, g_j))
+    lines += [f"{pad}{k_j.name} = a_k[i, {at}]"] * ("mask" in op.operands and uses(exprs, k_j))
+    lines += [f"{pad}{g_j.name} = a_g[i, {at}]"] * ("upstream" in op.operands and uses(exprs, g_j))
     lines += [f"{pad}{u_j.name} = a_u[i, {at}]"] * ("upstream2" in op.operands
-                                                    and _uses(exprs, u_j))
+                                                    and uses(exprs, u_j))
     return lines
 
 
@@ -112,14 +113,14 @@ def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
     c = f"np.{dtype}"
     lines = _casts(op, dtype) + ["    nr, nc = a_z.shape"]
     everything = [e for _, _, e in op.stats] + [o.out for o, _ in outs]
-    lines += [f"    {C.name} = {c}(nc)"] * _uses(everything, C)
+    lines += [f"    {C.name} = {c}(nc)"] * uses(everything, C)
     lines += [f"    acc = {c}(0.0)"] * bool(total) + [f"    a_colsum[:] = {c}(0.0)"] * bool(colsum)
     lines.append(f"    for i in {'prange' if parallel else 'range'}(nr):")
     if "upstream_row" in op.operands:
         lines.append(f"        {G.name} = a_g[i]")
     for sym, how, elem in op.stats:
         pad = "        "
-        if _gather(op, how, labels):
+        if gathers_one(op, how, labels):
             pad += "    " * op.smoothing
             lines += [f"        if epsilon == {c}(0.0):"] * op.smoothing
             lines += _loads(op, [elem], dtype, labels, pad, "a_t[i]")
@@ -172,7 +173,7 @@ def _numpy(op, dtype, labels, outs) -> list:
         if how == "dot":
             v = f"np.sum({pr.doprint(t_j * elem)}, axis=1, keepdims=True)"
             pick = f"np.take_along_axis({full}, a_t[:, None], axis=1)"
-            if _gather(op, how, labels):
+            if gathers_one(op, how, labels):
                 v = f"np.where(epsilon == {c}(0.0), {pick}, {v})" if op.smoothing else pick
         else:
             v = f"np.{'max' if how == 'max' else 'sum'}({full}, axis=1, keepdims=True)"
