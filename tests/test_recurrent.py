@@ -265,21 +265,33 @@ def test_bad_arguments_are_one_line_usage_errors():
 def test_gate_equations_are_read_from_the_cell_graphs():
     from symdl.nn.equations import cell_equations
     assert cell_equations("lstm") == (
-        "i_t = σ(W_ii x_t + b_ii + b_hi + W_hi h_{t-1})\n"
-        "f_t = σ(W_if x_t + b_if + b_hf + W_hf h_{t-1})\n"
-        "g_t = tanh(W_ig x_t + b_ig + b_hg + W_hg h_{t-1})\n"
-        "o_t = σ(W_io x_t + b_io + b_ho + W_ho h_{t-1})\n"
+        "i_t = σ(W_ii x_t + W_hi h_{t-1} + b_ii + b_hi)\n"
+        "f_t = σ(W_if x_t + W_hf h_{t-1} + b_if + b_hf)\n"
+        "g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_ig + b_hg)\n"
+        "o_t = σ(W_io x_t + W_ho h_{t-1} + b_io + b_ho)\n"
         "c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t\n"
         "h_t = o_t ⊙ tanh(c_t)\n")
     gru = cell_equations("gru")
     assert "n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))" in gru
-    assert gru.endswith("h_t = n_t + z_t ⊙ (h_{t-1} − n_t)\n")  # (1 − z) ⊙ n + z ⊙ h
+    assert gru.endswith("h_t = z_t ⊙ (h_{t-1} − n_t) + n_t\n")  # (1 − z) ⊙ n + z ⊙ h
     assert cell_equations("rnn", nonlinearity="relu") == \
-        "h_t = relu(W_ih x_t + b_ih + b_hh + W_hh h_{t-1})\n"
+        "h_t = relu(W_ih x_t + W_hh h_{t-1} + b_ih + b_hh)\n"
     tex = cell_equations("lstm", "latex")
-    assert tex.startswith("\\begin{align*}") and r"c_t &= f_{t} \odot c_{t-1}" in tex
+    assert tex.startswith("\\begin{align*}") and r"c_{t} &= f_{t} \odot c_{t-1}" in tex
     with pytest.raises(UsageError, match="kind must be"):
         cell_equations("transformer")
+
+
+def test_gate_equations_follow_the_graph(monkeypatch):
+    """The equations are the graph's: a cell that computed its candidate with sigmoid
+    would print σ there (nothing in the printing knows which gate uses which op)."""
+    from symdl.nn.equations import cell_equations
+    real = Graph.add
+
+    def add(self, op, *args, **kw):
+        return real(self, "sigmoid" if kw.get("name") == "step.g" else op, *args, **kw)
+    monkeypatch.setattr(Graph, "add", add)
+    assert "g_t = σ(W_ig x_t + W_hg h_{t-1} + b_ig + b_hg)" in cell_equations("lstm")
 
 
 def test_shared_weight_gradient_is_one_batched_product():

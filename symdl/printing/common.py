@@ -8,7 +8,12 @@ import sympy as sp
 from ..derive.opfuncs import OpFunctionBase
 
 __all__ = ["split_mul", "indicator_condition", "op_indicator", "op_latex_name", "op_text_name",
-           "positive_first"]
+           "positive_first", "product_signs", "ARRAY_SETTINGS"]
+
+#: Printer settings for expressions whose symbols stand for arrays (one entry of an explicit
+#: 1×1 instance stands for a whole block): ``arrays`` turns products into ⊙ (entrywise), and a
+#: factor in ``matrices`` multiplies what follows it as a matrix (``W x``).
+ARRAY_SETTINGS = {"arrays": False, "matrices": frozenset()}
 
 _TEXT_NAMES = {"sigmoid": "σ"}
 _NAME_LIKE = re.compile(r"^(\\[A-Za-z]+(\{[^{}() |]*\})?)+(_\{[^{}() |]*\})?$")
@@ -31,6 +36,20 @@ def positive_first(terms: list) -> list:
         if not t.could_extract_minus_sign():
             return [t] + terms[:i] + terms[i + 1:]
     return terms
+
+
+def product_signs(factors: list, settings: dict, plain, matrix: str, odot: str) -> list:
+    """The sign printed after each factor but the last: ``plain(i)`` (the printer's own) for
+    scalars; with the ``arrays`` setting, ``matrix`` after a factor in ``matrices`` and
+    ``odot`` between two arrays (numbers keep the plain sign)."""
+    out = []
+    for i in range(len(factors) - 1):
+        a, b = factors[i], factors[i + 1]
+        if not settings.get("arrays") or a.is_Number or b.is_Number:
+            out.append(plain(i))
+        else:
+            out.append(matrix if a in settings.get("matrices", ()) else odot)
+    return out
 
 
 def split_mul(expr: sp.Expr, ordered) -> tuple:

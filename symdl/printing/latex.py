@@ -12,7 +12,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pretty.pretty_symbology import greek_unicode
 
-from .common import indicator_condition, op_indicator, op_latex_name, positive_first, split_mul
+from .common import (ARRAY_SETTINGS, indicator_condition, op_indicator, op_latex_name,
+                     positive_first, product_signs, split_mul)
 
 __all__ = ["SymdlLatexPrinter", "latex", "latex_text"]
 
@@ -75,7 +76,8 @@ class SymdlLatexPrinter(LatexPrinter):
     '\\sigma^{2}\\left(z\\right)'
     """
 
-    _default_settings = {**LatexPrinter._default_settings, "inv_trig_style": "full"}
+    _default_settings = {**LatexPrinter._default_settings, "inv_trig_style": "full",
+                         **ARRAY_SETTINGS}
 
     # products ----------------------------------------------------------
     def _as_ordered_terms(self, expr, order=None):
@@ -84,16 +86,21 @@ class SymdlLatexPrinter(LatexPrinter):
     def _join(self, factors: list) -> str:
         if len(factors) == 1:  # alone above or below a bar: no brackets
             return self._print(factors[0])
-        out = ""
+        out, printed = "", []
         for i, f in enumerate(factors):
             s = self.parenthesize(f, PRECEDENCE["Mul"], strict=False)
             if isinstance(f, sp.Derivative) and i < len(factors) - 1:
                 s = r"\left(%s\right)" % s
-            if i:
-                numeric = s[:1].isdigit() or s.startswith("-") or (
-                    factors[i - 1].is_Number and s.startswith(r"\frac"))
-                out += r" \cdot " if numeric else " "
-            out += s
+            printed.append(s)
+
+        def plain(i):
+            s = printed[i + 1]
+            numeric = s[:1].isdigit() or s.startswith("-") or (
+                factors[i].is_Number and s.startswith(r"\frac"))
+            return r" \cdot " if numeric else " "
+        signs = product_signs(factors, self._settings, plain, " ", r" \odot ") + [""]
+        for s, sg in zip(printed, signs):
+            out += s + sg
         return out
 
     def _print_Mul(self, expr):

@@ -9,7 +9,8 @@ from sympy.printing.pretty.pretty_symbology import greek_unicode
 from sympy.printing.str import StrPrinter
 
 from ..derive.opfuncs import OpFunctionBase
-from .common import indicator_condition, op_indicator, op_text_name, positive_first, split_mul
+from .common import (ARRAY_SETTINGS, indicator_condition, op_indicator, op_text_name,
+                     positive_first, product_signs, split_mul)
 
 __all__ = ["TextPrinter", "text"]
 
@@ -36,7 +37,7 @@ class TextPrinter(StrPrinter):
     '1 − tanh²(z)'
     """
 
-    _default_settings = {**StrPrinter._default_settings, "symbol_names": {}}
+    _default_settings = {**StrPrinter._default_settings, "symbol_names": {}, **ARRAY_SETTINGS}
 
     # atoms -------------------------------------------------------------
     def _print_Symbol(self, expr):
@@ -98,7 +99,9 @@ class TextPrinter(StrPrinter):
         return self._fraction(*split_mul(expr, lambda e: e.as_ordered_factors()))
 
     def _fraction(self, negative: bool, num: list, den: list) -> str:
-        top = "·".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in num) or "1"
+        signs = product_signs(num, self._settings, lambda i: "·", " ", " ⊙ ") + [""]
+        top = "".join(self.parenthesize(f, PRECEDENCE["Mul"]) + sg
+                      for f, sg in zip(num, signs)) or "1"
         if den:
             bottom = sp.Mul(*den)
             b = self._print(bottom)
