@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import get_backend
-from ..data.dataset import bad_rows, integral_labels
+from ..data.dataset import bad_rows, integral_labels, nonfinite_rows
 from ..derive import grad
 from ..errors import DataError, Terminated, UsageError
-from ..nn.norm import set_batchnorm_mode, update_running_stats
+from ..nn.norm import batchnorm_layers, set_batchnorm_mode, update_running_stats
 from ..nn.parameter import ParamPack
 from ..ops import OPS, RowLossOp
 from ..optim.schedules import UNITS
@@ -122,6 +122,7 @@ class Trainer(CallbackHost):
         self.classification = isinstance(OPS[loss], RowLossOp)
         self._programs: dict = {}
         self._graph = None
+        self._batchnorm = bool(batchnorm_layers(self.model))  # running statistics to keep
         # explicit: the settings the caller chose (None: all); on resume the others may
         # take the checkpoint's values (symdl.train.state)
         self.explicit, self.on_start = explicit, on_start
@@ -184,7 +185,7 @@ class Trainer(CallbackHost):
 
     def _preflight(self, X, y):
         self._check_data(X, y)
-        bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
+        bad = nonfinite_rows(X)
         if bad.size:
             raise DataError(f"{bad.size} row(s) hold NaN or Inf, the first is row {bad[0]}")
         if len(X) < self.batch_size and self.drop_last:
@@ -290,7 +291,8 @@ class Trainer(CallbackHost):
         self._batch(prog, X, y, idx)
         if self._masks:
             fill_masks(prog, self._masks, self.noise_rng, train=True)
-        set_batchnorm_mode(prog, self.model, train=True)  # batch statistics (no-op without)
+        if self._batchnorm:
+            set_batchnorm_mode(prog, self.model, train=True)  # batch statistics
         if self.input_noise:
             add_input_noise(prog, self.input_noise, self.noise_rng)
         prog.run()
@@ -305,7 +307,7 @@ class Trainer(CallbackHost):
             gsq = self.backend.sq_norm(self.pack.grad) if gsq is None else gsq
             clip(self.pack.grad, gsq, self.clip_norm, self.clip_value)
         self.optimizer.step()
-        if prog is not None:
+        if prog is not None and self._batchnorm:
             update_running_stats(self.model, prog)
         state.total += loss_sum
         state.correct += int(hits)
