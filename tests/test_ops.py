@@ -619,3 +619,16 @@ def test_wrong_kink_value_is_rejected():
     # Heaviside(x) is 1/2 at 0, relu'(0) = 0 by the declared convention
     assert not check_equal(sp.Heaviside(x), relu.diff(0)).ok
     assert not check_equal(sp.Piecewise((1, x >= 0), (0, True)), relu.diff(0)).ok
+
+
+def test_claim_check_skips_undefined_points_but_never_passes_on_them():
+    """A point where a side is undefined (nan) tells nothing; one where the sides
+    differ fails; a claim undefined everywhere is not proven."""
+    import sympy as sp
+
+    from symdl.ops.claims import check_equal
+    x = sp.Symbol("x")
+    assert check_equal(sp.Abs(x) / x, sp.sign(x)).ok          # undefined only at 0
+    assert not check_equal(sp.Abs(x) / x, -sp.sign(x)).ok
+    bad = check_equal(sp.nan * x, 0)
+    assert not bad.ok and "undefined" in bad.detail
