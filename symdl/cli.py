@@ -200,13 +200,14 @@ def _numeric_json(args, train, spec, g, L) -> str:
 
 def cmd_kernels(args) -> int:
     from pathlib import Path
+    from .backends.listing import backend_listing
     from .codegen.listing import check_listing, op_listing, write_listing
     from .optim.listing import optim_listing
     root = Path(args.out)
     if args.check and not root.is_dir():  # e.g. an installed symdl, outside a checkout
         raise UsageError(f"no {args.out}/ folder here to check (kernels/ lives in symdl's source "
                          "checkout: run there, or pass --out DIR)")
-    listing = {**op_listing(), **optim_listing()}
+    listing = {**op_listing(), **optim_listing(), **backend_listing()}
     if args.check:
         bad = check_listing(listing, root)
         if bad:

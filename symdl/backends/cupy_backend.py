@@ -25,6 +25,7 @@ from ..codegen.cuda import BLOCK, cuda_module, render_cuda
 from ..codegen.update import update_spec
 from ..errors import BackendError
 from .base import register_backend
+from . import cupy_conv  # noqa: F401  (unfold, fold, max pooling rows)
 from .cupy_lower import CUPY
 from .program import Program
 
@@ -42,11 +43,12 @@ class Launch:
 
     ``kinds`` says, per argument, ``a`` (a device array), ``s`` (a scalar of
     the kernel's dtype) or ``n`` (a size, ``long long``); the grid covers the
-    product of the ``n`` arguments (elementwise) or the first (rows), and
-    ``auto`` appends one size, the first array's, itself (an update kernel)."""
+    product of the first ``span`` ``n`` arguments (all of them: elementwise; the
+    first: rows, or the entry count of an index loop), and ``auto`` appends one
+    size, the first array's, itself (an update kernel)."""
 
-    def __init__(self, fn, kinds: str, dtype: str, rows: bool = False, auto: bool = False):
-        self.fn, self.kinds, self.rows, self.auto = fn, kinds, rows, auto
+    def __init__(self, fn, kinds: str, dtype: str, span: int | None = None, auto: bool = False):
+        self.fn, self.kinds, self.span, self.auto = fn, kinds, span, auto
         self.scalar = np.float32 if dtype == "float32" else np.float64
 
     def __call__(self, *args):
@@ -61,7 +63,7 @@ class Launch:
             else:
                 conv.append(np.int64(a))
                 sizes.append(int(a))
-        n = sizes[0] if self.rows else int(np.prod(sizes))
+        n = int(np.prod(sizes[:self.span]))
         if n == 0:
             return
         blocks = min((n + BLOCK - 1) // BLOCK, _MAX_BLOCKS)
@@ -131,7 +133,7 @@ class CupyBackend:
         prog.run = run
         return prog
 
-    def kernel(self, lines: list, kinds: str, dtype: str, rows: bool = False,
+    def kernel(self, lines: list, kinds: str, dtype: str, span: int | None = None,
                auto: bool = False) -> Launch:
         """The kernel ``kernel`` of CUDA source ``lines``, compiled once per source
         (arguments as :class:`Launch` says)."""
@@ -142,7 +144,7 @@ class CupyBackend:
             except Exception as e:  # a compiler message: first line only
                 raise BackendError(f"CUDA kernel failed to compile: {str(e).splitlines()[0]}") \
                     from None
-        return Launch(self._modules[src].get_function("kernel"), kinds, dtype, rows, auto)
+        return Launch(self._modules[src].get_function("kernel"), kinds, dtype, span, auto)
 
     def update_kernel(self, rule, dtype: str, parallel: bool):
         """The fused in-place kernel ``kernel(p, g, *state, *scalars)`` of ``rule``."""

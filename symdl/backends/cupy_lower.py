@@ -6,10 +6,11 @@ NumPy backend's (:mod:`symdl.codegen.cuda`), loaded through ``RawModule``.
 The rows that only emit array calls (``np.matmul(..., out=)``, ``np.copyto``,
 ``np.take``, reductions with ``out=``, views taken once) are shared with the
 NumPy table: the CuPy step function sees ``cupy`` under the name ``np``, so
-``matmul`` is cuBLAS.  A structural op with no CuPy row (``unfold``, ``fold``,
-a declared ``impl``) runs its NumPy ``impl`` on host copies: correct, and
-slow, which the report of issue 15 states.  Nothing here imports CuPy; the
-backend object carries it (``prog.backend.xp``).
+``matmul`` is cuBLAS.  ``unfold``/``fold`` and max pooling's ``argmax``,
+``gather``, ``scatter_add`` are generated kernels too (:mod:`symdl.backends.cupy_conv`).
+A structural op with no CuPy row (a declared ``impl``, ``unfold`` over 3-D maps)
+runs its NumPy ``impl`` on host copies: correct, and slow.  Nothing here imports
+CuPy; the backend object carries it (``prog.backend.xp``).
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ from .lowering import Lowerings
 from .numpy_lower import NUMPY, pointwise
 from .numpy_rowops import row_argv, row_layout, row_params
 
-__all__ = ["CUPY", "SHARED"]
+__all__ = ["CUPY", "SHARED", "launch", "operand", "on_host"]
 
 #: rows whose NumPy lines run unchanged on CuPy arrays (``np`` is ``cupy`` there)
 SHARED = ("fill", "transpose", "reshape", "matmul", "sum", "mean", "sum_to", "permute", "slice",
-          "pad", "concat", "gather", "scatter_add", "argmax")
+          "pad", "concat")
 
 
 class CupyLowerings(Lowerings):
@@ -48,17 +49,18 @@ for _key in SHARED:
     CUPY.rows[_key] = NUMPY.rows[_key]
 
 
-def _launch(prog, lines: list, kinds: str, dtype: str, rows: bool = False) -> str:
-    """Load the CUDA kernel ``kernel`` of ``lines`` through the backend; its name in the step."""
-    fn = prog.backend.kernel(lines, kinds, dtype, rows)
+def launch(prog, lines: list, kinds: str, dtype: str, span: int | None = None) -> str:
+    """Load the CUDA kernel ``kernel`` of ``lines`` through the backend; its name in the step
+    (``span``: how many leading sizes the grid covers, as :class:`~.cupy_backend.Launch`)."""
+    fn = prog.backend.kernel(lines, kinds, dtype, span)
     name = f"cuda{len(prog.kernels)}"
     prog.kernels[name] = fn
     return prog.alias(name, fn)
 
 
 # ------------------------------------------------------------ host fallback
-@CUPY.register(StructuralOp, "unfold", "fold")
-def _on_host(prog, n) -> list:
+@CUPY.register(StructuralOp)
+def on_host(prog, n) -> list:
     """The op's NumPy ``impl`` on host copies of its arguments, copied back."""
     d = prog.graph.node(n)
     xp, impl = prog.backend.xp, OPS[d["op"]].impl
@@ -73,7 +75,7 @@ def _on_host(prog, n) -> list:
 
 
 # ------------------------------------------------------------ fused units
-def _operand(prog, n: str, shape, copies: list) -> str:
+def operand(prog, n: str, shape, copies: list) -> str:
     """Buffer ``n`` viewed with ``shape``; a contiguous copy, refreshed every
     step, where a view would not do (a transposed operand)."""
     arr = prog.buffers[n]
@@ -99,14 +101,14 @@ def _emit_fused(prog, unit) -> list:
                 for a in g.args(n)]
         expr[n] = pointwise(prog, n, argx, params)
     sizes, spans = collapse(out_shape, [prog.shapes[a] for a in ext])
-    argv = [_operand(prog, a, operand_shape(sizes, dims), copies) for a, dims in zip(ext, spans)]
-    argv += [_operand(prog, o, sizes, copies) for o in unit.outputs]
+    argv = [operand(prog, a, operand_shape(sizes, dims), copies) for a, dims in zip(ext, spans)]
+    argv += [operand(prog, o, sizes, copies) for o in unit.outputs]
     comment = [f"{n} = {g.op(n)}({', '.join(g.args(n))})" for n in unit.nodes]
     spec = KernelSpec("kernel", tuple(Operand(s, d) for s, d in zip(ext.values(), spans)),
                       tuple(s for s, _ in params), tuple(expr[o] for o in unit.outputs),
                       prog.dtype(unit.outputs[0]), len(sizes), comment=tuple(comment))
     kinds = "a" * (len(ext) + len(unit.outputs)) + "s" * len(params) + "n" * len(sizes)
-    k = _launch(prog, render_cuda(spec), kinds, spec.dtype)
+    k = launch(prog, render_cuda(spec), kinds, spec.dtype)
     argv += [repr(float(v)) for _, v in params] + [str(s) for s in sizes]
     return [f"    # {c}" for c in comment] + copies + [f"    {k}({', '.join(argv)})"]
 
@@ -121,7 +123,7 @@ def _rowop(prog, n) -> list:
     what = f"{opdef.name}, {labels} labels" if "target" in opdef.operands else opdef.name
     lines = cuda_row_kernel("kernel", opdef, dtype, labels, comment=[what])
     kinds = "".join("a" if a.startswith("a_") else "s" for a in row_signature(opdef)) + "nn"
-    k = _launch(prog, lines, kinds, dtype, rows=True)
+    k = launch(prog, lines, kinds, dtype, span=1)
     z = prog.shapes[g.args(n)[0]]
     argv = ", ".join(row_argv(prog, opdef, g.args(n), [n]))
     return [prog.comment(n),

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..ops import OPS, ElementwiseOp, RowOp
 from .kernels import HEADER, KernelInput, elementwise_kernel, module_header
 from .cuda import colsum_kernel, cuda_module, cuda_row_kernel, render_cuda
+from .cuda_grid import GRID_OPS, grid_decl, grid_file_lines
 from .rowops import row_kernel
 from .spec import KernelSpec, Operand
 
@@ -115,7 +116,8 @@ def colsum_file() -> str:
 
 
 def op_listing() -> dict:
-    """``{relative path: source}`` for every declared elementwise op and row op."""
+    """``{relative path: source}`` for every declared elementwise op and row op, the
+    column reductions, and the CUDA loops of unfold/fold and max pooling."""
     out = {}
     for flavor in FLAVORS + ("cuda",):
         ext = "cu" if flavor == "cuda" else "py"
@@ -125,6 +127,8 @@ def op_listing() -> dict:
             if isinstance(op, RowOp):
                 out[f"{flavor}/{op.name}.{ext}"] = rowop_file(op, flavor)
     out["cuda/colsum.cu"] = colsum_file()
+    for op in GRID_OPS:  # unfold/fold and the axis loops of max pooling
+        out[f"cuda/{op}.cu"] = cuda_module(grid_file_lines(op), grid_decl(op))
     return out
 
 
