@@ -135,10 +135,9 @@ def set_batchnorm_mode(program, model, train: bool) -> None:
         if not nodes or nodes["train"] not in program.inputs:
             continue
         program.inputs[nodes["train"]][...] = 1.0 if train else 0.0
-        program.inputs[nodes["running_mean"]][...] = bn.running_mean.reshape(
-            program.inputs[nodes["running_mean"]].shape)
-        program.inputs[nodes["running_var"]][...] = bn.running_var.reshape(
-            program.inputs[nodes["running_var"]].shape)
+        for key in ("running_mean", "running_var"):  # host statistics, copied to the device
+            dst = program.inputs[nodes[key]]
+            dst[...] = program.backend.asarray(getattr(bn, key).reshape(dst.shape), dst.dtype)
 
 
 def update_running_stats(model, program) -> None:
@@ -153,8 +152,9 @@ def update_running_stats(model, program) -> None:
             raise UsageError(f"batch norm needs more than one value per channel in training, "
                              f"got {n}")
         m = bn.momentum
-        mean = np.asarray(program.value(nodes["mean"])).reshape(-1)
-        var = np.asarray(program.value(nodes["var"])).reshape(-1) * (n / (n - 1))
+        host = program.backend.to_host  # device statistics (CuPy) are copied explicitly
+        mean = host(program.value(nodes["mean"])).reshape(-1)
+        var = host(program.value(nodes["var"])).reshape(-1) * (n / (n - 1))
         bn.running_mean[...] = (1 - m) * bn.running_mean + m * mean
         bn.running_var[...] = (1 - m) * bn.running_var + m * var
 
