@@ -66,6 +66,8 @@ class Program:
             (once if all(n in const for n in unit.nodes) else lines).extend(body)
             self.done.update(unit.nodes)
             self.done |= self.merged
+        for n, arr in self._copy_out.items():
+            lines.append(f"    {self.alias(n + '@bound', arr)}[...] = {self.var(n)}")
         self.source = "\n".join(once + ["    return None", ""] + lines + ["    return None", ""])
         exec_source(self.source, self._ns, "step")
         self._ns["once"]()
@@ -103,15 +105,21 @@ class Program:
             if not be.matches(arr, *want):
                 raise UsageError(f"array bound to {n} is {arr.shape} {arr.dtype}, "
                                  f"the graph needs a contiguous {want[0]} {want[1]}")
+        self._copy_out: dict = {}  # bound view nodes: {node: the bound array}
         for n in g.order():
             op = g.op(n)
+            row = self.table.find(op) if op not in LEAVES and n not in self._inside else None
+            made = row.view(self, n) if row is not None and row.view is not None else None
             if n in bind:
-                self.buffers[n] = bind[n]
+                # a view (a weight's gradient as the transpose of a product) is written by no
+                # kernel: it keeps its view and is copied into the bound array after each step
+                if made is not None:
+                    self.buffers[n], self._copy_out[n] = made, bind[n]
+                else:
+                    self.buffers[n] = bind[n]
                 continue
             if n in self._inside:
                 continue
-            row = self.table.find(op) if op not in LEAVES else None
-            made = row.view(self, n) if row is not None and row.view is not None else None
             self.buffers[n] = made if made is not None else be.zeros(self.shapes[n], self.dtype(n))
 
     def value(self, n: str):

@@ -38,3 +38,17 @@ def build_training_graph(model, n_features: int, loss: str, loss_params: dict, d
             acc = g.add("add", acc, t, name="L" if k == len(terms) - 2 else None)
         L = acc
     return g, out, L
+
+
+def distinct_grads(gg, names):
+    """``gg`` with a gradient node of its own for each parameter of ``names``: where reverse mode
+    gives several parameters the same node (an LSTM's ``bias_ih`` and ``bias_hh``, which only
+    ever appear summed), the later ones get a copy (a same-shape ``reshape``), so that each can
+    be bound to its own gradient buffer."""
+    seen = set()
+    for w in names:
+        n = gg.grads[w]
+        if n in seen:
+            gg.grads[w] = gg.graph.add("reshape", n, shape=gg.graph.shape(n), name=f"{n}@{w}")
+        seen.add(gg.grads[w])
+    return gg

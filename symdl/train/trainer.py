@@ -30,7 +30,7 @@ from ..optim.schedules import UNITS
 from .callbacks import EarlyStopping, ModelCheckpoint, TerminateOnNaN, epoch_logs
 from .checkpoint import FolderLock, check_writable, save_checkpoint
 from .distributed import attach as attach_comm
-from .graphs import build_training_graph
+from .graphs import build_training_graph, distinct_grads
 from .history import History
 from .loop import CallbackHost, as_dataset, deferred_signals, fit_data, start_state
 from .loop import features as _features
@@ -138,7 +138,8 @@ class Trainer(CallbackHost):
             g, out, L = build_training_graph(self.model, features, self.loss, self.loss_params,
                                              self.dtype, tshape, self.l1, self.l2)
             self._graph, self._out, self._L = g, out, L
-            self._grad = grad(g, L, [p.name for p in self.params])
+            names = [p.name for p in self.params]
+            self._grad = distinct_grads(grad(g, L, names), names)  # one node per gradient buffer
             self._masks = dropout_masks(g)
         elif tuple(X.shape[1:]) != tuple(self._graph.shape("x")[1:]):
             raise DataError(f"data has {_features(X.shape[1:])}, the model was built for "
