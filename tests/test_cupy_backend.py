@@ -278,6 +278,37 @@ def test_out_of_memory_is_one_line_suggesting_a_smaller_batch(fake, monkeypatch)
         fake.zeros((1 << 20,), "float32")
 
 
+def test_no_device_is_the_same_one_line_naming_the_extras(monkeypatch):
+    cp = fake_cupy()
+    cp.cuda.runtime.getDeviceCount = lambda: 0
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    from symdl.backends.cupy_backend import CupyBackend
+    with pytest.raises(BackendError) as e:
+        CupyBackend()
+    assert "symdl[cuda12]" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_out_of_memory_in_a_step_saves_nothing_from_it(fake, monkeypatch, tmp_path):
+    """GPU memory runs out in the third step of a run that checkpoints every epoch: one
+    BackendError line suggesting a smaller batch, and no checkpoint written."""
+    calls = {"n": 0}
+    real = np.matmul
+
+    def matmul(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 2 * 6:   # three matmuls forward, three backward: the third step
+            raise MemoryError("cudaErrorMemoryAllocation")
+        return real(*a, **k)
+    tr = _trainer(fake, "float64", OPTS["sgd"], hidden=(8, 8), checkpoint=str(tmp_path / "ck"))
+    monkeypatch.setattr(fake.xp, "matmul", matmul)
+    with pytest.raises(BackendError, match="out of GPU memory.*running a training step.*"
+                                           "smaller --batch-size"):
+        tr.fit(_data("float64"))
+    assert calls["n"] > 12
+    ck = tmp_path / "ck"
+    assert not ck.exists() or not any(ck.rglob("arrays.npz"))
+
+
 def test_generated_device_kernels_are_the_listed_source(fake):
     """What the backend loads is the renderer's text (the source kernels/cuda/ lists)."""
     from symdl.optim.rules_adaptive import adam_rule
