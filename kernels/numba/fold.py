@@ -3,18 +3,22 @@ import numpy as np
 from numba import njit, prange
 
 # fold (col2im) of 2-D maps: unfold's transpose, overlapping columns add up
+# (in (p, q) order at every pixel)
 @njit(parallel=True, cache=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
-    M, KH, KW, OH, OW = cols.shape
-    H, W = img.shape[1], img.shape[2]
-    for m in prange(M):
-        img[m] = 0
+    N, C, KH, KW, OH, OW = cols.shape
+    H, W = img.shape[2], img.shape[3]
+    for m in prange(N * C):
+        n, c = m // C, m % C
+        for r in range(H):
+            for x in range(W):
+                img[n, c, r, x] = 0
         for p in range(KH):
             for q in range(KW):
                 for i in range(OH):
                     r = i * sh + p * dh - ph
                     if 0 <= r < H:
                         for j in range(OW):
-                            c = j * sw + q * dw - pw
-                            if 0 <= c < W:
-                                img[m, r, c] += cols[m, p, q, i, j]
+                            x = j * sw + q * dw - pw
+                            if 0 <= x < W:
+                                img[n, c, r, x] += cols[n, c, p, q, i, j]

@@ -5,16 +5,17 @@ from numba import njit, prange
 # unfold (im2col) of 2-D maps
 @njit(parallel=True, cache=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
-    M, KH, KW, OH, OW = cols.shape
-    H, W = img.shape[1], img.shape[2]
-    for m in prange(M):
+    N, C, KH, KW, OH, OW = cols.shape
+    H, W = img.shape[2], img.shape[3]
+    for m in prange(N * C):
+        n, c = m // C, m % C
         for p in range(KH):
             for q in range(KW):
                 for i in range(OH):
                     r = i * sh + p * dh - ph
                     for j in range(OW):
-                        c = j * sw + q * dw - pw
-                        if 0 <= r < H and 0 <= c < W:
-                            cols[m, p, q, i, j] = img[m, r, c]
+                        x = j * sw + q * dw - pw
+                        if 0 <= r < H and 0 <= x < W:
+                            cols[n, c, p, q, i, j] = img[n, c, r, x]
                         else:
-                            cols[m, p, q, i, j] = 0
+                            cols[n, c, p, q, i, j] = 0

@@ -11,7 +11,9 @@ columns into one strided slice of the (padded) image: ∏K vectorised adds.
 In the numba flavour, 1-D and 2-D ``unfold``/``fold`` are instead one parallel
 loop each over the N·C maps (1-D as 2-D of height 1), padding handled by
 bounds, no padded copy: NumPy's strided adds run their inner loops over rows
-of a few pixels and spend most of a small CNN's backward step there.
+of a few pixels and spend most of a small CNN's backward step there.  The
+loops index the image as (N, C, H, W) and the columns as (N, C, KH, KW, OH, OW)
+with any strides, so either may be a view of memory laid out otherwise.
 """
 from __future__ import annotations
 
@@ -47,57 +49,63 @@ import numpy as np
 from numba import njit, prange
 
 """
-# cols (M, KH, KW, OH, OW) and img (M, H, W), M = N·C: column (p, q, i, j) of map m
-# reads pixel (i·sh + p·dh − ph, j·sw + q·dw − pw), zero outside the image
+# img (N, C, H, W) and cols (N, C, KH, KW, OH, OW), any strides (a 1-D map is a 2-D one of
+# height 1): column (p, q, i, j) of map (n, c) reads pixel (i·sh + p·dh − ph, j·sw + q·dw − pw),
+# zero outside the image.  Per (p, q) the columns j that land inside the width run from j0
+# to j1 (found once), so the innermost loops test nothing and vectorize.
 MAP_KERNELS = {"unfold": _HEAD + """# unfold (im2col) of 2-D maps
 @njit(parallel=True, cache=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
-    M, KH, KW, OH, OW = cols.shape
-    H, W = img.shape[1], img.shape[2]
-    for m in prange(M):
+    N, C, KH, KW, OH, OW = cols.shape
+    H, W = img.shape[2], img.shape[3]
+    for m in prange(N * C):
+        n, c = m // C, m % C
         for p in range(KH):
             for q in range(KW):
                 for i in range(OH):
                     r = i * sh + p * dh - ph
                     for j in range(OW):
-                        c = j * sw + q * dw - pw
-                        if 0 <= r < H and 0 <= c < W:
-                            cols[m, p, q, i, j] = img[m, r, c]
+                        x = j * sw + q * dw - pw
+                        if 0 <= r < H and 0 <= x < W:
+                            cols[n, c, p, q, i, j] = img[n, c, r, x]
                         else:
-                            cols[m, p, q, i, j] = 0
+                            cols[n, c, p, q, i, j] = 0
 """, "fold": _HEAD + """# fold (col2im) of 2-D maps: unfold's transpose, overlapping columns add up
+# (in (p, q) order at every pixel)
 @njit(parallel=True, cache=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
-    M, KH, KW, OH, OW = cols.shape
-    H, W = img.shape[1], img.shape[2]
-    for m in prange(M):
-        img[m] = 0
+    N, C, KH, KW, OH, OW = cols.shape
+    H, W = img.shape[2], img.shape[3]
+    for m in prange(N * C):
+        n, c = m // C, m % C
+        for r in range(H):
+            for x in range(W):
+                img[n, c, r, x] = 0
         for p in range(KH):
             for q in range(KW):
                 for i in range(OH):
                     r = i * sh + p * dh - ph
                     if 0 <= r < H:
                         for j in range(OW):
-                            c = j * sw + q * dw - pw
-                            if 0 <= c < W:
-                                img[m, r, c] += cols[m, p, q, i, j]
+                            x = j * sw + q * dw - pw
+                            if 0 <= x < W:
+                                img[n, c, r, x] += cols[n, c, p, q, i, j]
 """}
 
 
 def _map_loop(prog, n, op, img, cols, k, s, p, dl, *, reads_image: bool):
     """The numba lines of ``op`` between image ``img`` (N, C, *S) and columns
-    ``cols`` (N, C·∏K, ∏O) arrays (``reads_image``: from the image into the columns,
-    else back), or None where it does not apply."""
+    ``cols`` (N, C·∏K, ∏O), either of them strided (``reads_image``: from the
+    image into the columns, else back), or None where it does not apply."""
     d = img.ndim - 2
     if prog.flavor != "numba" or d not in (1, 2) or 0 in img.shape:
         return None
     out = tuple((a + 2 * q - e * (kk - 1) - 1) // st + 1
                 for a, q, e, kk, st in zip(img.shape[2:], p, dl, k, s))
     lift = (1,) * (2 - d)   # a 1-D map is a 2-D one of height 1
-    k, s, p, dl, out = (1,) * (2 - d) + k, lift + s, (0,) * (2 - d) + p, lift + dl, lift + out
-    m = img.shape[0] * img.shape[1]
-    iv = img.reshape(m, *lift, *img.shape[2:])
-    cv = cols.reshape(m, *k, *out)
+    k, s, p, dl, out = lift + k, lift + s, (0,) * (2 - d) + p, lift + dl, lift + out
+    iv = img.reshape(*img.shape[:2], *lift, *img.shape[2:])
+    cv = cols.reshape(*img.shape[:2], *k, *out)
     if not (np.shares_memory(iv, img) and np.shares_memory(cv, cols)):
         return None
     fn = prog.alias(f"{op}@numba", load_function(MAP_KERNELS[op]))
