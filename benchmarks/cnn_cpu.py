@@ -11,9 +11,8 @@ with BatchNorm after each conv (``--norm batch``).  Measured in the same run:
   (im2col form) and of the dense layer, forward and backward, at the rate measured
   for those exact shapes.
 
-Each contender runs in its own process (symdl's numba pool and torch's OpenMP
-pool spinning on the same cores would distort each other), rounds interleave
-them, and ratios are the median of per-round ratios.
+Each contender runs in its own process, rounds interleave them, and ratios are
+the median of per-round ratios (``harness.py``, shared with ``mlp_cpu.py``).
 Run: ``python benchmarks/cnn_cpu.py [--norm none|batch|both] [--steps 60] [--repeats 5]``.
 """
 from __future__ import annotations
@@ -22,11 +21,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from harness import gemm_time, interleaved, per_round, ratio, timed_steps
 
 BATCH = 64
 CHANNELS = (32, 64)
@@ -88,14 +86,7 @@ def bench_torch(X, y, steps, repeats, threads, norm):
         loss.backward()
         opt.step()
 
-    step()  # warm-up
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for s in range(steps):
-            step(s)
-        rates.append(steps * BATCH / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return timed_steps(step, steps, repeats, BATCH)
 
 
 def gemm_shapes():
@@ -115,17 +106,7 @@ def gemm_shapes():
 
 def gemm_limit(repeats=20):
     """Samples/s if the step did nothing but its GEMMs at the rate measured for them."""
-    rng = np.random.default_rng(0)
-    mats = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32),
-             np.empty((m, n), np.float32)) for m, k, n in gemm_shapes()]
-    flops = sum(2 * m * k * n for m, k, n in gemm_shapes())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for a, b, c in mats:
-            np.matmul(a, b, out=c)
-        times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
+    t, flops = gemm_time(gemm_shapes(), repeats)
     return BATCH / t, flops / t / 1e9, flops
 
 
@@ -157,29 +138,18 @@ def main():
           f"{gflops:.1f} GFLOP/s in the first measurement; {args.threads} threads")
     names = ("symdl", "pytorch eager", "gemm limit")
     for norm in (("none", "batch") if args.norm == "both" else (args.norm,)):
-        # rounds interleave the contenders, each in a fresh process, so that the
-        # machine's drifting speed hits all of them alike; ratios are taken per round
-        rates = {n: [] for n in names}
-        for r in range(args.repeats):
-            for name in names:
-                cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
-                       "--repeats", "2", "--threads", str(args.threads), "--norm", norm]
-                print(f"norm {norm}, round {r + 1}/{args.repeats}: {name}", file=sys.stderr,
-                      flush=True)
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(f"{name} failed: {out.stderr.strip().splitlines()[-1:]}")
-                rates[name].append(float(out.stdout.split()[-1]))
+        rates = interleaved(__file__, names, ("--steps", args.steps, "--repeats", 2, "--threads",
+                                              args.threads, "--norm", norm),
+                            args.repeats, label=f"norm {norm}, ")
         label = "with BatchNorm" if norm == "batch" else "plain"
         print(f"-- {label} net")
         for name in names:
-            ratio = statistics.median(a / b for a, b in zip(rates[name], rates["gemm limit"]))
             print(f"{name:<14} {statistics.median(rates[name]):>10,.0f} samples/s  "
-                  f"{ratio:5.2f} of the GEMM limit")
-        ratios = [a / b for a, b in zip(rates["symdl"], rates["pytorch eager"])]
-        print(f"symdl / pytorch eager = {statistics.median(ratios):.2f}  (median over "
-              f"{args.repeats} interleaved rounds; per round "
-              f"{', '.join(f'{q:.2f}' for q in ratios)})")
+                  f"{ratio(rates, name, 'gemm limit'):5.2f} of the GEMM limit")
+        rounds = per_round(rates, "symdl", "pytorch eager")
+        print(f"symdl / pytorch eager = {ratio(rates, 'symdl', 'pytorch eager'):.2f}  (median "
+              f"over {args.repeats} interleaved rounds; per round "
+              f"{', '.join(f'{q:.2f}' for q in rounds)})", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from harness import gemm_time, interleaved, ratio, timed_steps
 
 SIZES = (784, 256, 256, 10)
 BATCH = 128
@@ -35,14 +34,7 @@ def data(n=60000, seed=0):
 
 
 def timed(step, steps, repeats):
-    step()  # warm-up (compiles, faults pages in)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for s in range(steps):
-            step(s)
-        rates.append(steps * BATCH / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return timed_steps(step, steps, repeats, BATCH)
 
 
 def bench_symdl(X, y, steps, repeats, optimizer="sgd"):
@@ -146,23 +138,13 @@ def bench_numpy(X, y, steps, repeats):
 
 def gemm_limit(repeats=20):
     """Samples/s if the step did nothing but its 8 GEMMs at the measured rate."""
-    rng = np.random.default_rng(0)
     shapes = []
     for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        shapes.append(((BATCH, a), (a, b)))          # forward  x @ W^T
-        shapes.append(((b, BATCH), (BATCH, a)))      # dW = d^T x
+        shapes.append((BATCH, a, b))          # forward  x @ W^T
+        shapes.append((b, BATCH, a))          # dW = d^T x
         if i:
-            shapes.append(((BATCH, b), (b, a)))      # dx = d W
-    mats = [(rng.random(s1, dtype=np.float32), rng.random(s2, dtype=np.float32),
-             np.empty((s1[0], s2[1]), np.float32)) for s1, s2 in shapes]
-    flops = sum(2 * s1[0] * s1[1] * s2[1] for s1, s2 in shapes)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for a, b, c in mats:
-            np.matmul(a, b, out=c)
-        times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
+            shapes.append((BATCH, b, a))      # dx = d W
+    t, flops = gemm_time(shapes, repeats)
     expected = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
     return BATCH / t, flops / t / 1e9, flops, expected
 
@@ -199,27 +181,18 @@ def main():
     limit, gflops, flops, expected = gemm_limit()
     names = ("symdl", "pytorch eager") + (("torch.compile",) if args.compile else ()) \
         + (("numpy by hand",) if args.optimizer == "sgd" else ())
-    # rounds interleave the contenders, each in a fresh process, so that the
-    # machine's drifting speed hits all of them alike; ratios are taken per round
-    rates = {n: [] for n in names + ("gemm limit",)}
-    for _ in range(args.repeats):
-        for name in names + ("gemm limit",):
-            cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps),
-                   "--repeats", "2", "--threads", str(args.threads), "--optimizer", args.optimizer]
-            print(f"round {_ + 1}/{args.repeats}: {name}", file=sys.stderr, flush=True)
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{name} failed: {out.stderr.strip().splitlines()[-1:]}")
-            rates[name].append(float(out.stdout.split()[-1]))
+    rates = interleaved(__file__, names + ("gemm limit",),
+                        ("--steps", args.steps, "--repeats", 2, "--threads", args.threads,
+                         "--optimizer", args.optimizer), args.repeats)
     med = {n: statistics.median(v) for n, v in rates.items()}
     print(f"GEMM limit: {med['gemm limit']:,.0f} samples/s (the 8 GEMMs of a step, {flops:,} FLOPs, "
           f"at {gflops:.1f} GFLOP/s in the first measurement; 6*B*sum(in*out) = {expected:,})")
     for name in names:
-        ratio = statistics.median(a / b for a, b in zip(rates[name], rates["gemm limit"]))
-        print(f"{name:<14} {med[name]:>10,.0f} samples/s  {ratio:5.2f} of the GEMM limit")
+        print(f"{name:<14} {med[name]:>10,.0f} samples/s  "
+              f"{ratio(rates, name, 'gemm limit'):5.2f} of the GEMM limit")
     for peer in names[1:]:
-        ratio = statistics.median(a / b for a, b in zip(rates["symdl"], rates[peer]))
-        print(f"symdl / {peer} = {ratio:.2f}  (median over {args.repeats} interleaved rounds)")
+        print(f"symdl / {peer} = {ratio(rates, 'symdl', peer):.2f}  "
+              f"(median over {args.repeats} interleaved rounds)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from symdl.cli import main
-from symdl.data import load_dataset
+from symdl.data import load_dataset, write_idx
 from symdl.errors import DataError, UsageError
 from symdl.nn import BatchNorm2d, Conv2d, Flatten, MaxPool2d, Sequential, make_model
 from symdl.nn.layers import Activation, Dense
@@ -46,6 +46,35 @@ def test_train_cnn_residual_and_flags(capsys):
         make_model("cnn", 64, 10, kernel=4)
     with pytest.raises(UsageError, match="square images"):
         make_model("cnn", 60, 10)
+
+
+def _write_bars(d, prefix, n, rng):
+    """``n`` MNIST-format 28×28 images: a bright bar whose height gives the label, on noise."""
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    X = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(y):
+        X[i, 2 * label + 2:2 * label + 6, 4:24] = 255
+    write_idx(d / f"{prefix}-images-idx3-ubyte", X)
+    write_idx(d / f"{prefix}-labels-idx1-ubyte", y)
+
+
+def test_train_cnn_on_mnist_idx_files(tmp_path, capsys):
+    """``--dataset mnist --data-dir D`` reads 28×28 IDX files (written here, nothing
+    downloaded) into the CNN: parameters as for 1×28×28 inputs, and it learns them."""
+    rng = np.random.default_rng(0)
+    _write_bars(tmp_path, "train", 240, rng)
+    _write_bars(tmp_path, "t10k", 60, rng)
+    out = _run(capsys, "--dataset", "mnist", "--data-dir", str(tmp_path), "--channels", "4,8",
+               "--epochs", "4")
+    assert out["dataset"] == "mnist" and out["model"] == "cnn"
+    spec = make_model("cnn", 784, 10, channels=(4, 8), rng=np.random.default_rng(0))
+    assert out["parameters"] == sum(p.data.size for _, p in spec.module.named_parameters())
+    assert out["parameters"] != sum(p.data.size for _, p in make_model(
+        "cnn", 64, 10, channels=(4, 8), rng=np.random.default_rng(0)).module.named_parameters())
+    assert out["test_accuracy"] >= 0.9, out
+    assert main(["train", "--model", "cnn", "--dataset", "mnist", "--data-dir",
+                 str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def _digits_images():
