@@ -5,6 +5,10 @@ Measured in the same run, CUDA events around each candidate (median per call, af
 * MLP 784-1024-1024-10 (ReLU, softmax cross-entropy, SGD momentum 0.9), batch 1024, float32:
   training samples/s of one full step (forward, backward, update), symdl's compiled program on
   the CuPy backend against the same network in PyTorch eager;
+* the CNN of issue 11 at batch 256 (1x28x28 float32 images: conv 3x3 32 -> ReLU -> maxpool 2 ->
+  conv 3x3 64 -> ReLU -> maxpool 2 -> dense 10, plain SGD) and the LSTM of issue 14 (one layer,
+  T = 32, batch 64, input 32, hidden 128, the last hidden state through dense 128 -> 10, plain
+  SGD): training samples/s of one full step, symdl against PyTorch CUDA eager;
 * a fused activation backward (sigmoid: ``g * y * (1 - y)``) over 2^28 float32 elements: symdl's
   generated kernel (``kernels/cuda/sigmoid.cu``) against PyTorch eager and against the
   device-to-device copy bandwidth (the kernel moves 3 arrays, a copy 2: the ratio reported is
@@ -12,8 +16,10 @@ Measured in the same run, CUDA events around each candidate (median per call, af
 * one Adam step on 2^26 float32 parameters: symdl's fused in-place kernel against
   ``torch.optim.Adam(fused=True)``.
 
-Goals (issue 15): >= 1.0x PyTorch on the MLP, >= 0.8 of copy bandwidth for the elementwise kernel,
->= 1.0x torch's fused Adam.  Run: ``python benchmarks/gpu.py [--repeats 20] [--json]``.
+Goals (issue 15): >= 1.0x PyTorch on the MLP and the CNN, >= 0.8 of copy bandwidth for the
+elementwise kernel, >= 1.0x torch's fused Adam (the LSTM is reported, no goal).  Without CuPy and
+a device it says so on stderr and exits 1.  Progress goes to stderr.
+Run: ``python benchmarks/gpu.py [--repeats 20] [--only mlp,cnn,lstm,act,adam] [--json]``.
 """
 from __future__ import annotations
 
@@ -84,6 +90,103 @@ def mlp(repeats: int) -> dict:
             "ratio": t_torch / t_symdl}
 
 
+def _symdl_step(model, X, y, lr=0.01):
+    """One compiled training step of ``model`` on the CUDA backend (forward, backward, SGD),
+    the batch already on the device: ``(step, batch size)``."""
+    from symdl.backends import get_backend
+    from symdl.optim import SGD
+    from symdl.train import Trainer
+    be = get_backend("cuda")
+    model.name_parameters()
+    tr = Trainer(model, lambda ps: SGD(ps, lr=lr), "softmax_cross_entropy", {},
+                 batch_size=len(X), epochs=1, progress=False, backend=be, divergence=0)
+    tr._prepare(X, y)
+    prog = tr.program(len(X), True)
+    prog.inputs["x"][...] = be.asarray(X)
+    prog.inputs["y"][...] = be.asarray(y)
+
+    def step():
+        prog.run()
+        tr.optimizer.step()
+    return step
+
+
+def _torch_step(net, X, y, lr=0.01):
+    import torch
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    xt, yt = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    return step
+
+
+def _versus(name, n, ours, theirs, repeats) -> dict:
+    print(f"gpu.py: {name}: symdl...", file=sys.stderr, flush=True)
+    t_symdl = timed(ours, repeats)
+    print(f"gpu.py: {name}: torch...", file=sys.stderr, flush=True)
+    t_torch = timed(theirs, repeats)
+    return {"symdl_samples_s": n / t_symdl, "torch_samples_s": n / t_torch,
+            "ratio": t_torch / t_symdl}
+
+
+def cnn(repeats: int) -> dict:
+    """The CNN of issue 11 (benchmarks/cnn_cpu.py) at batch 256."""
+    import torch
+
+    from symdl.nn import Conv2d, Flatten, MaxPool2d, Sequential
+    from symdl.nn.layers import Activation, Dense
+    n, rng = 256, np.random.default_rng(0)
+    X = rng.random((n, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    layers, c = [], 1
+    for width in (32, 64):
+        layers += [Conv2d(c, width, 3, rng=rng), Activation("relu"), MaxPool2d(2)]
+        c = width
+    ours = _symdl_step(Sequential(*layers, Flatten(), Dense(64 * 5 * 5, 10, rng)), X, y)
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
+                        nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 10)).cuda()
+    return _versus("CNN", n, ours, _torch_step(net, X, y), repeats)
+
+
+def lstm(repeats: int) -> dict:
+    """The LSTM of issue 14 (benchmarks/seq_cpu.py): T = 32, batch 64, input 32, hidden 128."""
+    import torch
+
+    from symdl.nn import LSTM, Module
+    from symdl.nn.layers import Dense
+    T, n, inputs, hidden = 32, 64, 32, 128
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, T, inputs), dtype=np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+
+    class Net(Module):
+        def __init__(self):
+            super().__init__()
+            self.core = LSTM(inputs, hidden, batch_first=True, rng=rng)
+            self.head = Dense(hidden, 10, rng)
+
+        def build(self, g, x, prefix=""):
+            _, (hn, _) = self.core.build_all(g, x, prefix=f"{prefix}core.")
+            h = g.add("reshape", hn, shape=tuple(g.shape(hn))[1:], name=f"{prefix}last")
+            return self.head.build(g, h, prefix=f"{prefix}head.")
+
+    class TorchNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.core = torch.nn.LSTM(inputs, hidden, batch_first=True)
+            self.head = torch.nn.Linear(hidden, 10)
+
+        def forward(self, x):
+            return self.head(self.core(x)[1][0][0])
+
+    return _versus("LSTM", n, _symdl_step(Net(), X, y), _torch_step(TorchNet().cuda(), X, y),
+                   repeats)
+
+
 def activation_backward(repeats: int) -> dict:
     import cupy
     import torch
@@ -131,30 +234,44 @@ def adam(repeats: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--only", default="mlp,cnn,lstm,act,adam",
+                    help="comma-separated: mlp, cnn, lstm, act (activation backward), adam")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    runs = {"mlp": mlp, "cnn": cnn, "lstm": lstm, "act": activation_backward, "adam": adam}
+    only = [k.strip() for k in args.only.split(",") if k.strip()]
+    if not only or any(k not in runs for k in only):
+        ap.error(f"--only: choose from {', '.join(runs)}")
     try:
         import cupy
         name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     except Exception:
         print("benchmarks/gpu.py: no CUDA device with CuPy here; nothing measured", file=sys.stderr)
         return 1
-    res = {"device": name, "mlp": mlp(args.repeats),
-           "activation_backward": activation_backward(args.repeats), "adam": adam(args.repeats)}
+    res = {"device": name}
+    for k in only:
+        print(f"gpu.py: {k}", file=sys.stderr, flush=True)
+        res[k] = runs[k](args.repeats)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     print(f"device: {name}")
-    r = res["mlp"]
-    print(f"MLP 784-1024-1024-10, batch 1024: symdl {r['symdl_samples_s']:.0f} samples/s, "
-          f"torch {r['torch_samples_s']:.0f}: {r['ratio']:.2f}x")
-    r = res["activation_backward"]
-    print(f"sigmoid backward, 2^28 float32: {r['symdl_GB_s']:.0f} GB/s = "
-          f"{r['of_copy_bandwidth']:.2f} of copy ({r['copy_GB_s']:.0f} GB/s); "
-          f"{r['vs_torch']:.2f}x torch")
-    r = res["adam"]
-    print(f"Adam, 2^26 float32: symdl {r['symdl_ms']:.2f} ms, torch fused "
-          f"{r['torch_fused_ms']:.2f} ms: {r['ratio']:.2f}x")
+    models = {"mlp": "MLP 784-1024-1024-10, batch 1024", "cnn": "CNN 32-64 on 28x28, batch 256",
+              "lstm": "LSTM T=32 hidden 128, batch 64"}
+    for k, what in models.items():
+        if k in res:
+            r = res[k]
+            print(f"{what}: symdl {r['symdl_samples_s']:.0f} samples/s, "
+                  f"torch {r['torch_samples_s']:.0f}: {r['ratio']:.2f}x")
+    if "act" in res:
+        r = res["act"]
+        print(f"sigmoid backward, 2^28 float32: {r['symdl_GB_s']:.0f} GB/s = "
+              f"{r['of_copy_bandwidth']:.2f} of copy ({r['copy_GB_s']:.0f} GB/s); "
+              f"{r['vs_torch']:.2f}x torch")
+    if "adam" in res:
+        r = res["adam"]
+        print(f"Adam, 2^26 float32: symdl {r['symdl_ms']:.2f} ms, torch fused "
+              f"{r['torch_fused_ms']:.2f} ms: {r['ratio']:.2f}x")
     return 0
 
 
