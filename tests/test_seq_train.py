@@ -6,6 +6,8 @@ they assert accuracy, never time.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -65,3 +67,79 @@ def test_trainer_gradients_of_recurrent_layers_match_torch(kind):
     tp = dict(t.named_parameters())
     for n, p in m.named_parameters():
         np.testing.assert_allclose(p.grad, tp[n].grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=n)
+
+
+# ------------------------------------------------------------------ the CLI
+def run_cli(capsys, *argv):
+    from symdl.cli import main
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_option_tables_match_the_library():
+    from symdl.commands.options import MODEL_DEFAULTS, MODELS, SEQ_MODELS, SEQ_TASKS
+    from symdl.data.sequences import SEQ_TASKS as REAL_TASKS
+    from symdl.nn.models import MODELS as REAL_MODELS
+    from symdl.nn.seqmodels import ENCODERS
+    assert MODELS == tuple(REAL_MODELS) and SEQ_MODELS == ENCODERS
+    assert set(SEQ_TASKS) == set(REAL_TASKS)
+    assert set(MODEL_DEFAULTS) == {*SEQ_MODELS, "vit"}
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--model", "mlp", "--heads", "2"], "--heads does not apply to --model mlp"),
+    (["--model", "lstm", "--patch", "2"], "--patch does not apply to --model lstm"),
+    (["--model", "transformer", "--bidirectional"], "--bidirectional does not apply"),
+    (["--model", "cnn", "--layers", "2"], "--layers does not apply to --model cnn"),
+    (["--model", "vit", "--seq-task", "adding"], "--seq-task does not apply to --model vit"),
+    (["--model", "lstm", "--seq-len", "5"], "--seq-len does not apply without --seq-task"),
+    (["--model", "lstm", "--seq-task", "adding", "--dataset", "xor"], "--dataset does not apply"),
+    (["--model", "gru", "--hidden", "3,4"], "takes one width"),
+    (["--model", "vit", "--patch", "3"], "must divide the image side"),
+    (["--model", "transformer", "--hidden", "30", "--heads", "4"], "divisible"),
+    (["--model", "lstm", "--dataset", "xor"], "not side × side"),
+    (["--model", "lstm", "--seq-task", "copy", "--seq-len", "7"], "even integer"),
+    (["--model", "lstm", "--layers", "0"], "positive integer"),
+])
+def test_options_that_do_not_apply_are_refused(capsys, argv, msg):
+    from symdl.cli import main
+    try:
+        code = main(["train", "--epochs", "1", *argv])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert msg in err.strip().splitlines()[-1], err
+
+
+@pytest.mark.parametrize("task, model, extra", [
+    ("parity", "gru", ["--seq-len", "6"]),
+    ("sine", "rnn", ["--seq-len", "8"]),
+    ("copy", "lstm", ["--seq-len", "6", "--bidirectional"]),
+    ("adding", "transformer", ["--seq-len", "6", "--hidden", "8", "--heads", "2"]),
+])
+def test_seq_tasks_train_from_the_cli(capsys, task, model, extra):
+    code, out, err = run_cli(capsys, "train", "--model", model, "--seq-task", task, "--epochs",
+                             "1", "--hidden", "8", *extra, "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["settings"]["seq_task"] == task and np.isfinite(d["test_loss"])
+    assert (d["test_accuracy"] is None) == (task != "parity")
+    # the model's defaults are used for what was not given
+    assert d["settings"]["optimizer"] == "adam"
+
+
+def test_checkpoint_resume_and_clip_norm(capsys, tmp_path):
+    base = ["train", "--model", "gru", "--hidden", "8", "--seq-task", "adding", "--seq-len", "6",
+            "--clip-norm", "0.5", "--checkpoint", str(tmp_path), "--json"]
+    code, out, err = run_cli(capsys, *base, "--epochs", "2")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["settings"]["clip_norm"] == 0.5
+    code, out, err = run_cli(capsys, *base, "--epochs", "3")
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["epochs"] == 3 and resumed["train_loss"][:2] == first["train_loss"]
+    fresh = json.loads(run_cli(capsys, *base[:-3], "--json", "--epochs", "3")[1])
+    np.testing.assert_allclose(resumed["train_loss"], fresh["train_loss"], rtol=1e-6)

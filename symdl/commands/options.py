@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from ..errors import UsageError
 
-__all__ = ["APPLIES", "DATASETS", "DATASET_DEFAULTS", "MODELS", "REGRESSION_SETS",
-           "check_applicable"]
+__all__ = ["APPLIES", "DATASETS", "DATASET_DEFAULTS", "MODELS", "MODEL_DEFAULTS",
+           "REGRESSION_SETS", "SEQ_MODELS", "SEQ_TASKS", "SEQ_TASK_DEFAULTS", "check_applicable"]
 
 #: The choices of --model and --dataset.
-MODELS = ("mlp", "logreg", "perceptron", "cnn")
+SEQ_MODELS = ("rnn", "lstm", "gru", "transformer")
+MODELS = ("mlp", "logreg", "perceptron", "cnn", *SEQ_MODELS, "vit")
+#: The choices of --seq-task (symdl.data.sequences.SEQ_TASKS).
+SEQ_TASKS = ("adding", "copy", "reverse", "parity", "sine")
 DATASETS = ("digits", "mnist", "xor", "spirals", "moons", "circles", "sine")
 #: The data sets whose targets are numbers (the others hold class labels).
 REGRESSION_SETS = ("sine",)
@@ -27,12 +30,34 @@ DATASET_DEFAULTS = {
     "sine": {"lr": 0.01, "epochs": 200, "hidden": (32, 32), "activation": "tanh"},
 }
 
+#: Defaults a model brings (after the data set's): with them each reaches its target on the
+#: digits read as sequences (LSTM, GRU, transformer >= 95 %, ViT >= 93 % test accuracy).
+_RECURRENT_DEFAULTS = {"hidden": (64,), "optimizer": "adam", "lr": 0.01, "epochs": 12,
+                       "batch_size": 64}
+MODEL_DEFAULTS = {
+    **dict.fromkeys(("rnn", "lstm", "gru"), _RECURRENT_DEFAULTS),
+    "transformer": {"hidden": (32,), "heads": 4, "layers": 1, "optimizer": "adam", "lr": 0.003,
+                    "epochs": 20, "batch_size": 64},
+    "vit": {"hidden": (32,), "heads": 4, "layers": 2, "patch": 2, "optimizer": "adam",
+            "lr": 0.003, "epochs": 20, "batch_size": 64},
+}
+#: Defaults a --seq-task brings (after the model's).
+SEQ_TASK_DEFAULTS = {
+    "adding": {"epochs": 30, "lr": 0.01, "clip_norm": 1.0},
+}
+
 #: Options that apply only to some choices: ``option: ((choosing option, the values it
 #: applies to), ...)``.  ``None`` means "the choosing option is given"; ``"hyper"`` means
 #: "the optimizers whose declaration takes this hyperparameter".  Giving an option that does
 #: not apply is an error (exit 2), never silently ignored.
 APPLIES = {
-    "hidden": (("model", ("mlp",)),),
+    "hidden": (("model", ("mlp", *SEQ_MODELS, "vit")),),
+    "layers": (("model", (*SEQ_MODELS, "vit")),),
+    "bidirectional": (("model", ("rnn", "lstm", "gru")),),
+    "heads": (("model", ("transformer", "vit")),),
+    "patch": (("model", ("vit",)),),
+    "seq_task": (("model", SEQ_MODELS),),
+    "seq_len": (("seq_task", None),),
     "dropout": (("model", ("mlp",)),),
     "activation": (("model", ("mlp", "cnn")),),
     **dict.fromkeys(("channels", "kernel", "pool", "norm", "residual"), (("model", ("cnn",)),)),

@@ -29,6 +29,7 @@ from .pictures import add_train_plot_args, save_history_plot
 from .predict import add_save_args, save_trained
 from .user_ops import add_ops_args, load_user_ops
 from .train_extras import add_augment_ensemble_args, augmented, run_ensemble
+from .train_seq import add_seq_args, apply_defaults, load_seq_split, seq_options
 
 __all__ = ["APPLIES", "DATASETS", "DATASET_DEFAULTS", "EPILOG", "MODELS", "REGRESSION_SETS",
            "add_model_args", "add_parser", "check_applicable", "cmd_train", "explicit_flags",
@@ -82,7 +83,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     """Model and data flags shared by ``train``, ``graph`` and ``explain``."""
     p.add_argument("--model", choices=MODELS, default="mlp", help="model (default: mlp)")
     p.add_argument("--hidden", type=_csv_ints, default=(64, 64), metavar="N,N",
-                   help="hidden layer sizes of the MLP (default: 64,64)")
+                   help="hidden layer sizes of the MLP (default: 64,64); the one width of "
+                   "rnn/lstm/gru (64), transformer/vit (32)")
     p.add_argument("--activation", default="relu",
                    help="hidden activation: relu (default), tanh, sigmoid, gelu, ... any op declared "
                    "as an activation, yours included (--ops FILE.py); an unknown name lists them")
@@ -96,6 +98,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="cnn: normalization after each conv (default: none)")
     p.add_argument("--residual", action="store_true",
                    help="cnn: add a residual block y = F(x) + x to each stage")
+    add_seq_args(p)  # --layers, --bidirectional, --heads, --patch, --seq-task, --seq-len
     p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="data set (default: digits, embedded; sine brings its own defaults: "
                    + "; ".join(f"{k.replace('_', '-')} {_show(v)}"
@@ -200,6 +203,7 @@ def _prepare_args(args) -> None:
     for k, v in DATASET_DEFAULTS.get(getattr(args, "dataset", None), {}).items():
         if hasattr(args, k) and k not in explicit:
             setattr(args, k, v)
+    apply_defaults(args, explicit)  # the model's and the --seq-task's own defaults
     args._prepared = True
 
 
@@ -209,8 +213,11 @@ def load_data(args):
     from ..data import load_dataset, train_val_split
     _prepare_args(args)
     load_user_ops(args)  # --ops files, then --activation checked
-    train = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="train")
-    test = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="test")
+    if getattr(args, "seq_task", None):
+        train, test = load_seq_split(args, "train"), load_seq_split(args, "test")
+    else:
+        train = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="train")
+        test = load_dataset(args.dataset, seed=args.seed, data_dir=args.data_dir, split="test")
     if train.X.dtype != np.dtype(args.dtype):
         from dataclasses import replace
         train = replace(train, X=train.X.astype(args.dtype))
@@ -234,7 +241,7 @@ def make_spec(args, train, init_ss):
     return make_model(args.model, train.X.shape[1], n_out, args.hidden, args.activation,
                       np.random.default_rng(init_ss), args.dtype, train.task,
                       getattr(args, "dropout", 0.0), getattr(args, "label_smoothing", 0.0),
-                      **_cnn_options(args))
+                      **_cnn_options(args), **seq_options(args))
 
 
 def _cnn_options(args) -> dict:
@@ -330,10 +337,11 @@ def cmd_train(args) -> int:
         arch = "-".join(str(w) for w in [train.X.shape[1], *(args.hidden if args.model == "mlp" else ()),
                                           *(f"c{c}" for c in (args.channels if args.model == "cnn"
                                                               else ())),
-                                          spec.module.layers[-1].n_out])
+                                          getattr(spec.module, "n_out", None)
+                                          or spec.module.layers[-1].n_out])
         act = f" ({args.activation})" if args.model == "mlp" else ""
         print(f"{args.model} {arch}{act}, {spec.module.num_parameters():,} parameters; "
-              f"{args.dataset}: {len(train)} train, {0 if val is None else len(val)} validation, "
+              f"{getattr(args, 'seq_task', None) or args.dataset}: {len(train)} train, {0 if val is None else len(val)} validation, "
               f"{len(test)} test; {trainer.optimizer!r}", flush=True)
 
     trainer = Trainer(spec.module, _optimizer(args), spec.loss, spec.loss_params,

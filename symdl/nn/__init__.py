@@ -9,6 +9,8 @@ from .recurrent import GRU, LSTM, RNN, Embedding, GRUCell, LSTMCell, RNNCell
 from .attention import (LearnedPositionalEncoding, Linear, MultiheadAttention,
                         SinusoidalPositionalEncoding, TransformerDecoderLayer,
                         TransformerEncoderLayer, scaled_dot_product_attention)
+from .seqmodels import (Seq2Seq, SequenceClassifier, SequenceGenerator, SequenceTagger, ViT,
+                        sequence_model)
 from .summary import conv_output_size, receptive_field, summary
 from .models import MODELS, make_model
 from .module import Module
@@ -21,4 +23,6 @@ __all__ = ["Module", "Parameter", "ParamPack", "Dense", "Maxout", "Softmax", "Dr
            "BatchNorm2d", "InstanceNorm2d", "summary", "conv_output_size", "receptive_field",
            "Embedding", "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "Linear",
            "MultiheadAttention", "scaled_dot_product_attention", "SinusoidalPositionalEncoding",
-           "LearnedPositionalEncoding", "TransformerEncoderLayer", "TransformerDecoderLayer"]
+           "LearnedPositionalEncoding", "TransformerEncoderLayer", "TransformerDecoderLayer",
+           "SequenceClassifier", "SequenceTagger", "SequenceGenerator", "Seq2Seq", "ViT",
+           "sequence_model"]

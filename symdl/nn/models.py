@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from .cnn import cnn
 from .layers import Activation, Dense, Dropout, Sequential
+from .seqmodels import ENCODERS, sequence_model
 
-MODELS = ("mlp", "logreg", "perceptron", "cnn")
+MODELS = ("mlp", "logreg", "perceptron", "cnn", *ENCODERS, "vit")
 RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
 
 
@@ -22,11 +23,14 @@ class ModelSpec:
 
 def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: str = "relu",
                rng=None, dtype: str = "float32", task: str = "classification",
-               dropout: float = 0.0, label_smoothing: float = 0.0, **cnn_options) -> ModelSpec:
+               dropout: float = 0.0, label_smoothing: float = 0.0, **options) -> ModelSpec:
     """``mlp`` (Dense+activation per hidden layer), ``logreg`` (one Dense,
     softmax cross-entropy) or ``perceptron`` (one Dense trained with the
     perceptron criterion: multiclass hinge with margin 0) or ``cnn``
-    (:func:`symdl.nn.cnn.cnn`, given ``cnn_options``: channels, kernel, pool, norm, residual)."""
+    (:func:`symdl.nn.cnn.cnn`, given ``options``: channels, kernel, pool, norm, residual) or
+    ``rnn``, ``lstm``, ``gru``, ``transformer``, ``vit``
+    (:func:`symdl.nn.seqmodels.sequence_model`, given ``options``: layers, bidirectional, heads,
+    patch, steps, features, outputs_per_step)."""
     if kind not in MODELS:
         raise UsageError(f"unknown model {kind!r} (choose from: {', '.join(MODELS)})")
     init = "he_uniform" if activation in RELU_LIKE else "xavier_uniform"
@@ -40,7 +44,9 @@ def make_model(kind: str, n_in: int, n_out: int, hidden=(64, 64), activation: st
                 layers.append(Dropout(dropout))
             width = int(h)
     if kind == "cnn":
-        model = cnn(n_in, n_out, activation=activation, rng=rng, dtype=dtype, **cnn_options)
+        model = cnn(n_in, n_out, activation=activation, rng=rng, dtype=dtype, **options)
+    elif kind in (*ENCODERS, "vit"):
+        model = sequence_model(kind, n_in, n_out, hidden, rng=rng, dtype=dtype, **options)
     else:
         layers.append(Dense(width, n_out, rng, "xavier_uniform", dtype=dtype))
         model = Sequential(*layers)

@@ -21,7 +21,7 @@ from .parameter import Parameter
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, _params, _step
 
 __all__ = ["ENCODERS", "Seq2Seq", "SequenceClassifier", "SequenceGenerator", "SequenceTagger",
-           "ViT", "shift_right"]
+           "ViT", "sequence_model", "shift_right"]
 
 #: the sequence encoders a classifier or tagger can use
 ENCODERS = ("rnn", "lstm", "gru", "transformer")
@@ -370,3 +370,42 @@ class ViT(Module):
     def __repr__(self):
         return (f"ViT({self.side}×{self.side}, patch={self.patch}, dim={self.dim}, "
                 f"depth={self.depth}, heads={self.heads}, n_out={self.n_out})")
+
+
+# ------------------------------------------------------------------ factory
+def sequence_model(kind: str, n_in: int, n_out: int, hidden=(64,), layers: int = 1,
+                   bidirectional: bool = False, heads: int = 4, patch: int = 2, steps=None,
+                   features=None, outputs_per_step=None, rng=None, dtype: str = "float32"):
+    """The model ``symdl train --model rnn|lstm|gru|transformer|vit`` trains on rows of ``n_in``.
+
+    ``vit``: square images of ``n_in`` pixels in ``patch`` × ``patch`` patches, width
+    ``hidden``, ``layers`` encoder layers.  The others read ``steps`` × ``features`` (default:
+    square images one row per step); with ``outputs_per_step`` a :class:`SequenceTagger`
+    (many-to-many, ``n_out = steps·outputs_per_step``), else a :class:`SequenceClassifier`.
+    """
+    hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+    if len(hidden) != 1:
+        raise UsageError(f"--model {kind} takes one width in --hidden, got "
+                         f"{','.join(map(str, hidden))}")
+    width = int(hidden[0])
+    if steps is None:
+        side = int(np.sqrt(n_in) + 0.5)
+        if side * side != n_in:
+            raise UsageError(f"--model {kind} reads square images (one row per step"
+                             f"{'' if kind != 'vit' else ', or as patches'}): {n_in} features "
+                             "are not side × side pixels")
+        steps = features = side
+    if kind == "vit":
+        return ViT(steps, patch, n_out, dim=width, depth=layers, heads=heads, rng=rng,
+                   dtype=dtype)
+    if steps * features != n_in:
+        raise UsageError(f"--model {kind}: {steps} steps × {features} features do not make "
+                         f"rows of {n_in}")
+    if outputs_per_step:
+        if n_out != steps * outputs_per_step:
+            raise UsageError(f"--model {kind}: {n_out} targets are not {steps} steps × "
+                             f"{outputs_per_step}")
+        return SequenceTagger(kind, steps, features, outputs_per_step, width, layers,
+                              bidirectional, heads, rng=rng, dtype=dtype)
+    return SequenceClassifier(kind, steps, features, n_out, width, layers, bidirectional, heads,
+                              rng=rng, dtype=dtype)
