@@ -76,7 +76,8 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
     e.add_argument("--param", help="only this parameter (e.g. 0.W)")
     e.add_argument("--layer", help="instead: one layer's rules in matrix notation (dense, softmax, "
                    "softmax_cross_entropy, l1, l2, a loss, conv2d, maxpool, avgpool, batchnorm, layernorm, "
-                   "instancenorm, or an activation), verified on explicit instances")
+                   "instancenorm, rnn, lstm, gru, attention, mha, transformer, or an activation), "
+                   "verified on explicit instances")
     e.add_argument("--numeric", action="store_true", help="worked backprop on one training example")
     e.add_argument("--example", type=int, default=0, help="which training example (default: 0)")
     e.add_argument("--format", choices=("text", "latex", "markdown", "json"), default="text",
@@ -142,12 +143,16 @@ def cmd_explain(args) -> int:
         from dataclasses import asdict
         from .derive.layers import layer_derivation
         from .printing.layers import layer_latex, layer_text
-        d = layer_derivation(args.layer)
+        from .commands.explain_seq import SEQ_LAYERS, seq_layer_derivation
+        d = (seq_layer_derivation if args.layer in SEQ_LAYERS else layer_derivation)(args.layer)
         if args.format == "json":
             print(json.dumps(asdict(d), indent=1, ensure_ascii=False))
             return 0
         print((layer_latex if args.format == "latex" else layer_text)(d), end="")
         return 0
+    from .commands.explain_seq import SEQ_EXPLAIN_MODELS, explain_model
+    if args.model in SEQ_EXPLAIN_MODELS:   # the cell or block, and a two-step worked example
+        return explain_model(args)
     train, spec, g, L = _model_graph(args)
     params = g.params()
     if args.param is not None:
