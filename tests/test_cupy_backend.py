@@ -342,6 +342,16 @@ def test_gpu_trains_the_lstm_as_the_cpu(gpu, dtype):
 
 @pytest.mark.gpu
 def test_gpu_checkpoint_resumes_on_the_cpu(gpu, tmp_path):
+    _checkpoint_resumes_on_the_cpu(gpu, tmp_path)
+
+
+def test_stand_in_checkpoint_resumes_on_the_cpu(fake, tmp_path):
+    _checkpoint_resumes_on_the_cpu(fake, tmp_path)
+
+
+def _checkpoint_resumes_on_the_cpu(gpu, tmp_path):
+    """One epoch on the device, saved; the second on the CPU from that checkpoint equals two
+    epochs on the CPU."""
     data = _data("float64")
     whole = _trainer("numpy", "float64", OPTS["adam"], epochs=2)
     whole.fit(data)
