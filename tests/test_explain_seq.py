@@ -37,7 +37,8 @@ def test_lstm_rules_read_as_the_notes_write_them():
     gru = layer_text(seq_layer_derivation("gru"))
     assert "h_t      = z_t ⊙ (h_{t-1} − n_t) + n_t" in gru and "call PyTorch's 1 − z their z" in gru
     att = layer_text(seq_layer_derivation("attention"))
-    assert "∂L/∂S = P ⊙ (∂L/∂P − rowsum(P ⊙ ∂L/∂P))" in att and "softmax_keep(S), S = Q Kᵀ/√d" in att
+    assert "∂L/∂S = P ⊙ (∂L/∂P − rowsum(P ⊙ ∂L/∂P))" in att
+    assert "softmax_keep(S), S = Q Kᵀ/√d" in att
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])

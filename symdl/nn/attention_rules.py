@@ -264,8 +264,9 @@ def attention_layer_derivation(kind: str) -> LayerDerivation:
         steps.append(("residuals", "each sub-layer is added to its input: the sum passes δ "
                                    "on unchanged, which is why deep stacks still train"))
     fwd, fwd_tex = _FORWARD[kind]
+    grads = checks - (2 if kind == "transformer" else 1)   # one forward check per instance
     return LayerDerivation(kind, fwd, fwd_tex, rules, tuple(steps), ok,
                            f"{what} built by symdl.nn on one sequence of 3 with a causal mask and "
-                           f"a padded first key: forward values and {checks - 1 if kind != 'transformer' else checks - 2} "
+                           f"a padded first key: forward values and {grads} "
                            "gradient checks against forward mode over its graph (each op's "
                            "derivative SymPy's diff of its declaration), to 1e-9")

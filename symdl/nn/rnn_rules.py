@@ -50,7 +50,8 @@ _TEX = (("ᵀ", r"^{\top}"), ("⊙", r"\odot"), ("δ", r"\delta "), ("Σ_{k≥t}
         ("Σ_t", r"\sum_t"), ("Σ_k", r"\sum_k"), ("−", "-"), ("²", "^2"), ("⋯", r"\cdots"),
         ("…", r"\ldots "), ("LSTM cell", r"\mathrm{LSTM}"), ("GRU cell", r"\mathrm{GRU}"),
         ("∂", r"\partial "), ("ℓ", r"\ell "), ("diag", r"\operatorname{diag}"),
-        ("tanh", r"\tanh"), ("σ", r"\sigma"), ("‖", r"\|"))
+        ("tanh", r"\tanh"), ("σ", r"\sigma"), ("‖", r"\|"), ("   (", r"\quad ("),
+        ("  (", r"\quad ("))
 
 
 def _tex(s: str) -> str:

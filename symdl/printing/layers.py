@@ -1,6 +1,8 @@
 """Printing layer derivations (:mod:`symdl.derive.layers`) as text and LaTeX."""
 from __future__ import annotations
 
+from .latex import latex_text
+
 __all__ = ["layer_latex", "layer_text"]
 
 _FORMS = {"index": "index notation", "matrix": "matrix form (im2col)"}
@@ -27,7 +29,7 @@ def layer_latex(d) -> str:
     for r in d.rules:
         if r.form != form:
             form = r.form
-            lines.append(r"\intertext{" + _FORMS.get(form, form) + ":}")
+            lines.append(r"\intertext{" + latex_text(_FORMS.get(form, form)) + ":}")
         lines.append(f"{r.lhs_latex} &= {r.rhs_latex} \\\\")
     lines[-1] = lines[-1].removesuffix(r" \\")
     mark = r"\checkmark" if d.verified else r"\times"
