@@ -144,7 +144,10 @@ def cmd_explain(args) -> int:
         from .derive.layers import layer_derivation
         from .printing.layers import layer_latex, layer_text
         from .commands.explain_seq import SEQ_LAYERS, seq_layer_derivation
-        d = (seq_layer_derivation if args.layer in SEQ_LAYERS else layer_derivation)(args.layer)
+        try:
+            d = (seq_layer_derivation if args.layer in SEQ_LAYERS else layer_derivation)(args.layer)
+        except UsageError as exc:   # the lower table cannot know the sequence layers
+            raise UsageError(f"{exc}; or a sequence layer: {', '.join(SEQ_LAYERS)}") from None
         if args.format == "json":
             print(json.dumps(asdict(d), indent=1, ensure_ascii=False))
             return 0

@@ -141,6 +141,9 @@ def test_explain_cli_for_sequence_layers_and_models(capsys):
     assert main(["explain", "--layer", "transformer"]) == 0
     out = capsys.readouterr().out
     assert "post-LN and pre-LN" in out and "NOT verified" not in out
+    assert main(["explain", "--layer", "lstmm"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "conv2d" in err and "rnn, lstm, gru, attention" in err
     from symdl.commands.options import MODELS
     if "lstm" not in MODELS:   # the CLI's sequence models land with the training issue
         pytest.skip("--model lstm is not a choice yet")
