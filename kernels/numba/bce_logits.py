@@ -26,7 +26,8 @@ def bce_logits_b0_32(a_x, a_t, a_g, out0):
         x = a_x[i0]
         t = a_t[i0]
         g = a_g[i0]
-        out0[i0] = g*(-t + np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x))))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = g*(-t + (np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0)))
 
 # backward d/dt, float32: -g*x
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -54,7 +55,8 @@ def bce_logits_b0_64(a_x, a_t, a_g, out0):
         x = a_x[i0]
         t = a_t[i0]
         g = a_g[i0]
-        out0[i0] = g*(-t + np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x))))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = g*(-t + (np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0)))
 
 # backward d/dt, float64: -g*x
 @njit(parallel=True, cache=True, error_model="numpy")

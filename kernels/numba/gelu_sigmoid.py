@@ -14,7 +14,8 @@ def gelu_sigmoid_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = x*np.exp(min(np.float32(0.0), (np.float32(1.702))*x))/(np.float32(1.0) + np.exp(-np.float32(1.702)*np.abs(x)))
+        t0 = np.exp(-np.float32(1.702)*np.abs(x))
+        out0[i0] = x*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*(851*x*exp(Min(0, 851*x/500))*Heaviside(-851*x/500)/(500*(1 + exp(-851*Abs(x)/500))) + 851*x*exp(-851*Abs(x)/500)*exp(Min(0, 851*x/500))*sign(x)/(500*(1 + exp(-851*Abs(x)/500))**2) + exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500)))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -23,12 +24,12 @@ def gelu_sigmoid_b0_32(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        t0 = (np.float32(1.702))*x
-        t1 = np.exp(min(np.float32(0.0), t0))
-        t2 = np.exp(-np.float32(1.702)*np.abs(x))
-        t3 = t2 + np.float32(1.0)
-        t4 = t1/t3
-        out0[i0] = g*(t0*t1*t2*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t3 * t3) + t0*t4*(np.float32(0.0) if (t0 > np.float32(0.0)) else (np.float32(0.5) if (t0 == np.float32(0.0)) else np.float32(1.0))) + t4)
+        t0 = np.exp(-np.float32(1.702)*np.abs(x))
+        t1 = t0 + np.float32(1.0)
+        t2 = (np.float32(1.0) if (x >= np.float32(0.0)) else t0)
+        t3 = t2/t1
+        t4 = (np.float32(1.702))*x
+        out0[i0] = g*(t0*t2*t4*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t1 * t1) + t3*t4*(np.float32(0.0) if (t4 > np.float32(0.0)) else (np.float32(0.5) if (t4 == np.float32(0.0)) else np.float32(1.0))) + t3)
 
 # forward, float64: x*exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -36,7 +37,8 @@ def gelu_sigmoid_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = x*np.exp(min(np.float64(0.0), (np.float64(1.702))*x))/(np.float64(1.0) + np.exp(-np.float64(1.702)*np.abs(x)))
+        t0 = np.exp(-np.float64(1.702)*np.abs(x))
+        out0[i0] = x*(np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 
 # backward d/dx, float64: g*(851*x*exp(Min(0, 851*x/500))*Heaviside(-851*x/500)/(500*(1 + exp(-851*Abs(x)/500))) + 851*x*exp(-851*Abs(x)/500)*exp(Min(0, 851*x/500))*sign(x)/(500*(1 + exp(-851*Abs(x)/500))**2) + exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500)))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -45,10 +47,10 @@ def gelu_sigmoid_b0_64(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        t0 = (np.float64(1.702))*x
-        t1 = np.exp(min(np.float64(0.0), t0))
-        t2 = np.exp(-np.float64(1.702)*np.abs(x))
-        t3 = t2 + np.float64(1.0)
-        t4 = t1/t3
-        out0[i0] = g*(t0*t1*t2*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))/(t3 * t3) + t0*t4*(np.float64(0.0) if (t0 > np.float64(0.0)) else (np.float64(0.5) if (t0 == np.float64(0.0)) else np.float64(1.0))) + t4)
+        t0 = np.exp(-np.float64(1.702)*np.abs(x))
+        t1 = t0 + np.float64(1.0)
+        t2 = (np.float64(1.0) if (x >= np.float64(0.0)) else t0)
+        t3 = t2/t1
+        t4 = (np.float64(1.702))*x
+        out0[i0] = g*(t0*t2*t4*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))/(t1 * t1) + t3*t4*(np.float64(0.0) if (t4 > np.float64(0.0)) else (np.float64(0.5) if (t4 == np.float64(0.0)) else np.float64(1.0))) + t3)
 

@@ -13,7 +13,13 @@ def gelu_tanh_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = (np.float32(0.5))*x*(np.tanh(np.sqrt(np.float32(2.0))*((np.float32(0.044715))*(x * x * x) + x)/np.sqrt(np.float32(3.141592653589793))) + np.float32(1.0))
+        q0 = np.sqrt(np.float32(2.0))*((np.float32(0.044715))*(x * x * x) + x)/np.sqrt(np.float32(3.141592653589793))
+        q1 = (q0 * q0)
+        q2 = np.abs(q0)
+        q3 = np.exp(-np.float32(2.0)*q2)
+        q4 = (np.float32(1.0) - q3)/(q3 + np.float32(1.0))
+        q5 = (q0*(q1*(q1*(q1*(q1*(q1*(q1*(np.float32(0.003592128036572481) - np.float32(0.0014558343870513183)*q1) + np.float32(-0.008863235529902197)) + np.float32(0.021869488536155203)) + np.float32(-0.05396825396825397)) + np.float32(0.13333333333333333)) + np.float32(-0.3333333333333333)) + np.float32(1.0)) if (q2 < np.float32(0.125)) else (-q4 if (q0 < np.float32(0.0)) else q4))
+        out0[i0] = (np.float32(0.5))*x*(q5 + np.float32(1.0))
 
 # backward d/dx, float32: g*(sqrt(2)*x*(1 - tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))**2)*(26829*x**2/200000 + 1)/(2*sqrt(pi)) + tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))/2 + 1/2)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -23,7 +29,13 @@ def gelu_tanh_b0_32(a_x, a_g, out0):
         x = a_x[i0]
         g = a_g[i0]
         t0 = np.sqrt(np.float32(2.0))/np.sqrt(np.float32(3.141592653589793))
-        t1 = np.tanh(t0*((np.float32(0.044715))*(x * x * x) + x))
+        q0 = t0*((np.float32(0.044715))*(x * x * x) + x)
+        q1 = (q0 * q0)
+        q2 = np.abs(q0)
+        q3 = np.exp(-np.float32(2.0)*q2)
+        q4 = (np.float32(1.0) - q3)/(q3 + np.float32(1.0))
+        q5 = (q0*(q1*(q1*(q1*(q1*(q1*(q1*(np.float32(0.003592128036572481) - np.float32(0.0014558343870513183)*q1) + np.float32(-0.008863235529902197)) + np.float32(0.021869488536155203)) + np.float32(-0.05396825396825397)) + np.float32(0.13333333333333333)) + np.float32(-0.3333333333333333)) + np.float32(1.0)) if (q2 < np.float32(0.125)) else (-q4 if (q0 < np.float32(0.0)) else q4))
+        t1 = q5
         out0[i0] = g*((np.float32(0.5))*t0*x*(np.float32(1.0) - (t1 * t1))*((np.float32(0.134145))*(x * x) + np.float32(1.0)) + (np.float32(0.5))*t1 + np.float32(0.5))
 
 # forward, float64: x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
@@ -32,7 +44,13 @@ def gelu_tanh_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = (np.float64(0.5))*x*(np.tanh(np.sqrt(np.float64(2.0))*((np.float64(0.044715))*(x * x * x) + x)/np.sqrt(np.float64(3.141592653589793))) + np.float64(1.0))
+        q0 = np.sqrt(np.float64(2.0))*((np.float64(0.044715))*(x * x * x) + x)/np.sqrt(np.float64(3.141592653589793))
+        q1 = (q0 * q0)
+        q2 = np.abs(q0)
+        q3 = np.exp(-np.float64(2.0)*q2)
+        q4 = (np.float64(1.0) - q3)/(q3 + np.float64(1.0))
+        q5 = (q0*(q1*(q1*(q1*(q1*(q1*(q1*(np.float64(0.003592128036572481) - np.float64(0.0014558343870513183)*q1) + np.float64(-0.008863235529902197)) + np.float64(0.021869488536155203)) + np.float64(-0.05396825396825397)) + np.float64(0.13333333333333333)) + np.float64(-0.3333333333333333)) + np.float64(1.0)) if (q2 < np.float64(0.125)) else (-q4 if (q0 < np.float64(0.0)) else q4))
+        out0[i0] = (np.float64(0.5))*x*(q5 + np.float64(1.0))
 
 # backward d/dx, float64: g*(sqrt(2)*x*(1 - tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))**2)*(26829*x**2/200000 + 1)/(2*sqrt(pi)) + tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))/2 + 1/2)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -42,6 +60,12 @@ def gelu_tanh_b0_64(a_x, a_g, out0):
         x = a_x[i0]
         g = a_g[i0]
         t0 = np.sqrt(np.float64(2.0))/np.sqrt(np.float64(3.141592653589793))
-        t1 = np.tanh(t0*((np.float64(0.044715))*(x * x * x) + x))
+        q0 = t0*((np.float64(0.044715))*(x * x * x) + x)
+        q1 = (q0 * q0)
+        q2 = np.abs(q0)
+        q3 = np.exp(-np.float64(2.0)*q2)
+        q4 = (np.float64(1.0) - q3)/(q3 + np.float64(1.0))
+        q5 = (q0*(q1*(q1*(q1*(q1*(q1*(q1*(np.float64(0.003592128036572481) - np.float64(0.0014558343870513183)*q1) + np.float64(-0.008863235529902197)) + np.float64(0.021869488536155203)) + np.float64(-0.05396825396825397)) + np.float64(0.13333333333333333)) + np.float64(-0.3333333333333333)) + np.float64(1.0)) if (q2 < np.float64(0.125)) else (-q4 if (q0 < np.float64(0.0)) else q4))
+        t1 = q5
         out0[i0] = g*((np.float64(0.5))*t0*x*(np.float64(1.0) - (t1 * t1))*((np.float64(0.134145))*(x * x) + np.float64(1.0)) + (np.float64(0.5))*t1 + np.float64(0.5))
 

@@ -39,15 +39,17 @@ def log_softmax_b_32(a_z, a_g, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         g_s = np.float32(0.0)
         for j in range(nc):
             g_j = a_g[i, j]
             g_s += g_j
         for j in range(nc):
-            z_j = a_z[i, j]
             g_j = a_g[i, j]
-            a_out[i, j] = g_j - g_s*np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            a_out[i, j] = g_j - g_s*w_j/s
 
 # forward, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -78,13 +80,15 @@ def log_softmax_b_64(a_z, a_g, a_out):
         s = np.float64(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         g_s = np.float64(0.0)
         for j in range(nc):
             g_j = a_g[i, j]
             g_s += g_j
         for j in range(nc):
-            z_j = a_z[i, j]
             g_j = a_g[i, j]
-            a_out[i, j] = g_j - g_s*np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            a_out[i, j] = g_j - g_s*w_j/s
 

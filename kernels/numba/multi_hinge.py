@@ -48,11 +48,13 @@ def multi_hinge_b_index_32(a_z, a_t, a_g, a_out, margin):
         for j in range(nc):
             z_j = a_z[i, j]
             t_j = (np.float32(1.0) if j == a_t[i] else np.float32(0.0))
-            c += (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0))
+            w_j = (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0))
+            a_out[i, j] = w_j
+            c += w_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = (np.float32(1.0) if j == a_t[i] else np.float32(0.0))
-            a_out[i, j] = g*(-c*t_j + (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0)))
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-c*t_j + w_j)
 
 # forward, dense labels, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -98,11 +100,13 @@ def multi_hinge_b_dense_32(a_z, a_t, a_g, a_out, margin):
         for j in range(nc):
             z_j = a_z[i, j]
             t_j = a_t[i, j]
-            c += (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0))
+            w_j = (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0))
+            a_out[i, j] = w_j
+            c += w_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = a_t[i, j]
-            a_out[i, j] = g*(-c*t_j + (np.float32(1.0) - t_j)*(np.float32(1.0) if (margin + z_j - z_y > np.float32(0.0)) else np.float32(0.0)))
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-c*t_j + w_j)
 
 # forward, index labels, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -142,11 +146,13 @@ def multi_hinge_b_index_64(a_z, a_t, a_g, a_out, margin):
         for j in range(nc):
             z_j = a_z[i, j]
             t_j = (np.float64(1.0) if j == a_t[i] else np.float64(0.0))
-            c += (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0))
+            w_j = (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0))
+            a_out[i, j] = w_j
+            c += w_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = (np.float64(1.0) if j == a_t[i] else np.float64(0.0))
-            a_out[i, j] = g*(-c*t_j + (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0)))
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-c*t_j + w_j)
 
 # forward, dense labels, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -192,9 +198,11 @@ def multi_hinge_b_dense_64(a_z, a_t, a_g, a_out, margin):
         for j in range(nc):
             z_j = a_z[i, j]
             t_j = a_t[i, j]
-            c += (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0))
+            w_j = (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0))
+            a_out[i, j] = w_j
+            c += w_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = a_t[i, j]
-            a_out[i, j] = g*(-c*t_j + (np.float64(1.0) - t_j)*(np.float64(1.0) if (margin + z_j - z_y > np.float64(0.0)) else np.float64(0.0)))
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-c*t_j + w_j)
 

@@ -15,7 +15,8 @@ def sigmoid_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = (np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*y*(1 - y)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -32,7 +33,8 @@ def sigmoid_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = (np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 
 # backward d/dx, float64: g*y*(1 - y)
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -14,7 +14,8 @@ def silu_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = x*np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = x*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -23,11 +24,11 @@ def silu_b0_32(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        t0 = np.exp(min(np.float32(0.0), x))
-        t1 = np.exp(-np.abs(x))
-        t2 = t1 + np.float32(1.0)
-        t3 = t0/t2
-        out0[i0] = g*(t0*t1*x*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t2 * t2) + t3*x*(np.float32(0.0) if (x > np.float32(0.0)) else (np.float32(0.5) if (x == np.float32(0.0)) else np.float32(1.0))) + t3)
+        t0 = np.exp(-np.abs(x))
+        t1 = t0 + np.float32(1.0)
+        t2 = (np.float32(1.0) if (x >= np.float32(0.0)) else t0)
+        t3 = t2/t1
+        out0[i0] = g*(t0*t2*x*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t1 * t1) + t3*x*(np.float32(0.0) if (x > np.float32(0.0)) else (np.float32(0.5) if (x == np.float32(0.0)) else np.float32(1.0))) + t3)
 
 # forward, float64: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -35,7 +36,8 @@ def silu_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = x*np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = x*(np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 
 # backward d/dx, float64: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -44,9 +46,9 @@ def silu_b0_64(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        t0 = np.exp(min(np.float64(0.0), x))
-        t1 = np.exp(-np.abs(x))
-        t2 = t1 + np.float64(1.0)
-        t3 = t0/t2
-        out0[i0] = g*(t0*t1*x*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))/(t2 * t2) + t3*x*(np.float64(0.0) if (x > np.float64(0.0)) else (np.float64(0.5) if (x == np.float64(0.0)) else np.float64(1.0))) + t3)
+        t0 = np.exp(-np.abs(x))
+        t1 = t0 + np.float64(1.0)
+        t2 = (np.float64(1.0) if (x >= np.float64(0.0)) else t0)
+        t3 = t2/t1
+        out0[i0] = g*(t0*t2*x*(np.float64(1.0) if (x > np.float64(0.0)) else (np.float64(-1.0) if (x < np.float64(0.0)) else np.float64(0.0)))/(t1 * t1) + t3*x*(np.float64(0.0) if (x > np.float64(0.0)) else (np.float64(0.5) if (x == np.float64(0.0)) else np.float64(1.0))) + t3)
 

@@ -22,10 +22,12 @@ def softmax_f_32(a_z, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         for j in range(nc):
-            z_j = a_z[i, j]
-            a_out[i, j] = np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            a_out[i, j] = w_j/s
 
 # VJP, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -39,16 +41,18 @@ def softmax_b_32(a_z, a_g, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         g_y = np.float32(0.0)
         for j in range(nc):
-            z_j = a_z[i, j]
             g_j = a_g[i, j]
-            g_y += g_j*np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            g_y += g_j*w_j/s
         for j in range(nc):
-            z_j = a_z[i, j]
             g_j = a_g[i, j]
-            a_out[i, j] = (g_j - g_y)*np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            a_out[i, j] = w_j*(g_j - g_y)/s
 
 # forward, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -62,10 +66,12 @@ def softmax_f_64(a_z, a_out):
         s = np.float64(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         for j in range(nc):
-            z_j = a_z[i, j]
-            a_out[i, j] = np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            a_out[i, j] = w_j/s
 
 # VJP, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -79,14 +85,16 @@ def softmax_b_64(a_z, a_g, a_out):
         s = np.float64(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         g_y = np.float64(0.0)
         for j in range(nc):
-            z_j = a_z[i, j]
             g_j = a_g[i, j]
-            g_y += g_j*np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            g_y += g_j*w_j/s
         for j in range(nc):
-            z_j = a_z[i, j]
             g_j = a_g[i, j]
-            a_out[i, j] = (g_j - g_y)*np.exp(-m + z_j)/s
+            w_j = a_out[i, j]
+            a_out[i, j] = w_j*(g_j - g_y)/s
 

@@ -49,7 +49,9 @@ def softmax_cross_entropy_b_index_32(a_z, a_t, a_g, a_out, epsilon):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         if epsilon == np.float32(0.0):
             z_j = a_z[i, a_t[i]]
             z_y = z_j
@@ -60,9 +62,9 @@ def softmax_cross_entropy_b_index_32(a_z, a_t, a_g, a_out, epsilon):
                 t_j = (np.float32(1.0) - epsilon) * (np.float32(1.0) if j == a_t[i] else np.float32(0.0)) + epsilon / np.float32(nc)
                 z_y += t_j*z_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = (np.float32(1.0) - epsilon) * (np.float32(1.0) if j == a_t[i] else np.float32(0.0)) + epsilon / np.float32(nc)
-            a_out[i, j] = g*(-t_j + np.exp(-m + z_j)/s)
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-t_j + w_j/s)
 
 # forward, dense labels, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -99,16 +101,18 @@ def softmax_cross_entropy_b_dense_32(a_z, a_t, a_g, a_out, epsilon):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         z_y = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
             t_j = (np.float32(1.0) - epsilon) * a_t[i, j] + epsilon / np.float32(nc)
             z_y += t_j*z_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = (np.float32(1.0) - epsilon) * a_t[i, j] + epsilon / np.float32(nc)
-            a_out[i, j] = g*(-t_j + np.exp(-m + z_j)/s)
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-t_j + w_j/s)
 
 # forward, index labels, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -149,7 +153,9 @@ def softmax_cross_entropy_b_index_64(a_z, a_t, a_g, a_out, epsilon):
         s = np.float64(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         if epsilon == np.float64(0.0):
             z_j = a_z[i, a_t[i]]
             z_y = z_j
@@ -160,9 +166,9 @@ def softmax_cross_entropy_b_index_64(a_z, a_t, a_g, a_out, epsilon):
                 t_j = (np.float64(1.0) - epsilon) * (np.float64(1.0) if j == a_t[i] else np.float64(0.0)) + epsilon / np.float64(nc)
                 z_y += t_j*z_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = (np.float64(1.0) - epsilon) * (np.float64(1.0) if j == a_t[i] else np.float64(0.0)) + epsilon / np.float64(nc)
-            a_out[i, j] = g*(-t_j + np.exp(-m + z_j)/s)
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-t_j + w_j/s)
 
 # forward, dense labels, float64
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -199,14 +205,16 @@ def softmax_cross_entropy_b_dense_64(a_z, a_t, a_g, a_out, epsilon):
         s = np.float64(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            w_j = np.exp(-m + z_j)
+            a_out[i, j] = w_j
+            s += w_j
         z_y = np.float64(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
             t_j = (np.float64(1.0) - epsilon) * a_t[i, j] + epsilon / np.float64(nc)
             z_y += t_j*z_j
         for j in range(nc):
-            z_j = a_z[i, j]
             t_j = (np.float64(1.0) - epsilon) * a_t[i, j] + epsilon / np.float64(nc)
-            a_out[i, j] = g*(-t_j + np.exp(-m + z_j)/s)
+            w_j = a_out[i, j]
+            a_out[i, j] = g*(-t_j + w_j/s)
 

@@ -24,7 +24,8 @@ def softplus_b0_32(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        out0[i0] = g*np.exp(min(np.float32(0.0), x))/(np.float32(1.0) + np.exp(-np.abs(x)))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = g*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # forward, float64: log1p(exp(-Abs(x))) + Max(0, x)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -41,5 +42,6 @@ def softplus_b0_64(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        out0[i0] = g*np.exp(min(np.float64(0.0), x))/(np.float64(1.0) + np.exp(-np.abs(x)))
+        t0 = np.exp(-np.abs(x))
+        out0[i0] = g*(np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 

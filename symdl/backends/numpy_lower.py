@@ -17,6 +17,7 @@ from ..codegen.kernels import reduction_kernel
 from ..codegen.render import module_header, render
 from ..codegen.spec import KernelSpec, Operand, collapse, operand_shape
 from ..ops import OPS, StructuralOp
+from ..ops.shape_ops import pad_index
 from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
 
@@ -46,7 +47,16 @@ class NumpyLowerings(Lowerings):
         return "mean" if g.op(c) == "mean" else "sum"
 
 
+    def placement(self, prog, n: str):
+        """``[(argument, region of n's buffer)]`` where ``n``'s arguments land
+        (:meth:`~symdl.backends.program.Program._place`), else None."""
+        fn = PLACES.get(prog.graph.op(n))
+        return fn(prog, n) if fn is not None else None
+
+
 NUMPY = NumpyLowerings("numpy")
+#: op -> ``fn(prog, n) -> [(argument, region)]``: where each argument's entries go
+PLACES: dict = {}
 
 
 def reduced_axes(prog, n: str) -> tuple:
@@ -100,11 +110,47 @@ def _matmul(prog, n):
     one BLAS call per 2-D slice."""
     a, b = prog.graph.args(n)
     sa, sb = prog.shapes[a], prog.shapes[b]
+    folded = _fold_batch(prog, n)
+    if folded is not None:
+        return folded
     if len(sa) > 2 and len(sb) == 2 and prog.buffers[a].flags.c_contiguous:
         rows = int(np.prod(sa[:-1]))
         a2, out = view_as(prog, a, (rows, sa[-1])), view_as(prog, n, (rows, sb[-1]))
         return [prog.comment(n), f"    np.matmul({a2}, {prog.var(b)}, out={out})"]
     return [prog.comment(n), f"    np.matmul({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
+
+
+def _fold_batch(prog, n):
+    """``Σ_b A_b B_b`` (a batched product whose one consumer sums it over the
+    batch: a weight's gradient summed over the steps of a sequence) as one
+    GEMM ``[A_0 … A_{b-1}] [B_0; …; B_{b-1}]`` with the batch folded into the
+    inner dimension, instead of b small GEMMs and a sum.  The left operand is
+    a view where its memory allows, else copied into a buffer of its own."""
+    g = prog.graph
+    a, b = g.args(n)
+    sa, sb = prog.shapes[a], prog.shapes[b]
+    cons = g.consumers(n)
+    if len(sa) != 3 or len(sb) != 3 or sa[0] != sb[0] or n in prog.outputs or len(cons) != 1:
+        return None
+    c = cons[0]
+    if c not in prog._single or c in prog.merged or g.op(c) not in ("sum", "sum_to") \
+            or tuple(x % 3 for x in reduced_axes(prog, c)) != (0,):
+        return None
+    nb, m, k = sa
+    right = prog.buffers[b].reshape(nb * k, sb[2])
+    if not np.shares_memory(right, prog.buffers[b]):
+        return None
+    lines = [prog.comment(n), prog.comment(c)]
+    stacked = prog.buffers[a].transpose(1, 0, 2)
+    left = stacked.reshape(m, nb * k)
+    if not np.shares_memory(left, stacked):
+        left = prog.backend.empty((m, nb * k), prog.dtype(a))
+        lines.append(f"    np.copyto({prog.alias(f'{n}@left3', left.reshape(m, nb, k))}, "
+                     f"{prog.alias(f'{a}@bmk', stacked)})")
+    prog.merged.add(c)
+    out = prog.var(c) if prog.shapes[c] == (m, sb[2]) else view_as(prog, c, (m, sb[2]))
+    return lines + [f"    np.matmul({prog.alias(f'{n}@left', left)}, "
+                    f"{prog.alias(f'{b}@folded', right)}, out={out})"]
 
 
 @NUMPY.register(*REDUCTIONS)
@@ -140,6 +186,25 @@ def impl_lines(prog, n, **override) -> list:
     return [prog.comment(n), f"    np.copyto({prog.var(n)}, {impl}({args}, **{params}))"]
 
 
+# ------------------------------------------------------------ placements
+def _concat_parts(prog, n):
+    out, at, regions = prog.buffers[n], 0, []
+    axis = prog.graph.node(n)["params"].get("axis", 0) % out.ndim
+    for a in prog.graph.args(n):
+        size = prog.shapes[a][axis]
+        regions.append((a, out[(slice(None),) * axis + (slice(at, at + size),)]))
+        at += size
+    return regions
+
+
+def _pad_inner(prog, n):
+    (a,) = prog.graph.args(n)
+    return [(a, prog.buffers[n][pad_index(prog.shapes[a], prog.graph.node(n)["params"])])]
+
+
+PLACES.update(concat=_concat_parts, pad=_pad_inner)
+
+
 # ------------------------------------------------------------ fused units
 def pointwise(prog, n: str, argx: list, params: list) -> sp.Expr:
     """Node ``n`` as a SymPy expression of its arguments' expressions ``argx``;
@@ -165,21 +230,64 @@ def _as_operand(prog, n: str, shape):
     return view if np.may_share_memory(view, arr) else None
 
 
+def _seams(arrays, out_shape) -> set:
+    """Dimensions of ``out_shape`` that must start a loop dimension because
+    some operand's memory does not continue across them (a slice of a wider
+    array, a part of a concatenation): the kernel then reads that operand as
+    a strided view instead of the step copying it."""
+    r, seams = len(out_shape), set()
+    for arr in arrays:
+        shape = (1,) * (r - arr.ndim) + arr.shape
+        strides = (0,) * (r - arr.ndim) + arr.strides
+        prev = None
+        for d in range(r):
+            if shape[d] == 1:  # dropped from the loop nest, or broadcast
+                continue
+            if prev is not None and strides[prev] != strides[d] * shape[d]:
+                seams.add(d)
+            prev = d
+    return seams
+
+
+#: the expressions of fused units by their structure (ops, params, shapes, wiring):
+#: the units of every step of an unrolled sequence are built by SymPy once
+_UNIT_EXPRS: dict = {}
+
+
+def _unit_exprs(prog, unit) -> tuple:
+    """``(ext, outputs, params)``: outside nodes -> their symbols, the outputs'
+    expressions, the kernel scalars ``[(symbol, value)]`` of a fused unit."""
+    g = prog.graph
+    where: dict = {}  # member -> ("m", index); outside node -> ("x", index)
+    ext: dict = {}
+    sig = []
+    for k, n in enumerate(unit.nodes):
+        d = g.node(n)
+        refs = []
+        for a in d["args"]:
+            if a not in where:
+                where[a] = ("x", len(ext))
+                ext[a] = sp.Symbol(f"v{len(ext)}", real=True)
+            refs.append(where[a])
+        sig.append((d["op"], repr(sorted(d["params"].items())), tuple(refs),
+                    tuple(prog.shapes[a] for a in d["args"])))
+        where[n] = ("m", k)
+    key = (tuple(sig), tuple(where[o][1] for o in unit.outputs))
+    if key not in _UNIT_EXPRS:
+        params: list = []
+        expr: dict = {}
+        for n in unit.nodes:
+            argx = [expr[a] if a in expr else ext[a] for a in g.args(n)]
+            expr[n] = pointwise(prog, n, argx, params)
+        _UNIT_EXPRS[key] = (tuple(expr[o] for o in unit.outputs), tuple(params))
+    outs, params = _UNIT_EXPRS[key]
+    return ext, outs, list(params)
+
+
 def _emit_fused(prog, unit) -> list:
     g = prog.graph
-    inside = set(unit.nodes)
     out_shape = prog.shapes[unit.outputs[0]]
-    ext: dict = {}      # outside node -> symbol
-    params: list = []   # (symbol, value)
-    expr: dict = {}
-    for n in unit.nodes:
-        argx = []
-        for a in g.args(n):
-            if a in inside:
-                argx.append(expr[a])
-            else:
-                argx.append(ext.setdefault(a, sp.Symbol(f"v{len(ext)}", real=True)))
-        expr[n] = pointwise(prog, n, argx, params)
+    ext, out_exprs, params = _unit_exprs(prog, unit)
     size = int(np.prod(out_shape))
     parallel = size >= PARALLEL_MIN
     dtype = prog.dtype(unit.outputs[0])
@@ -190,12 +298,13 @@ def _emit_fused(prog, unit) -> list:
             if r is not None:
                 prog.merged.add(r[0])
                 sums.append((k, r))
+    seams = _seams([prog.buffers[a] for a in list(ext) + unit.outputs], out_shape)
     sizes, spans = collapse(out_shape, [prog.shapes[a] for a in ext],
-                            keep={len(out_shape) - 1} if sums else ())
+                            keep=seams | ({len(out_shape) - 1} if sums else set()))
     if sums and len(sizes) != 2:
         prog.merged.difference_update(r[0] for _, r in sums)
         sums = []
-        sizes, spans = collapse(out_shape, [prog.shapes[a] for a in ext])
+        sizes, spans = collapse(out_shape, [prog.shapes[a] for a in ext], keep=seams)
     argv = []
     if flavor == "numba":
         views = [_as_operand(prog, a, operand_shape(sizes, dims)) for a, dims in zip(ext, spans)]
@@ -214,7 +323,7 @@ def _emit_fused(prog, unit) -> list:
         argv.append(prog.var(c) if kept == prog.shapes[c] else view_as(prog, c, kept))
     comment = [f"{n} = {g.op(n)}({', '.join(g.args(n))})" for n in unit.nodes + [r[0] for _, r in sums]]
     spec = KernelSpec("kernel", tuple(Operand(s, d) for s, d in zip(ext.values(), spans)),
-                      tuple(s for s, _ in params), tuple(expr[o] for o in unit.outputs), dtype,
+                      tuple(s for s, _ in params), out_exprs, dtype,
                       len(sizes), parallel, colsums=tuple((k, how == "mean") for k, (_, how) in sums),
                       comment=tuple(comment))
     # rendered without the node comments (the step function has them), so the

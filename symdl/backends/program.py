@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from ..errors import UsageError
 from ..graph import LEAVES, Graph
 from .loader import exec_source, load_function
@@ -42,25 +44,28 @@ class Program:
         self.outputs = list(outputs)
         self.dims = dict(dims or {})
         g = self.graph
-        self.shapes = {n: concrete(g.shape(n), self.dims) for n in g.order()}
+        self.order = g.order()  # one topological sort (it is most of planning a long sequence)
+        self.shapes = {n: concrete(g.shape(n), self.dims) for n in self.order}
         self.buffers: dict = {}
         self.kernels: dict = {}
         self._ns: dict = dict(backend.namespace)
         self._names: dict = {}
-        self.units = plan(g, self.shapes, self.outputs, fuse)
+        self.units = plan(g, self.shapes, self.outputs, fuse, order=self.order)
         self.fuse = fuse
         self._inside = {m for u in self.units if u.fused for m in u.nodes if m not in u.outputs}
         self._single = {u.name for u in self.units if not u.fused} if fuse else set()
         self._bind(dict(bind or {}))
+        self.placed: dict = {}  # node -> the node whose buffer holds its value (in place)
+        self._place()
         const: set = set()
-        for n in g.order():
+        for n in self.order:
             if g.op(n) not in LEAVES and all(a in const for a in g.args(n)):
                 const.add(n)
         lines, once = ["def step():"], ["def once():"]
         self.merged: set = set()  # units computed inside an earlier unit's kernel
         self.done = set(const)
         for unit in self.units:
-            if unit.name in self.merged:
+            if unit.name in self.merged or (not unit.fused and self._in_place(unit.name)):
                 continue
             body = self._emit(unit)
             (once if all(n in const for n in unit.nodes) else lines).extend(body)
@@ -106,7 +111,9 @@ class Program:
                 raise UsageError(f"array bound to {n} is {arr.shape} {arr.dtype}, "
                                  f"the graph needs a contiguous {want[0]} {want[1]}")
         self._copy_out: dict = {}  # bound view nodes: {node: the bound array}
-        for n in g.order():
+        self._owned: set = set()  # computed nodes with a buffer of their own
+        self._bound = set(bind)
+        for n in self.order:
             op = g.op(n)
             row = self.table.find(op) if op not in LEAVES and n not in self._inside else None
             made = row.view(self, n) if row is not None and row.view is not None else None
@@ -120,7 +127,74 @@ class Program:
                 continue
             if n in self._inside:
                 continue
+            if made is None and op not in LEAVES:
+                self._owned.add(n)
             self.buffers[n] = made if made is not None else be.zeros(self.shapes[n], self.dtype(n))
+
+    def _view(self, n: str):
+        op = self.graph.op(n)
+        row = self.table.find(op) if op not in LEAVES and n not in self._inside else None
+        return row.view(self, n) if row is not None and row.view is not None else None
+
+    # ---------------------------------------------------------- in place
+    def _place(self):
+        """Compute arguments where their consumer wants them.  The backend's
+        ``placement(prog, n)`` gives, for a node such as ``concat``, the
+        region of its buffer each argument lands in; an argument whose buffer
+        is its own (or a full reshape of one) is made that region, so its
+        producer writes there and the node itself has nothing left to do (the
+        gradient of a sliced sequence is assembled where it is computed).  A
+        region that is not contiguous is taken only by the output of a fused
+        kernel, which reads and writes strided views."""
+        where = getattr(self.table, "placement", None)
+        if where is None or not self.fuse:
+            return
+        g = self.graph
+        fused_out = {o for u in self.units if u.fused for o in u.outputs}
+        order = self.order
+        for n in reversed(order):
+            regions = where(self, n) if n in self._owned else None
+            for a, region in regions or ():
+                root = self._root(a)
+                if root is None or root in self.placed or root == n:
+                    continue
+                view = region.reshape(self.shapes[root])
+                if not np.shares_memory(view, region) or not view.flags.c_contiguous and (
+                        root != a or root not in fused_out):
+                    continue
+                self.buffers[root] = view
+                self.placed[root] = n
+        if self.placed:  # views of moved buffers follow them
+            for n in order:
+                if n in self.buffers and n not in self._owned and n not in self._bound \
+                        and g.op(n) not in LEAVES:
+                    made = self._view(n)
+                    if made is None:  # no longer a view: a buffer of its own
+                        made = self.backend.zeros(self.shapes[n], self.dtype(n))
+                        self._owned.add(n)
+                    self.buffers[n] = made
+
+    def _root(self, a: str):
+        """The node owning ``a``'s memory when ``a`` is it or a full reshape of it."""
+        g = self.graph
+        while a not in self._owned:
+            args = g.args(a) if g.op(a) not in LEAVES else ()
+            if len(args) != 1 or args[0] not in self.buffers or a not in self.buffers:
+                return None
+            src, mine = self.buffers[args[0]], self.buffers[a]
+            if mine.size != src.size or not (mine.flags.c_contiguous and src.flags.c_contiguous) \
+                    or not np.shares_memory(mine, src):
+                return None
+            a = args[0]
+        return a
+
+    def _in_place(self, n: str) -> bool:
+        """Every argument of ``n`` is already computed in its place."""
+        where = getattr(self.table, "placement", None)
+        regions = where(self, n) if where is not None and n in self.buffers else None
+        if not regions or len(regions) != len(self.graph.args(n)):
+            return False
+        return all(_same(self.buffers[a], r) for a, r in regions)
 
     def value(self, n: str):
         """The buffer holding node ``n``'s value."""
@@ -167,3 +241,9 @@ class Program:
             if how is not None:
                 return c, how
         return None
+
+
+def _same(a, b) -> bool:
+    """``a`` and ``b`` are the same view of the same memory."""
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])

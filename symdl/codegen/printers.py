@@ -18,7 +18,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-__all__ = ["KinkRewrites", "ScalarPrinter", "ArrayPrinter", "assignments"]
+__all__ = ["KinkRewrites", "ScalarPrinter", "ArrayPrinter", "assignments", "tanh_form"]
 
 _FUNCS = {
     "exp": "np.exp", "log": "np.log", "sqrt": "np.sqrt", "tanh": "np.tanh", "sinh": "np.sinh",
@@ -45,10 +45,52 @@ class KinkRewrites:
         raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")
 
 
+def _tanh_terms():
+    """Taylor coefficients of tanh at 0 up to x¹⁵ (x, x³, ...)."""
+    x = sp.Symbol("x", real=True)
+    series = sp.series(sp.tanh(x), x, 0, 17).removeO()
+    return [series.coeff(x, k) for k in range(1, 17, 2)]
+
+
+_TANH_TERMS = _tanh_terms()
+#: below this |x| the series is used (its first omitted term is under 2e-16 of tanh x there)
+TANH_SERIES_BELOW = sp.Rational(1, 8)
+
+
+def tanh_form(u: sp.Symbol, fresh) -> tuple:
+    """tanh(u) in operations a loop computes fast (``libm``'s tanh costs three
+    to four exps): ``(1 − e)/(1 + e)`` with ``e = exp(−2|u|)``, sign restored,
+    loses at most a few ulps for ``|u| ≥ 1/8``; below that, the odd Taylor
+    series to u¹⁵ (Horner in u²).  Within 4 ulps of tanh in float32 and
+    float64 (tests/test_unrolled.py).  Returns ``(rows, value)``: assignments
+    to fresh symbols, then the value in terms of them."""
+    w, a, e, b = (fresh() for _ in range(4))
+    poly = _TANH_TERMS[-1]
+    for c in reversed(_TANH_TERMS[:-1]):
+        poly = c + w * poly
+    rows = [(w, u * u), (a, sp.Abs(u)), (e, sp.exp(-2 * a)), (b, (1 - e) / (1 + e))]
+    return rows, sp.Piecewise((u * poly, a < TANH_SERIES_BELOW), (-b, u < 0), (b, True))
+
+
+def _one_exp(e: sp.Expr) -> sp.Expr:
+    """``exp(min(0, v))`` (a stable sigmoid's numerator) as ``1`` or ``exp(−|v|)``,
+    the exp its denominator already takes: one exp per element instead of two."""
+    def swap(x):
+        m = x.args[0]
+        if isinstance(m, sp.Min) and len(m.args) == 2 and sp.S.Zero in m.args:
+            v = m.args[0] if m.args[1] == 0 else m.args[1]
+            return sp.Piecewise((sp.S.One, v >= 0), (sp.exp(-sp.Abs(v)), True))
+        return x
+    return e.replace(lambda x: isinstance(x, sp.exp), swap)
+
+
 class ScalarPrinter(KinkRewrites, PythonCodePrinter):
     """Scalar kernel code for one dtype (``"float32"`` or ``"float64"``)."""
 
     printmethod = "_symdl_scalar"
+
+    #: forms a loop evaluates faster (scalar ``libm`` calls are most of a kernel's time)
+    fast_forms = True
 
     def __init__(self, dtype: str = "float32", settings=None):
         super().__init__(settings or {"fully_qualified_modules": False, "standard": "python3"})
@@ -141,6 +183,8 @@ for _name in _FUNCS:
 class ArrayPrinter(ScalarPrinter):
     """Whole-array NumPy code: both branches of a ``Piecewise`` are computed."""
 
+    fast_forms = False  # NumPy's exp and tanh over arrays are already vectorised
+
     def _fold(self, args, fn):
         out = self._print(args[0])
         for a in args[1:]:
@@ -165,8 +209,44 @@ class ArrayPrinter(ScalarPrinter):
 
 
 def assignments(exprs: list, names: list, printer: ScalarPrinter, indent: str) -> list:
-    """Lines computing ``names[i] = exprs[i]``, common subexpressions first."""
-    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations=None, order="canonical")
-    lines = [f"{indent}{s} = {printer.doprint(v)}" for s, v in temps]
-    lines += [f"{indent}{n} = {printer.doprint(v)}" for n, v in zip(names, reduced)]
-    return lines
+    """Lines computing ``names[i] = exprs[i]``, common subexpressions first.
+    A loop printer (``fast_forms``) takes one exp per stable sigmoid and
+    computes tanh by :func:`tanh_form`, each of its arguments once."""
+    fast = getattr(printer, "fast_forms", False)
+    if fast:
+        exprs = [_one_exp(sp.sympify(e)) for e in exprs]
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations=None,
+                            order="canonical")
+    rows = list(temps) + list(zip(names, reduced))
+    if fast:
+        rows = _expand_tanh(rows)
+    return [f"{indent}{s} = {printer.doprint(v)}" for s, v in rows]
+
+
+def _expand_tanh(rows: list) -> list:
+    """Rows with each ``tanh(u)`` computed by :func:`tanh_form` in rows of its own."""
+    count = iter(range(1 << 30))
+
+    def fresh():
+        return sp.Symbol(f"q{next(count)}", real=True)
+
+    out = []
+    for s, v in rows:
+        v = sp.sympify(v)
+        while True:
+            found = sorted((t for t in v.atoms(sp.tanh) if not t.args[0].has(sp.tanh)),
+                           key=sp.default_sort_key)
+            if not found:
+                break
+            for t in found:
+                u = t.args[0]
+                if not u.is_Symbol:
+                    sym = fresh()
+                    out.append((sym, u))
+                    u = sym
+                rows_t, value = tanh_form(u, fresh)
+                r = fresh()
+                out += rows_t + [(r, value)]
+                v = v.xreplace({t: r})
+        out.append((s, v))
+    return out

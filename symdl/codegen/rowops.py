@@ -108,9 +108,42 @@ def _loads(op: RowOp, exprs, dtype: str, labels: str, pad: str, at: str = "j") -
     return lines
 
 
+#: an element term kept from its statistic's pass for the later passes
+W_J = sp.Symbol("w_j", real=True)
+
+
+def _kept_term(op, labels, outs):
+    """``(stat index, term, buffer)``: the first summed per-element term with a
+    function call that a later pass reads again (softmax's ``exp(z_j − m)``), kept in the last
+    per-element output's buffer, which its own pass then overwrites: one
+    exp per element instead of one per pass.  None where nothing repeats."""
+    buf = [arg for o, arg in outs if o.output != "row"]
+    if not buf:
+        return None
+    for k, (_, how, elem) in enumerate(op.stats):
+        if how != "sum" or gathers_one(op, how, labels) or not sp.sympify(elem).atoms(
+                sp.Function):  # only a term with a function call (exp, log) is worth a store
+            continue
+        later = [e for _, _, e in op.stats[k + 1:]] + [o.out for o, _ in outs]
+        gathered = [e for _, h, e in op.stats[k + 1:] if gathers_one(op, h, labels)]
+        if any(sp.sympify(e).has(elem) for e in later) and not any(
+                sp.sympify(e).has(elem) for e in gathered):
+            return k, elem, buf[-1]
+    return None
+
+
 def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
     pr = _RowScalar(dtype)
     c = f"np.{dtype}"
+    kept = _kept_term(op, labels, outs)
+    k_at, term, buf = kept if kept is not None else (len(op.stats), None, None)
+
+    def later(e):  # an expression of a pass after the kept term's: read it back
+        return sp.sympify(e).xreplace({term: W_J}) if term is not None else e
+
+    def reload(exprs, pad):
+        return [f"{pad}{W_J.name} = {buf}[i, j]"] * (term is not None and uses(exprs, W_J))
+
     lines = _casts(op, dtype) + ["    nr, nc = a_z.shape"]
     everything = [e for _, _, e in op.stats] + [o.out for o, _ in outs]
     lines += [f"    {C.name} = {c}(nc)"] * uses(everything, C)
@@ -118,7 +151,8 @@ def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
     lines.append(f"    for i in {'prange' if parallel else 'range'}(nr):")
     if "upstream_row" in op.operands:
         lines.append(f"        {G.name} = a_g[i]")
-    for sym, how, elem in op.stats:
+    for at, (sym, how, elem) in enumerate(op.stats):
+        elem = later(elem) if at > k_at else elem
         pad = "        "
         if gathers_one(op, how, labels):
             pad += "    " * op.smoothing
@@ -131,6 +165,10 @@ def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
         lines.append(f"{pad}{sym.name} = {c}({'-np.inf' if how == 'max' else '0.0'})")
         e = t_j * elem if how == "dot" else elem
         lines += [f"{pad}for j in range(nc):"] + _loads(op, [e], dtype, labels, pad + "    ")
+        lines += reload([e], pad + "    ")
+        if at == k_at:
+            lines += [f"{pad}    {W_J.name} = {pr.doprint(e)}", f"{pad}    {buf}[i, j] = {W_J.name}"]
+            e = W_J
         v = pr.doprint(e)
         lines.append(f"{pad}    {sym.name} = max({sym.name}, {v})" if how == "max"
                      else f"{pad}    {sym.name} += {v}")
@@ -142,9 +180,11 @@ def _numba(op, dtype, labels, parallel, outs, total, colsum) -> list:
         else:
             elem_outs.append((o, arg))
     if elem_outs:
+        exprs = [later(o.out) for o, _ in elem_outs]
         lines += ["        for j in range(nc):"]
-        lines += _loads(op, [o.out for o, _ in elem_outs], dtype, labels, " " * 12)
-        lines += [f"            {arg}[i, j] = {pr.doprint(o.out)}" for o, arg in elem_outs]
+        lines += _loads(op, exprs, dtype, labels, " " * 12)
+        lines += reload(exprs, " " * 12)
+        lines += [f"            {arg}[i, j] = {pr.doprint(e)}" for e, (o, arg) in zip(exprs, elem_outs)]
         lines += ["            a_colsum[j] += a_out[i, j]"] * bool(colsum)
     if total:
         lines.append(f"    a_total[()] = acc{f' / {c}(nr)' * (total == 'mean')}")
