@@ -78,8 +78,8 @@ def tiny_sequence(kind: str = "lstm", fmt: str = "text") -> str:
     out = [f"worked backprop through time on a two-step {kind.upper()} (one input, one hidden "
            f"unit, h_0 = 0): x = [{_num(TINY_SEQ['x'])}], L = Σ_t c_t h_t with c = "
            f"[{_num(TINY_SEQ['c'])}]", f"  weights (gate rows in torch's order): {w}",
-           "  (l0.t0.* is step 1, l0.t1.* step 2; ∂L/∂ of a step-1 node sums the paths through "
-           "step 2; the values are the NumPy backend's)"]
+           "  (nodes l0.t0.… belong to step 1, l0.t1.… to step 2; ∂L/∂ of a step-1 node sums "
+           "the paths through step 2; the values are the NumPy backend's)"]
     width = max(len(r.node) for r in rows)
     for r in rows:
         up = "" if r.upstream is None else f"   ∂L/∂ = {_num(r.upstream)}"
