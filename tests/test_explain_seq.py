@@ -153,3 +153,6 @@ def test_explain_cli_for_sequence_layers_and_models(capsys):
     assert "worked backprop through time on a two-step LSTM" in out and "l0.t1.c" in out
     assert main(["explain", "--model", "transformer", "--numeric"]) == 2
     assert "two-step example for rnn, lstm, gru" in capsys.readouterr().err
+    for flag in (["--hidden", "32"], ["--seq-task", "adding"], ["--example", "3"]):
+        assert main(["explain", "--model", "lstm", *flag]) == 2   # ignored would be silent
+        assert f"{flag[0]} does not apply to explain --model lstm" in capsys.readouterr().err

@@ -93,7 +93,14 @@ def explain_model(args) -> int:
     import json
     from dataclasses import asdict
     from ..printing.layers import layer_latex, layer_text
+    from .train import explicit_flags
     kind = SEQ_EXPLAIN_MODELS[args.model]
+    given = sorted(explicit_flags(getattr(args, "argv", ())) - {"model"})
+    given += [f for f in ("param", "example") if f"--{f}" in getattr(args, "argv", ())]
+    if given:   # a fixed instance: a flag would be ignored
+        raise UsageError(f"--{given[0].replace('_', '-')} does not apply to explain --model "
+                         f"{args.model} (it prints the layer's derivation and a fixed two-step "
+                         "example)")
     if args.numeric and kind not in RNN_LAYERS:
         tiny_rows(kind)   # the one-line error
     d = seq_layer_derivation(kind)
