@@ -73,6 +73,48 @@ def test_every_cu_compiles_for_sm_90(tmp_path):
     assert not bad, bad[:3]
 
 
+# ------------------------------------------------------------ NVRTC (CuPy's RawModule)
+def _nvrtc():
+    """libnvrtc, as CuPy loads it: the system's, or a ``nvidia-cuda-nvrtc`` wheel's
+    (``SYMDL_NVRTC`` names one explicitly)."""
+    import ctypes.util
+    import glob
+    import sys
+    found = [os.environ.get("SYMDL_NVRTC"), ctypes.util.find_library("nvrtc")]
+    for d in sys.path:
+        found += sorted(glob.glob(os.path.join(d, "nvidia", "*", "lib", "libnvrtc.so*")))
+    for path in filter(None, found):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+NVRTC = _nvrtc()
+
+
+@pytest.mark.skipif(NVRTC is None, reason="no libnvrtc (pip install nvidia-cuda-nvrtc, or set "
+                                          "SYMDL_NVRTC)")
+def test_every_cu_compiles_with_nvrtc_as_cupy_loads_it():
+    """CuPy's RawModule compiles with NVRTC, which has no system headers (``math.h``)."""
+    opts = [b"-std=c++11", b"--gpu-architecture=compute_90"]
+    bad = []
+    for rel, src in CU.items():
+        prog = ctypes.c_void_p()
+        assert NVRTC.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), rel.encode(), 0, None,
+                                        None) == 0
+        rc = NVRTC.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+        size = ctypes.c_size_t()
+        NVRTC.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        NVRTC.nvrtcGetProgramLog(prog, log)
+        NVRTC.nvrtcDestroyProgram(ctypes.byref(prog))
+        if rc != 0 or log.value.strip():
+            bad.append((rel, log.value.decode()[:300]))
+    assert not bad, bad[:3]
+
+
 # ------------------------------------------------------------ host build
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):

@@ -2,7 +2,8 @@
 without a GPU: their ``__host__ __device__`` bodies, built for the host from the listed
 ``kernels/cuda/*.cu``, compute what the NumPy backend computes (the ops' NumPy ``impl`` and the
 numba loops the backend runs), per dtype: exactly, since they only move and add entries in the
-same order.  (The nvcc sm_90 build of these files is part of test_cuda_codegen's sweep.)"""
+same order.  The NumPy backend runs through compiled graphs (both flavours), so its kernels'
+layouts stay its own.  (The nvcc and NVRTC builds of these files are in test_cuda_codegen.)"""
 from __future__ import annotations
 
 import ctypes
@@ -14,9 +15,10 @@ import pytest
 import sympy as sp
 
 from symdl.backends.listing import backend_listing
-from symdl.backends.loader import load_function
+from symdl.backends.numpy_backend import compile_graph
 from symdl.codegen.cuda_grid import GRID_OPS, PIXEL, grid_decl
 from symdl.codegen.listing import op_listing
+from symdl.graph import Graph
 from symdl.ops import OPS
 from symdl.ops.conv import conv_params
 
@@ -37,6 +39,21 @@ def host(tmp_path_factory):
                         str(src), "-o", str(d / "grid.so")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[:2000]
     return ctypes.CDLL(str(d / "grid.so"))
+
+
+def backend(op, arrays, flavor, **params):
+    """``op`` of ``arrays`` computed by the NumPy backend (a compiled one-node graph)."""
+    g = Graph()
+    ins = [g.input(f"a{k}", a.shape, a.dtype.name) for k, a in enumerate(arrays)]
+    y = g.add(op, *ins, name="y", **params)
+    prog = compile_graph(g, [y], flavor=flavor)
+    for n, a in zip(ins, arrays):
+        prog.inputs[n][...] = a
+    prog.run()
+    return prog.value(y).copy()
+
+
+FLAVORS = ["numba", "numpy"]
 
 
 def _call(lib, name, *args):
@@ -84,26 +101,21 @@ def test_host_unfold_and_fold_equal_the_numpy_backend(host, geo, dtype):
     params = {"kernel": k, "stride": s, "padding": p, "dilation": dl}
     x = np.random.default_rng(1).normal(0, 1, shape).astype(dtype)
     want = OPS["unfold"].impl(x, **params)
-    hw, kk, out, geometry = _sizes(shape, *conv_params(params, len(k)))
-    m = shape[0] * shape[1]
-    g = (sh, sw, ph, pw, dh, dw) = (geometry[0], geometry[1], geometry[2], geometry[3],
-                                    geometry[4], geometry[5])
+    hw, kk, out, g = _sizes(shape, *conv_params(params, len(k)))
     cols = np.full(want.shape, np.nan, dtype)
     _call(host, f"unfold_{dtype[-2:]}", x, cols, cols.size, *hw, *kk, *out, *g)
     np.testing.assert_array_equal(cols, want)
-    numba_cols = np.full((m, *kk, *out), np.nan, dtype)
-    load_function(NUMBA["numba/unfold.py"])(x.reshape(m, *hw), numba_cols, sh, sw, ph, pw, dh, dw)
-    np.testing.assert_array_equal(cols.reshape(numba_cols.shape), numba_cols)
+    for flavor in FLAVORS:
+        np.testing.assert_array_equal(cols, backend("unfold", [x], flavor, **params))
 
     gcols = np.random.default_rng(2).normal(0, 1, want.shape).astype(dtype)
     img = np.full(shape, np.nan, dtype)
     _call(host, f"fold_{dtype[-2:]}", gcols, img, img.size, *hw, *kk, *out, *g)
     # the same sums in the same order as the NumPy reference and the numba loop: to the bit
     np.testing.assert_array_equal(img, OPS["fold"].impl(gcols, output_size=shape[2:], **params))
-    numba_img = np.full((m, *hw), np.nan, dtype)
-    load_function(NUMBA["numba/fold.py"])(gcols.reshape(m, *kk, *out), numba_img,
-                                          sh, sw, ph, pw, dh, dw)
-    np.testing.assert_array_equal(img.reshape(numba_img.shape), numba_img)
+    for flavor in FLAVORS:
+        np.testing.assert_array_equal(img, backend("fold", [gcols], flavor,
+                                                   output_size=shape[2:], **params))
     # adjoint identity on the host kernels: <unfold x, g> = <x, fold g>
     np.testing.assert_allclose(np.vdot(cols.astype(float), gcols.astype(float)),
                                np.vdot(x.astype(float), img.astype(float)), rtol=1e-5)
@@ -125,9 +137,8 @@ def test_host_argmax_is_the_first_maximum_nan_winning_as_numpy_and_numba(host, d
     got = np.full((A, 1, B), -7, np.int64)
     _call(host, f"argmax_{dtype[-2:]}", x, got, A * B, K, B)
     np.testing.assert_array_equal(got, np.argmax(x, axis=1, keepdims=True))
-    theirs = np.full_like(got, -7)
-    load_function(NUMBA["numba/argmax.py"])(x, theirs)
-    np.testing.assert_array_equal(got, theirs)
+    for flavor in FLAVORS:
+        np.testing.assert_array_equal(got, backend("argmax", [x], flavor, axis=1))
     assert got[0, 0, 1] == 2 and got[2, 0, 3] == 0
 
 
@@ -140,6 +151,8 @@ def test_host_gather_and_scatter_add_equal_numpy_and_count_bad_indices(host, dty
     out = np.full((A, 1, B), np.nan, dtype)
     _call(host, f"gather_{dtype[-2:]}", x, idx, out, bad, A * B, K, B)
     np.testing.assert_array_equal(out, np.take_along_axis(x, idx, axis=1))
+    for flavor in FLAVORS:
+        np.testing.assert_array_equal(out, backend("gather", [x, idx], flavor, axis=1))
     assert bad[0] == 0
     g = np.random.default_rng(5).normal(0, 1, (A, 1, B)).astype(dtype)
     grad = np.full((A, K, B), np.nan, dtype)
@@ -148,6 +161,9 @@ def test_host_gather_and_scatter_add_equal_numpy_and_count_bad_indices(host, dty
     np.put_along_axis(want, idx, g, axis=1)
     np.testing.assert_array_equal(grad, want)
     np.testing.assert_array_equal(grad, OPS["scatter_add"].impl(g, idx, shape=grad.shape, axis=1))
+    for flavor in FLAVORS:
+        np.testing.assert_array_equal(grad, backend("scatter_add", [g, idx], flavor, axis=1,
+                                                    shape=grad.shape))
     assert bad[0] == 0
     # the adjoint pair: <gather x, g> = <x, scatter_add g>
     np.testing.assert_allclose(np.vdot(out.astype(float), g.astype(float)),

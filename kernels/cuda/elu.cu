@@ -2,7 +2,16 @@
 // elu
 // declared: elu(x) = Piecewise((alpha*(exp(x) - 1), x <= 0), (x, True))
 // params: alpha=1.0
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

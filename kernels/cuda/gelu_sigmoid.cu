@@ -2,7 +2,16 @@
 // gelu_sigmoid: x·σ(1.702x), sigmoid approximation of GELU
 // declared: gelu_sigmoid(x) = x/(1 + exp(-851*x/500))
 // stable form (checked equal): x*exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

@@ -3,7 +3,16 @@
 // declared: hinge(x, t) = Piecewise((0, t*x >= 1), (-t*x + 1, True))
 // stated d/dx (checked against sympy.diff): -t*Piecewise((0, t*x >= 1), (1, True))
 // stated d/dt (checked against sympy.diff): -x*Piecewise((0, t*x >= 1), (1, True))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

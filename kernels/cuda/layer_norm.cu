@@ -5,7 +5,16 @@
 // stated VJP (checked against sympy.diff): (g_j - g_m - g_x*(-mu + z_j)/sqrt(eps + var))/sqrt(eps + var)
 // backward statistics: g_m = sum_j g_j/C; g_x = sum_j g_j*(-mu + z_j)/(C*sqrt(eps + var))
 // params: eps=1e-05
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

@@ -3,7 +3,16 @@
 // declared: log_sigmoid(x) = -log(1 + exp(-x))
 // stable form (checked equal): -log1p(exp(-Abs(x))) + Min(0, x)
 // stated d/dx (checked against sympy.diff): 1 - exp(Min(0, x))/(1 + exp(-Abs(x)))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

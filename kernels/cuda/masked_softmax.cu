@@ -4,7 +4,16 @@
 // statistics: m = max_j Piecewise((z_j, k_j > 0), (-oo, True)); s = sum_j Piecewise((exp(-m + z_j), k_j > 0), (0, True))
 // stated VJP (checked against sympy.diff): Piecewise(((g_j - g_y)*exp(-m + z_j)/s, k_j > 0), (0, True))
 // backward statistics: g_y = sum_j Piecewise((g_j*exp(-m + z_j)/s, k_j > 0), (0, True))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

@@ -4,7 +4,16 @@
 // statistics: z_y = dot_j z_j; h = sum_j (1 - t_j)*Piecewise((margin + z_j - z_y, margin + z_j - z_y > 0), (0, True)); c = sum_j (1 - t_j)*Piecewise((1, margin + z_j - z_y > 0), (0, True))
 // stated VJP (checked against sympy.diff): g*(-c*t_j + (1 - t_j)*Piecewise((1, margin + z_j - z_y > 0), (0, True)))
 // params: margin=1.0
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

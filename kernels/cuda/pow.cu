@@ -3,7 +3,16 @@
 // declared: pow(a, b) = a**b
 // stated d/da (checked against sympy.diff): Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
 // stated d/db (checked against sympy.diff): Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

@@ -3,7 +3,16 @@
 // declared: sigmoid(x) = 1/(1 + exp(-x))
 // stable form (checked equal): exp(Min(0, x))/(1 + exp(-Abs(x)))
 // stated d/dx (checked against sympy.diff): y*(1 - y)
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

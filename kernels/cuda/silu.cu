@@ -2,7 +2,16 @@
 // silu: x·σ(x), also called swish
 // declared: silu(x) = x/(1 + exp(-x))
 // stable form (checked equal): x*exp(Min(0, x))/(1 + exp(-Abs(x)))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

@@ -4,7 +4,16 @@
 // statistics: m = max_j z_j; s = sum_j exp(-m + z_j)
 // stated VJP (checked against sympy.diff): (g_j - g_y)*exp(-m + z_j)/s
 // backward statistics: g_y = sum_j g_j*exp(-m + z_j)/s
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

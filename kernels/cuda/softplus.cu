@@ -3,7 +3,16 @@
 // declared: softplus(x) = log(exp(x) + 1)
 // stable form (checked equal): log1p(exp(-Abs(x))) + Max(0, x)
 // stated d/dx (checked against sympy.diff): exp(Min(0, x))/(1 + exp(-Abs(x)))
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

@@ -2,7 +2,16 @@
 // sqrt
 // declared: sqrt(x) = sqrt(x)
 // stated d/dx (checked against sympy.diff): 1/(2*y)
+#ifdef __CUDACC_RTC__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#else
 #include <math.h>
+#endif
 #ifndef __CUDACC__
 #define __host__
 #define __device__

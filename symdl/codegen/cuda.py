@@ -117,10 +117,17 @@ class CudaPrinter(KinkRewrites, C99CodePrinter):
 def cuda_header(lines=()) -> list:
     """What every generated ``.cu`` starts with: the comment lines ``lines``
     (the declaration), ``math.h``, and the CUDA qualifiers defined away when
-    a host compiler reads the file."""
+    a host compiler reads the file.
+
+    NVRTC (CuPy's ``RawModule``) has no system headers: ``#include <math.h>``
+    stops it; its math functions are built in, and ``INFINITY``/``NAN`` are
+    defined from their bit patterns there."""
     out = [CUDA_HEADER] + ["// " + x if x else "//" for x in lines]
-    return out + ["#include <math.h>", "#ifndef __CUDACC__",
-                  "#define __host__", "#define __device__", "#endif", ""]
+    return out + ["#ifdef __CUDACC_RTC__",
+                  "#ifndef INFINITY", "#define INFINITY __int_as_float(0x7f800000)", "#endif",
+                  "#ifndef NAN", "#define NAN __int_as_float(0x7fffffff)", "#endif",
+                  "#else", "#include <math.h>", "#endif",
+                  "#ifndef __CUDACC__", "#define __host__", "#define __device__", "#endif", ""]
 
 
 def _loop(name: str, count: str, call: str) -> list:
