@@ -36,14 +36,14 @@ _RECURRENT_DEFAULTS = {"hidden": (64,), "optimizer": "adam", "lr": 0.01, "epochs
                        "batch_size": 64}
 MODEL_DEFAULTS = {
     **dict.fromkeys(("rnn", "lstm", "gru"), _RECURRENT_DEFAULTS),
-    "transformer": {"hidden": (32,), "heads": 4, "layers": 1, "optimizer": "adam", "lr": 0.003,
+    "transformer": {"hidden": (32,), "heads": 4, "layers": 1, "optimizer": "adam", "lr": 0.005,
                     "epochs": 20, "batch_size": 64},
-    "vit": {"hidden": (32,), "heads": 4, "layers": 2, "patch": 2, "optimizer": "adam",
-            "lr": 0.003, "epochs": 20, "batch_size": 64},
+    "vit": {"hidden": (32,), "heads": 4, "layers": 2, "patch": 4, "optimizer": "adam",
+            "lr": 0.003, "epochs": 30, "batch_size": 64},
 }
 #: Defaults a --seq-task brings (after the model's).
 SEQ_TASK_DEFAULTS = {
-    "adding": {"epochs": 30, "lr": 0.01, "clip_norm": 1.0},
+    "adding": {"hidden": (32,), "epochs": 14, "lr": 0.02, "clip_norm": 1.0},
 }
 
 #: Options that apply only to some choices: ``option: ((choosing option, the values it

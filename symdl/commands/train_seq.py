@@ -30,8 +30,8 @@ def add_seq_args(p: argparse.ArgumentParser) -> None:
                    help="rnn/lstm/gru: read the sequence both ways")
     p.add_argument("--heads", type=_positive, default=4,
                    help="transformer/vit: attention heads, dividing the width --hidden (default: 4)")
-    p.add_argument("--patch", type=_positive, default=2,
-                   help="vit: patch side in pixels, dividing the image side (default: 2)")
+    p.add_argument("--patch", type=_positive, default=4,
+                   help="vit: patch side in pixels, dividing the image side (default: 4)")
     p.add_argument("--seq-task", choices=SEQ_TASKS,
                    help="rnn/lstm/gru/transformer: train on a seeded synthetic sequence task "
                    "instead of --dataset (adding: sum of two marked values; copy/reverse: recall "

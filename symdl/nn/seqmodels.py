@@ -306,7 +306,7 @@ class Seq2Seq(Module):
 
 # ------------------------------------------------------------------ factory
 def sequence_model(kind: str, n_in: int, n_out: int, hidden=(64,), layers: int = 1,
-                   bidirectional: bool = False, heads: int = 4, patch: int = 2, steps=None,
+                   bidirectional: bool = False, heads: int = 4, patch: int = 4, steps=None,
                    features=None, outputs_per_step=None, rng=None, dtype: str = "float32"):
     """The model ``symdl train --model rnn|lstm|gru|transformer|vit`` trains on rows of ``n_in``.
 
