@@ -2,8 +2,8 @@
 import numpy as np
 from numba import njit, prange
 
-# fold (col2im) of 2-D maps: unfold's transpose, overlapping columns add up
-# (in (p, q) order at every pixel)
+# fold (col2im) of 2-D maps, columns (N, C, KH, KW, OH, OW): unfold's transpose,
+# overlapping columns add up (in (p, q) order at every pixel)
 @njit(parallel=True, cache=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
     N, C, KH, KW, OH, OW = cols.shape

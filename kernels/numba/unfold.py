@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit, prange
 
-# unfold (im2col) of 2-D maps
+# unfold (im2col) of 2-D maps, columns (N, C, KH, KW, OH, OW)
 @njit(parallel=True, cache=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
     N, C, KH, KW, OH, OW = cols.shape

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ops.conv import conv_params, fold_offsets, windows
 from .loader import load_function
+from .numpy_layout import batch_second, batch_second_buffer, wants_batch_second
 from .numpy_lower import NUMPY
 from .numpy_lower import impl_lines as _impl_lines
 
@@ -49,14 +50,17 @@ import numpy as np
 from numba import njit, prange
 
 """
-# img (N, C, H, W) and cols (N, C, KH, KW, OH, OW), any strides (a 1-D map is a 2-D one of
-# height 1): column (p, q, i, j) of map (n, c) reads pixel (i·sh + p·dh − ph, j·sw + q·dw − pw),
-# zero outside the image.  Per (p, q) the columns j that land inside the width run from j0
-# to j1 (found once), so the innermost loops test nothing and vectorize.
-MAP_KERNELS = {"unfold": _HEAD + """# unfold (im2col) of 2-D maps
+# img (N, C, H, W), any strides (a 1-D map is a 2-D one of height 1), and the columns:
+# column (p, q, i, j) of map (n, c) reads pixel (i·sh + p·dh − ph, j·sw + q·dw − pw), zero
+# outside the image.  The columns are passed in their memory order, contiguous (so numba
+# can vectorize the rows): (N, C, KH, KW, OH, OW), or batch-second (C, KH, KW, N, OH, OW)
+# for a convolution's one-GEMM layout (numpy_lower.batch_second); one template, two orders.
+_ORDERS = {"": ("N, C, KH, KW, OH, OW", "n, c, p, q, i, j"),
+           "_batch_second": ("C, KH, KW, N, OH, OW", "c, p, q, n, i, j")}
+_UNFOLD = """# unfold (im2col) of 2-D maps, columns ({shape})
 @njit(parallel=True, cache=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
-    N, C, KH, KW, OH, OW = cols.shape
+    {shape} = cols.shape
     H, W = img.shape[2], img.shape[3]
     for m in prange(N * C):
         n, c = m // C, m % C
@@ -67,14 +71,15 @@ def kernel(img, cols, sh, sw, ph, pw, dh, dw):
                     for j in range(OW):
                         x = j * sw + q * dw - pw
                         if 0 <= r < H and 0 <= x < W:
-                            cols[n, c, p, q, i, j] = img[n, c, r, x]
+                            cols[{at}] = img[n, c, r, x]
                         else:
-                            cols[n, c, p, q, i, j] = 0
-""", "fold": _HEAD + """# fold (col2im) of 2-D maps: unfold's transpose, overlapping columns add up
-# (in (p, q) order at every pixel)
+                            cols[{at}] = 0
+"""
+_FOLD = """# fold (col2im) of 2-D maps, columns ({shape}): unfold's transpose,
+# overlapping columns add up (in (p, q) order at every pixel)
 @njit(parallel=True, cache=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
-    N, C, KH, KW, OH, OW = cols.shape
+    {shape} = cols.shape
     H, W = img.shape[2], img.shape[3]
     for m in prange(N * C):
         n, c = m // C, m % C
@@ -89,8 +94,11 @@ def kernel(cols, img, sh, sw, ph, pw, dh, dw):
                         for j in range(OW):
                             x = j * sw + q * dw - pw
                             if 0 <= x < W:
-                                img[n, c, r, x] += cols[n, c, p, q, i, j]
-"""}
+                                img[n, c, r, x] += cols[{at}]
+"""
+MAP_KERNELS = {f"{op}{order}": _HEAD + text.format(shape=shape, at=at)
+               for op, text in (("unfold", _UNFOLD), ("fold", _FOLD))
+               for order, (shape, at) in _ORDERS.items()}
 
 
 def _map_loop(prog, n, op, img, cols, k, s, p, dl, *, reads_image: bool):
@@ -108,6 +116,8 @@ def _map_loop(prog, n, op, img, cols, k, s, p, dl, *, reads_image: bool):
     cv = cols.reshape(*img.shape[:2], *k, *out)
     if not (np.shares_memory(iv, img) and np.shares_memory(cv, cols)):
         return None
+    if batch_second(cols):   # passed in memory order: (C, KH, KW, N, OH, OW)
+        op, cv = f"{op}_batch_second", cv.transpose(1, 2, 3, 0, 4, 5)
     fn = prog.alias(f"{op}@numba", load_function(MAP_KERNELS[op]))
     views = (iv, cv) if reads_image else (cv, iv)
     names = ", ".join(prog.alias(f"{n}@{w}", v) for w, v in zip(("a", "out"), views))
@@ -115,7 +125,13 @@ def _map_loop(prog, n, op, img, cols, k, s, p, dl, *, reads_image: bool):
 
 
 # --------------------------------------------------------------- unfold, fold
-@NUMPY.register("unfold")
+def _columns_view(prog, n):
+    """Columns that a convolution's product reads are stored batch-second
+    (:func:`~symdl.backends.numpy_lower.wants_batch_second`): one GEMM each way."""
+    return batch_second_buffer(prog, n) if wants_batch_second(prog, n) else None
+
+
+@NUMPY.register("unfold", view=_columns_view)
 def _unfold(prog, n):
     (a,) = prog.graph.args(n)
     x = prog.buffers[a]

@@ -16,10 +16,12 @@ import sympy as sp
 from ..codegen.kernels import reduction_kernel
 from ..codegen.render import module_header, render
 from ..codegen.spec import KernelSpec, Operand, collapse, operand_shape
-from ..ops import OPS, StructuralOp
+from ..ops import OPS, ElementwiseOp, StructuralOp
 from ..ops.shape_ops import pad_index
 from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
+from .numpy_layout import (batch_second, batch_second_buffer, matmul_view, one_gemm,
+                           reads_strided, wants_batch_second)
 
 __all__ = ["NUMPY", "PARALLEL_MIN"]
 
@@ -86,7 +88,12 @@ def _transpose_view(prog, n):
 
 def _reshape_view(prog, n):
     src = prog.buffers[prog.graph.args(n)[0]]
-    return src.reshape(prog.shapes[n]) if src.flags.c_contiguous else None
+    if src.flags.c_contiguous:
+        return src.reshape(prog.shapes[n])
+    if batch_second(src) and prog.shapes[n][:2] == src.shape[:2] and reads_strided(prog, n) \
+            and n not in prog.outputs:
+        return np.reshape(src, prog.shapes[n], copy=False)  # splits or merges trailing axes
+    return None
 
 
 @NUMPY.register("fill", view=_fill_buffer)
@@ -103,13 +110,26 @@ def _reshape(prog, n):
     return [prog.comment(n), f"    np.copyto({prog.var(n)}, {prog.var(a)}.reshape({prog.shapes[n]}))"]
 
 
-@NUMPY.register("matmul")
+def _layout_view(prog, n):
+    """An elementwise output that products read batch-second is stored so."""
+    return batch_second_buffer(prog, n) if wants_batch_second(prog, n) else None
+
+
+@NUMPY.register(ElementwiseOp, view=_layout_view)
+def _in_fused_units(prog, n):
+    raise AssertionError(f"{n}: elementwise nodes are lowered in fused units")
+
+
+@NUMPY.register("matmul", view=matmul_view)
 def _matmul(prog, n):
     """BLAS with ``out=``; a batched ``(..., n, k) @ (k, m)`` with a contiguous
     left operand is one GEMM over the stacked rows, else ``np.matmul`` runs
     one BLAS call per 2-D slice."""
     a, b = prog.graph.args(n)
     sa, sb = prog.shapes[a], prog.shapes[b]
+    wide = one_gemm(prog, n)
+    if wide is not None:
+        return wide
     folded = _fold_batch(prog, n)
     if folded is not None:
         return folded
