@@ -45,6 +45,39 @@ def test_avg_pool_matches_torch(k, s, p):
                   lambda x: F.avg_pool2d(x, k, s if s is not None else k, p))
 
 
+@pytest.mark.parametrize("k, s, p, shape", [(3, 2, 1, (2, 2, 7, 8)), (2, 2, 0, (1, 2, 5, 7)),
+                                            (3, 2, 0, (1, 2, 6, 5)), (3, 3, 1, (1, 2, 5, 7)),
+                                            ((3, 2), (2, 1), (1, 0), (1, 2, 6, 5))])
+@pytest.mark.parametrize("ceil", [False, True])
+def test_ceil_mode_and_count_include_pad_match_torch(k, s, p, shape, ceil):
+    """Values, shapes and gradients as torch for ceil_mode (max and average
+    pooling) and count_include_pad=False (the divisor a constant of the graph)."""
+    compare_layer(MaxPool2d(k, s, p, ceil_mode=ceil), shape,
+                  lambda x: F.max_pool2d(x, k, s, p, ceil_mode=ceil))
+    for inc in (True, False):
+        compare_layer(AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=inc), shape,
+                      lambda x: F.avg_pool2d(x, k, s, p, ceil_mode=ceil, count_include_pad=inc))
+
+
+def test_ceil_mode_windows_by_hand():
+    """A 5×5 input, 2×2 windows, stride 2: ceil_mode adds a third row and column of
+    windows, which cover one pixel each (their mean is that pixel, not a quarter of it)."""
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    g = Graph()
+    xi = g.input("x", (1, 1, 5, 5), F64)
+    ys = [m.build(g, xi, prefix=f"{i}.") for i, m in enumerate(
+        (MaxPool2d(2, ceil_mode=True), AvgPool2d(2, ceil_mode=True), AvgPool2d(2)))]
+    prog = compile_graph(g, ys, dims={})
+    prog.inputs["x"][...] = x
+    prog.run()
+    mx, avg, floor = (prog.value(y)[0, 0] for y in ys)
+    assert mx.tolist() == [[6, 8, 9], [16, 18, 19], [21, 23, 24]]
+    assert avg.tolist() == [[3, 5, 6.5], [13, 15, 16.5], [20.5, 22.5, 24]]
+    assert floor.tolist() == [[3, 5], [13, 15]]
+    assert repr(AvgPool2d(2, ceil_mode=True, count_include_pad=False)) == \
+        "AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False)"
+
+
 @pytest.mark.parametrize("norm, k, s", [(2, 2, None), (2, 3, 2), (3, 2, 1)])
 def test_lp_pool_matches_torch(norm, k, s):
     pos = (lambda rng: rng.random((2, 2, 6, 6)) + 0.1) if norm != 2 else None

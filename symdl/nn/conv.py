@@ -130,7 +130,7 @@ class Conv1d(_ConvNd):
 class _Pool2d(Module):
     dims = 2
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()
         self.geometry = conv_params({"kernel": kernel_size, "padding": padding,
                                      "stride": kernel_size if stride is None else stride,
@@ -139,6 +139,25 @@ class _Pool2d(Module):
         if any(2 * q > kk for q, kk in zip(p, k)):
             raise UsageError(f"{type(self).__name__}: padding {p} must be at most half the "
                              f"kernel {k}")
+        self.ceil_mode = bool(ceil_mode)
+
+    def extra(self, g, x, prefix) -> tuple:
+        """Per spatial axis, how far past the padded input the last window reaches
+        with ``ceil_mode`` (PyTorch's rule: a last window must start inside the
+        input or its left padding), else zeros."""
+        who = f"{prefix}{type(self).__name__}"
+        _, _, spatial = _spatial(g, x, self.dims, who)
+        k, s, p, dl = self.geometry
+        floor = _outs(who, x, spatial, k, s, p, dl)
+        if not self.ceil_mode:
+            return (0,) * self.dims
+        out = []
+        for a, o, kk, st, q, d in zip(spatial, floor, k, s, p, dl):
+            room = a + 2 * q - d * (kk - 1) - 1
+            o = -(-room // st) + 1
+            out.append(o - 1 if (o - 1) * st >= a + q else o)
+        return tuple(max(0, (o - 1) * st + d * (kk - 1) + 1 - (a + 2 * q))
+                     for o, a, kk, st, q, d in zip(out, spatial, k, s, p, dl))
 
     def windows(self, g, x, prefix, padding=None):
         """``(N, C, ∏K, ∏O)`` windows of ``x`` and the output shape ``(N, C, *O)``."""
@@ -156,7 +175,7 @@ class _Pool2d(Module):
         kk = k[0] if len(set(k)) == 1 else k
         ss = s[0] if len(set(s)) == 1 else s   # always shown: a pool's default is its kernel
         return (f"{type(self).__name__}(kernel_size={kk}, stride={ss}"
-                f"{_extras(padding=p, dilation=dl)})")
+                f"{_extras(padding=p, dilation=dl)}{', ceil_mode=True' * self.ceil_mode})")
 
 
 class MaxPool2d(_Pool2d):
@@ -165,16 +184,18 @@ class MaxPool2d(_Pool2d):
 
     def build(self, g, x, prefix=""):
         k, s, p, dl = self.geometry
-        if any(p):   # border of −(largest float): never a window's maximum
+        e = self.extra(g, x, prefix)
+        hi = tuple(q + a for q, a in zip(p, e))
+        if any(p) or any(e):   # border of −(largest float): never a window's maximum
             dtype = g.node(x)["dtype"]
             big = float(np.finfo(dtype).max)
             hw = tuple(g.shape(x)[2:])
             ones = g.add("fill", value=1.0, shape=hw, dtype=dtype, name=f"{prefix}ones")
-            inner = g.add("pad", ones, low=p, high=p, name=f"{prefix}inner")
+            inner = g.add("pad", ones, low=p, high=hi, name=f"{prefix}inner")
             low = g.add("fill", value=-big, shape=g.shape(inner), dtype=dtype, name=f"{prefix}low")
             border = g.add("add", g.add("scale", inner, factor=big, name=f"{prefix}big"), low,
                            name=f"{prefix}border")
-            xp = g.add("pad", x, low=(0, 0, *p), high=(0, 0, *p), name=f"{prefix}xpad")
+            xp = g.add("pad", x, low=(0, 0, *p), high=(0, 0, *hi), name=f"{prefix}xpad")
             x = g.add("add", xp, border, name=f"{prefix}xneg")
         win, out = self.windows(g, x, prefix, padding=(0,) * self.dims)
         m = reduce_max(g, win, axes=2, keepdims=True)
@@ -182,13 +203,45 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over each window, padding zeros included (``count_include_pad=True``,
-    torch's default), as ``torch.nn.AvgPool2d``."""
+    """Mean over each window, as ``torch.nn.AvgPool2d``: padding zeros counted
+    (``count_include_pad=True``, torch's default) or not; with ``ceil_mode`` a
+    last partial window divides by what it covers of the padded input (or of the
+    input alone, not counting padding).  The divisors are a constant of the graph
+    (the window sums of an indicator), so the gradient is derived as for the mean."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
 
     def build(self, g, x, prefix=""):
-        win, out = self.windows(g, x, prefix)
-        m = g.add("mean", win, axes=(2,), keepdims=True, name=f"{prefix}winmean")
+        k, s, p, dl = self.geometry
+        e = self.extra(g, x, prefix)
+        if not any(e) and (self.count_include_pad or not any(p)):
+            win, out = self.windows(g, x, prefix)
+            m = g.add("mean", win, axes=(2,), keepdims=True, name=f"{prefix}winmean")
+            return g.add("reshape", m, shape=out, name=f"{prefix}avgpool")
+        hi = tuple(q + a for q, a in zip(p, e))
+        xp = g.add("pad", x, low=(0, 0, *p), high=(0, 0, *hi), name=f"{prefix}xpad")
+        zero = (0,) * self.dims
+        win, out = self.windows(g, xp, prefix, padding=zero)
+        total = g.add("sum", win, axes=(2,), keepdims=True, name=f"{prefix}winsum")
+        # divisors: window sums of 1 over what counts (the padded input, or the input)
+        dtype, hw = g.node(x)["dtype"], tuple(g.shape(x)[2:])
+        counted = tuple(a + 2 * q for a, q in zip(hw, p)) if self.count_include_pad else hw
+        ones = g.add("fill", value=1.0, shape=(1, 1, *counted), dtype=dtype, name=f"{prefix}ones")
+        lo = zero if self.count_include_pad else p
+        mask = g.add("pad", ones, low=(0, 0, *lo), high=(0, 0, *(e if self.count_include_pad
+                                                                  else hi)),
+                     name=f"{prefix}counted")
+        cwin, _ = self.windows(g, mask, f"{prefix}count.", padding=zero)
+        count = g.add("sum", cwin, axes=(2,), keepdims=True, name=f"{prefix}divisor")
+        m = g.add("div", total, count, name=f"{prefix}winmean")
         return g.add("reshape", m, shape=out, name=f"{prefix}avgpool")
+
+    def __repr__(self):
+        r = super().__repr__()
+        return r[:-1] + ", count_include_pad=False)" if not self.count_include_pad else r
 
 
 class LPPool2d(_Pool2d):
