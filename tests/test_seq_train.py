@@ -95,6 +95,7 @@ def test_option_tables_match_the_library():
     (["--model", "vit", "--seq-task", "adding"], "--seq-task does not apply to --model vit"),
     (["--model", "lstm", "--seq-len", "5"], "--seq-len does not apply without --seq-task"),
     (["--model", "lstm", "--seq-task", "adding", "--dataset", "xor"], "--dataset does not apply"),
+    (["--model", "gru", "--seq-task", "parity", "--augment"], "--augment does not apply"),
     (["--model", "gru", "--hidden", "3,4"], "takes one width"),
     (["--model", "vit", "--patch", "3"], "must divide the image side"),
     (["--model", "transformer", "--hidden", "30", "--heads", "4"], "divisible"),

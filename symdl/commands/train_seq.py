@@ -43,10 +43,12 @@ def add_seq_args(p: argparse.ArgumentParser) -> None:
 
 def apply_defaults(args, explicit) -> None:
     """The model's defaults (:data:`MODEL_DEFAULTS`), then the task's (:data:`SEQ_TASK_DEFAULTS`),
-    for each option not given on the command line; ``--dataset`` with ``--seq-task`` is refused."""
+    for each option not given on the command line; ``--dataset`` and ``--augment`` (shifted and
+    rotated images) are refused with ``--seq-task``."""
     task = getattr(args, "seq_task", None)
-    if task is not None and "dataset" in explicit:
-        raise UsageError("--dataset does not apply with --seq-task (the task is the data)")
+    for dest, why in (("dataset", "the task is the data"), ("augment", "it moves image pixels")):
+        if task is not None and dest in explicit:
+            raise UsageError(f"--{dest} does not apply with --seq-task ({why})")
     for table, key in ((MODEL_DEFAULTS, getattr(args, "model", None)), (SEQ_TASK_DEFAULTS, task)):
         for k, v in table.get(key, {}).items():
             if hasattr(args, k) and k not in explicit:
