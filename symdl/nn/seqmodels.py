@@ -48,7 +48,8 @@ def _as_steps(g, x, T, D, prefix, who):
 
 class _Encoder(Module):
     """The per-step features (N, T, width) of a recurrent or transformer encoder over flat
-    rows; shared by the classifier and the tagger."""
+    rows, and a linear head (width -> n_out); shared by the classifier (the head on the
+    summary) and the tagger (the head at every step)."""
 
     def __init__(self, cell, steps, features, n_out, hidden=64, layers=1, bidirectional=False,
                  heads=4, feedforward=None, rng=None, dtype="float32"):
@@ -84,6 +85,7 @@ class _Encoder(Module):
             self.rnn = _RECURRENT[cell](self.features, self.hidden, self.layers, batch_first=True,
                                         bidirectional=self.bidirectional, rng=rng, dtype=dtype)
             self.width = self.hidden * (2 if self.bidirectional else 1)
+        self.head = Linear(self.width, self.n_out, rng=rng, dtype=dtype)  # per sequence or step
 
     def encode(self, g, x, prefix):
         """``(per-step features (N, T, width), summary (N, width))``: the summary is the
@@ -123,13 +125,6 @@ class SequenceClassifier(_Encoder):
     (2, 10)
     """
 
-    def __init__(self, cell: str, steps: int, features: int, n_out: int, hidden: int = 64,
-                 layers: int = 1, bidirectional: bool = False, heads: int = 4,
-                 feedforward: int | None = None, rng=None, dtype: str = "float32"):
-        super().__init__(cell, steps, features, n_out, hidden, layers, bidirectional, heads,
-                         feedforward, rng, dtype)
-        self.head = Linear(self.width, self.n_out, rng=rng, dtype=dtype)
-
     def build(self, g, x, prefix=""):
         _, summary = self.encode(g, x, prefix)
         return self.head.build(g, summary, prefix=f"{prefix}head.")
@@ -138,13 +133,6 @@ class SequenceClassifier(_Encoder):
 class SequenceTagger(_Encoder):
     """Many-to-many: the same encoders, a linear head applied at every step; the output is
     flat, ``(N, steps·n_out)`` (step-major, as the targets of :mod:`symdl.data.sequences`)."""
-
-    def __init__(self, cell: str, steps: int, features: int, n_out: int, hidden: int = 64,
-                 layers: int = 1, bidirectional: bool = False, heads: int = 4,
-                 feedforward: int | None = None, rng=None, dtype: str = "float32"):
-        super().__init__(cell, steps, features, n_out, hidden, layers, bidirectional, heads,
-                         feedforward, rng, dtype)
-        self.head = Linear(self.width, self.n_out, rng=rng, dtype=dtype)
 
     def build(self, g, x, prefix=""):
         seq, _ = self.encode(g, x, prefix)
