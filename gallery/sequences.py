@@ -48,7 +48,7 @@ def _gates() -> str:
             letter = lhs.split("_")[0]
             rows.append((kind.upper(), text(ROLES[(kind, letter)]), f"${lhs} = {rhs}$"))
     return table(["cell", "row", "equation (printed from the cell's graph)"], rows, "lll",
-                 size="small")
+                 size="footnotesize")
 
 
 def _gradient_norms(seed: int) -> dict:
