@@ -219,7 +219,9 @@ class Trainer(CallbackHost):
         """
         train, val = fit_data(self, train, val, x, y, validation_data)
         run_only, verbose = self._configure(epochs, batch_size, callbacks, verbose)
-        X, y = train.X, self._targets(train)
+        # rows are gathered every step: from a strided view (X[::2]) NumPy's take is ~5x slower
+        # than from C order, so such data is copied once here
+        X, y = np.ascontiguousarray(train.X), self._targets(train)
         self._prepare(X, y)
         if self.batch_size == "full":
             self.batch_size = len(X)
