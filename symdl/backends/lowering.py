@@ -22,10 +22,15 @@ __all__ = ["Lowering", "Lowerings"]
 
 @dataclass(frozen=True)
 class Lowering:
-    """``emit(prog, node) -> [source lines]``; ``view(prog, node) -> array | None``."""
+    """``emit(prog, node) -> [source lines]``; ``view(prog, node) -> array | None``;
+    ``strided``: the emitted code reads its arguments' buffers as they are, strided or not;
+    ``layout(prog, node, arg, depth) -> bool``: the node would read ``arg`` best stored
+    batch-second (:mod:`symdl.backends.numpy_layout`)."""
 
     emit: Callable
     view: Callable | None = None
+    strided: bool = False
+    layout: Callable | None = None
 
 
 class Lowerings:
@@ -35,13 +40,14 @@ class Lowerings:
         self.backend = backend
         self.rows: dict = {}
 
-    def register(self, *keys, view: Callable | None = None):
+    def register(self, *keys, view: Callable | None = None, strided: bool = False,
+                 layout: Callable | None = None):
         """Decorator: ``@table.register("matmul")`` or ``@table.register(ElementwiseOp)``."""
         def deco(emit):
             for k in keys:
                 if k in self.rows:
                     raise ValueError(f"{self.backend}: lowering for {k!r} registered twice")
-                self.rows[k] = Lowering(emit, view)
+                self.rows[k] = Lowering(emit, view, strided, layout)
             return emit
         return deco
 

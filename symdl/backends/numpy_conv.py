@@ -131,7 +131,7 @@ def _columns_view(prog, n):
     return batch_second_buffer(prog, n) if wants_batch_second(prog, n) else None
 
 
-@NUMPY.register("unfold", view=_columns_view)
+@NUMPY.register("unfold", view=_columns_view, strided=True)
 def _unfold(prog, n):
     (a,) = prog.graph.args(n)
     x = prog.buffers[a]
@@ -160,7 +160,7 @@ def fold_into(pairs, img) -> None:
         np.add(dst, src, out=dst)
 
 
-@NUMPY.register("fold")
+@NUMPY.register("fold", strided=True)
 def _fold(prog, n):
     (a,) = prog.graph.args(n)
     out = prog.buffers[n]

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops import OPS, ElementwiseOp
-
 __all__ = ["batch_second", "batch_second_buffer", "reads_strided", "wants_batch_second",
-           "matmul_view", "one_gemm"]
+           "reshape_layout", "matmul_layout", "matmul_view", "one_gemm"]
 
 
 def batch_second(arr) -> bool:
@@ -30,42 +28,45 @@ def batch_second_buffer(prog, n: str):
     return np.swapaxes(prog.backend.zeros((s[1], s[0], *s[2:]), prog.dtype(n)), 0, 1)
 
 
-#: what reads a strided buffer as it is (a reshape that cannot be a view copies; the
-#: readers of a permute's view read strided buffers already)
-_READ_STRIDED = ("matmul", "reshape", "permute", "transpose", "sum", "sum_to", "mean", "unfold",
-                 "fold")
-
-
 def reads_strided(prog, n: str) -> bool:
-    """Every consumer of ``n`` reads a strided buffer as it is: products, reductions,
-    reshapes, unfold/fold and fused elementwise kernels (others view their
-    arguments as contiguous)."""
+    """Every consumer of ``n`` reads a strided buffer as it is: its lowering row says
+    so (``strided``: products, reductions, reshapes, permutes, unfold/fold and fused
+    elementwise kernels; others view their arguments as contiguous)."""
     g = prog.graph
-    return all(g.op(c) in _READ_STRIDED or isinstance(OPS[g.op(c)], ElementwiseOp)
-               for c in g.consumers(n))
+    return all(getattr(prog.table.find(g.op(c)), "strided", False) for c in g.consumers(n))
 
 
 def wants_batch_second(prog, n: str, depth: int = 2) -> bool:
-    """Some product reads ``n`` (or a reshape of it keeping its first two axes) as
-    the batched right operand of a 2-D left one, or as the left operand of a
-    product summed over the batch (a weight's gradient), and nothing reading
-    ``n`` needs it contiguous."""
+    """Some consumer's lowering row would read ``n`` best stored batch-second
+    (its ``layout`` hook: :func:`reshape_layout`, :func:`matmul_layout`), and
+    nothing reading ``n`` needs it contiguous."""
     g = prog.graph
     if prog.flavor != "numba" or len(prog.shapes[n]) < 3 or not reads_strided(prog, n) \
             or n in prog.outputs:
         return False
-    for c in g.consumers(n):
-        op, args = g.op(c), g.args(c)
-        if op == "reshape" and depth and prog.shapes[c][:2] == prog.shapes[n][:2]:
-            if wants_batch_second(prog, c, depth - 1):
-                return True
-        elif op == "matmul" and len(prog.shapes[c]) == 3:
-            if args[1] == n and len(prog.shapes[args[0]]) == 2:
-                return True
-            if args[0] == n and len(prog.shapes[args[1]]) == 3 and len(g.consumers(c)) == 1 \
-                    and len(prog.shapes[g.consumers(c)[0]]) == 2:
-                return True
-    return False
+    rows = ((c, prog.table.find(g.op(c))) for c in g.consumers(n))
+    return any(row is not None and row.layout is not None and row.layout(prog, c, n, depth)
+               for c, row in rows)
+
+
+def reshape_layout(prog, c: str, n: str, depth: int) -> bool:
+    """A reshape keeping ``n``'s first two axes passes the wish on to its own readers."""
+    return bool(depth) and prog.shapes[c][:2] == prog.shapes[n][:2] \
+        and wants_batch_second(prog, c, depth - 1)
+
+
+def matmul_layout(prog, c: str, n: str, depth: int) -> bool:
+    """``n`` is the batched right operand of a 2-D left one, or the left operand of a
+    product summed over the batch (a weight's gradient)."""
+    g = prog.graph
+    a, b = g.args(c)
+    if len(prog.shapes[c]) != 3:
+        return False
+    if b == n and len(prog.shapes[a]) == 2:
+        return True
+    users = g.consumers(c)
+    return a == n and len(prog.shapes[b]) == 3 and len(users) == 1 \
+        and len(prog.shapes[users[0]]) == 2
 
 
 def matmul_view(prog, n):

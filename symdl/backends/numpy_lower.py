@@ -20,8 +20,8 @@ from ..ops import OPS, ElementwiseOp, StructuralOp
 from ..ops.shape_ops import pad_index
 from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
-from .numpy_layout import (batch_second, batch_second_buffer, matmul_view, one_gemm,
-                           reads_strided, wants_batch_second)
+from .numpy_layout import (batch_second, batch_second_buffer, matmul_layout, matmul_view,
+                           one_gemm, reads_strided, reshape_layout, wants_batch_second)
 
 __all__ = ["NUMPY", "PARALLEL_MIN"]
 
@@ -97,12 +97,12 @@ def _reshape_view(prog, n):
 
 
 @NUMPY.register("fill", view=_fill_buffer)
-@NUMPY.register("transpose", view=_transpose_view)
+@NUMPY.register("transpose", view=_transpose_view, strided=True)
 def _free(prog, n):
     return []
 
 
-@NUMPY.register("reshape", view=_reshape_view)
+@NUMPY.register("reshape", view=_reshape_view, strided=True, layout=reshape_layout)
 def _reshape(prog, n):
     a = prog.graph.args(n)[0]
     if np.shares_memory(prog.buffers[n], prog.buffers[a]):
@@ -115,12 +115,12 @@ def _layout_view(prog, n):
     return batch_second_buffer(prog, n) if wants_batch_second(prog, n) else None
 
 
-@NUMPY.register(ElementwiseOp, view=_layout_view)
+@NUMPY.register(ElementwiseOp, view=_layout_view, strided=True)
 def _in_fused_units(prog, n):
     raise AssertionError(f"{n}: elementwise nodes are lowered in fused units")
 
 
-@NUMPY.register("matmul", view=matmul_view)
+@NUMPY.register("matmul", view=matmul_view, strided=True, layout=matmul_layout)
 def _matmul(prog, n):
     """BLAS with ``out=``; a batched ``(..., n, k) @ (k, m)`` with a contiguous
     left operand is one GEMM over the stacked rows, else ``np.matmul`` runs
@@ -173,7 +173,7 @@ def _fold_batch(prog, n):
                     f"{prog.alias(f'{b}@folded', right)}, out={out})"]
 
 
-@NUMPY.register(*REDUCTIONS)
+@NUMPY.register(*REDUCTIONS, strided=True)
 def _reduce(prog, n):
     g = prog.graph
     arg = g.args(n)[0]

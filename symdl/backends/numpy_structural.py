@@ -47,7 +47,7 @@ def _slice_view(prog, n):
     return src[slice_index(src.shape, _params(prog, n))]
 
 
-@NUMPY.register("permute", view=_permute_view)
+@NUMPY.register("permute", view=_permute_view, strided=True)
 @NUMPY.register("slice", view=_slice_view)
 def _view_only(prog, n):
     return []
