@@ -84,6 +84,24 @@ def test_piped_cli_epoch_lines_come_out_while_training_runs():
     assert "epoch 600" in rest and proc.returncode == 0
 
 
+def test_the_quick_exit_loses_no_output_and_keeps_the_exit_code(tmp_path, capsys):
+    # symdl.cli.run ends with os._exit (the interpreter's teardown is 0.4 s of a cold start):
+    # what a piped command printed, a file it wrote and its exit code must all survive that
+    args = ["graph", "--dataset", "xor", "--hidden", "3"]
+    assert main(args) == 0
+    expect = capsys.readouterr().out
+    r = subprocess.run([sys.executable, "-m", "symdl", *args], cwd=tmp_path, env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == expect and len(expect) > 500
+    r = subprocess.run([sys.executable, "-m", "symdl", "train", "--epochs", "0", "--dataset",
+                        "xor", "--save", str(tmp_path / "m")], env=ENV, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and (tmp_path / "m").is_dir(), r.stderr
+    r = subprocess.run([sys.executable, "-m", "symdl", "train", "--lr", "-1"], env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("symdl") and "Traceback" not in r.stderr
+
+
 # ---------------------------------------------------------------- optimizer, fit
 def test_an_optimizer_object_trains_exactly_as_a_factory():
     runs = []
