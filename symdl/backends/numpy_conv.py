@@ -24,6 +24,7 @@ from .loader import load_function
 from .numpy_layout import batch_second, batch_second_buffer, wants_batch_second
 from .numpy_lower import NUMPY
 from .numpy_lower import impl_lines as _impl_lines
+from .numpy_pool import POOL_KERNELS, pool_backward, pool_forward
 
 __all__ = ["fold_into", "MAP_KERNELS"]
 
@@ -96,9 +97,9 @@ def kernel(cols, img, sh, sw, ph, pw, dh, dw):
                             if 0 <= x < W:
                                 img[n, c, r, x] += cols[{at}]
 """
-MAP_KERNELS = {f"{op}{order}": _HEAD + text.format(shape=shape, at=at)
-               for op, text in (("unfold", _UNFOLD), ("fold", _FOLD))
-               for order, (shape, at) in _ORDERS.items()}
+MAP_KERNELS = {**{f"{op}{order}": _HEAD + text.format(shape=shape, at=at)
+                  for op, text in (("unfold", _UNFOLD), ("fold", _FOLD))
+                  for order, (shape, at) in _ORDERS.items()}, **POOL_KERNELS}
 
 
 def _map_loop(prog, n, op, img, cols, k, s, p, dl, *, reads_image: bool):
@@ -133,6 +134,9 @@ def _columns_view(prog, n):
 
 @NUMPY.register("unfold", view=_columns_view, strided=True)
 def _unfold(prog, n):
+    pooled = pool_forward(prog, n)   # max pooling's windows: one loop over the image
+    if pooled is not None:
+        return pooled
     (a,) = prog.graph.args(n)
     x = prog.buffers[a]
     k, s, p, dl = _geometry(prog, n, x.ndim - 2)
@@ -162,6 +166,9 @@ def fold_into(pairs, img) -> None:
 
 @NUMPY.register("fold", strided=True)
 def _fold(prog, n):
+    pooled = pool_backward(prog, n)  # max pooling's gradient, scattered into the image
+    if pooled is not None:
+        return pooled
     (a,) = prog.graph.args(n)
     out = prog.buffers[n]
     k, s, p, dl = _geometry(prog, n, out.ndim - 2)
