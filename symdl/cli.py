@@ -281,11 +281,12 @@ def run(argv=None) -> None:
     about 0.4 s of a 1.9 s ``symdl train --epochs 0``, none of it work a finished command
     needs.  So the exit handlers run (``MPI_Finalize``, ``weakref.finalize`` clean-ups, tqdm),
     both streams are flushed, and the process ends with :func:`os._exit`.  Where another
-    thread is still alive the usual exit waits for it, as Python would; under MPI too, since
+    (non-daemon) thread is still alive the usual exit waits for it, as Python would; under MPI too, since
     ``mpiexec`` may drop a rank's last lines of output when the rank ends that fast.
     """
     code = main(argv)
-    if threading.active_count() > 1 or "mpi4py.MPI" in sys.modules:
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if others or "mpi4py.MPI" in sys.modules:
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's own exit runs first
     for stream in (sys.stdout, sys.stderr):
