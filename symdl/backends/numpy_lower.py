@@ -22,10 +22,13 @@ from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
 from .numpy_layout import (batch_second, batch_second_buffer, matmul_layout, matmul_view,
                            one_gemm, reads_strided, reshape_layout, wants_batch_second)
+from .threads import batched_matmul
 
 __all__ = ["NUMPY", "PARALLEL_MIN"]
 
 PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats starting threads
+BLAS_SPLITS = 1 << 18  # m·n·k of a GEMM OpenBLAS splits over its threads (4 · 65536)
+POOL_MIN = 1 << 20  # multiply-adds of a batched product worth a pool dispatch
 REDUCTIONS = ("sum", "mean", "sum_to")
 
 
@@ -137,7 +140,21 @@ def _matmul(prog, n):
         rows = int(np.prod(sa[:-1]))
         a2, out = view_as(prog, a, (rows, sa[-1])), view_as(prog, n, (rows, sb[-1]))
         return [prog.comment(n), f"    np.matmul({a2}, {prog.var(b)}, out={out})"]
+    if _split_batch(prog, n):  # small GEMMs BLAS would run on one thread: the pool's
+        fn = prog.alias("batched_matmul@fn", batched_matmul)
+        return [prog.comment(n), f"    {fn}({prog.var(a)}, {prog.var(b)}, {prog.var(n)})"]
     return [prog.comment(n), f"    np.matmul({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
+
+
+def _split_batch(prog, n) -> bool:
+    """A batched product of at least two slices, each below OpenBLAS's own
+    threading threshold, with enough work in all to pay a pool dispatch."""
+    a, b = prog.graph.args(n)
+    sa, sb, so = prog.shapes[a], prog.shapes[b], prog.shapes[n]
+    if len(so) < 3 or so[0] < 2 or len(sa) < 2 or len(sb) < 2:
+        return False
+    each = so[-2] * so[-1] * sa[-1]
+    return each < BLAS_SPLITS and each * int(np.prod(so[:-2])) >= POOL_MIN
 
 
 def _fold_batch(prog, n):

@@ -164,15 +164,50 @@ class Program:
                     continue
                 self.buffers[root] = view
                 self.placed[root] = n
-        if self.placed:  # views of moved buffers follow them
-            for n in order:
-                if n in self.buffers and n not in self._owned and n not in self._bound \
-                        and g.op(n) not in LEAVES:
-                    made = self._view(n)
-                    if made is None:  # no longer a view: a buffer of its own
-                        made = self.backend.zeros(self.shapes[n], self.dtype(n))
-                        self._owned.add(n)
-                    self.buffers[n] = made
+        joined: set = set()
+        for again in (False, True):
+            if self.placed or joined:  # views of moved buffers follow them
+                for n in order:
+                    if n in self.buffers and n not in self._owned and n not in self._bound \
+                            and n not in joined and g.op(n) not in LEAVES:
+                        made = self._view(n)
+                        if made is None:  # no longer a view: a buffer of its own
+                            made = self.backend.zeros(self.shapes[n], self.dtype(n))
+                            self._owned.add(n)
+                        self.buffers[n] = made
+            if again:
+                break
+            joined = {n for n in order if n in self._owned and self._join(n, where)}
+            if not joined:
+                break
+
+    def _join(self, n: str, where) -> bool:
+        """Make ``n`` a view of memory its arguments already fill back to back,
+        in its order (a stack of the steps' gradients, each computed in place
+        in another node's buffer): nothing is copied into it."""
+        args, first, mine = self.graph.args(n), self.buffers.get(self.graph.args(n)[0]), \
+            self.buffers[n]
+        if n in self.placed.values() or n in self.placed or first is None:
+            return False
+        base = first
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        if not base.flags.c_contiguous:
+            return False
+        offset = first.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        try:
+            view = np.ndarray(mine.shape, mine.dtype, buffer=base, offset=offset,
+                              strides=mine.strides)
+        except (TypeError, ValueError):  # past the end of that memory
+            return False
+        self.buffers[n] = view
+        regions = where(self, n)
+        if regions and len(regions) == len(args) and all(
+                a in self.buffers and _same(self.buffers[a], r) for a, r in regions):
+            self._owned.discard(n)
+            return True
+        self.buffers[n] = mine
+        return False
 
     def _root(self, a: str):
         """The node owning ``a``'s memory when ``a`` is it or a full reshape of it."""

@@ -169,11 +169,26 @@ def _combine_matmuls(gb, parts):
             shapes = tuple(tuple(g.shape(a)) for a in g.args(p))
             if all(len(s) == 2 for s in shapes):
                 groups.setdefault(shapes, []).append(p)
+    built = {n: k for k, n in enumerate(g.nx)}
     for shapes, group in sorted(groups.items(), key=lambda kv: repr(kv[0])):
         if len(group) < 3:
             continue
-        stacks = [gb.emit("concat", *(gb.emit("reshape", g.args(p)[i], shape=(1, *shapes[i]))
-                                      for p in group), axis=0) for i in (0, 1)]
+        # Σ_t X_tᵀ B_t (a weight's gradient: the transposes of the steps' inputs) stacks
+        # the X_t and transposes the stack once, a view, instead of each X_t; the steps
+        # are stacked in the order their X_t were built (time order), as the B_t lie in
+        # the buffers the sequence's gradient is assembled in
+        xs = [g.args(p)[0] for p in group]
+        flip = all(g.op(x) == "transpose" and not g.node(x)["params"].get("axes") for x in xs)
+        if flip:
+            xs = [g.args(x)[0] for x in xs]
+            order = sorted(range(len(group)), key=lambda k: built[xs[k]])
+            group, xs = [group[k] for k in order], [xs[k] for k in order]
+        left = [(x, tuple(reversed(shapes[0]))) for x in xs] if flip else \
+            [(g.args(p)[0], shapes[0]) for p in group]
+        stacks = [gb.emit("concat", *(gb.emit("reshape", x, shape=(1, *s)) for x, s in side),
+                          axis=0) for side in (left, [(g.args(p)[1], shapes[1]) for p in group])]
+        if flip:
+            stacks[0] = gb.emit("permute", stacks[0], axes=(0, 2, 1))
         parts = [p for p in parts if p not in group] + [
             gb.emit("sum", gb.emit("matmul", *stacks), axes=(0,))]
     return parts

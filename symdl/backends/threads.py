@@ -1,0 +1,120 @@
+"""A small persistent pool of threads for work that BLAS and numba leave on one core.
+
+A batched product of small matrices (the heads of an attention layer: 128
+products of 64 x 64 x 32) is a loop of GEMMs each too small for OpenBLAS to
+split over its threads, so it runs on one core however many the user gave.
+:func:`run` splits such work into ``count()`` parts: the calling thread does
+the first, idle pool threads the others (NumPy releases the GIL inside
+``matmul``), and it returns when all are done.  Each part computes exactly
+what it would alone, so results are bit-identical whatever the thread count.
+
+The thread count is the one the user set for the kernels: numba's
+(``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), else ``OMP_NUM_THREADS``,
+else the cores; with 1 (the data-parallel workers' setting) nothing starts.
+Pool threads wait on a lock (no spinning: they never take a core from BLAS's
+threads), are daemons, and are dropped in a forked child.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["count", "run", "batched_matmul"]
+
+_workers: list = []
+
+
+def count() -> int:
+    """Threads the user allows (at least 1)."""
+    try:
+        import numba
+        return max(1, int(numba.get_num_threads()))
+    except ImportError:
+        pass
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+class _Worker:
+    def __init__(self):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.job = self.error = None
+        threading.Thread(target=self._loop, daemon=True, name="symdl-pool").start()
+
+    def _loop(self):
+        while True:
+            self.go.acquire()
+            try:
+                self.job()
+            except BaseException as e:  # re-raised in the caller's thread
+                self.error = e
+            self.job = None
+            self.done.release()
+
+    def start(self, job):
+        self.job, self.error = job, None
+        self.go.release()
+
+    def wait(self):
+        self.done.acquire()
+        if self.error is not None:
+            e, self.error = self.error, None
+            raise e
+
+
+def _reset():
+    _workers.clear()
+
+
+os.register_at_fork(after_in_child=_reset)
+
+
+def run(jobs: list) -> None:
+    """Run the callables ``jobs`` at once: the first here, the others on pool threads."""
+    if len(jobs) == 1:
+        jobs[0]()
+        return
+    while len(_workers) < len(jobs) - 1:
+        _workers.append(_Worker())
+    started = []
+    try:
+        for w, job in zip(_workers, jobs[1:]):
+            w.start(job)
+            started.append(w)
+        jobs[0]()
+    finally:
+        errors = []
+        for w in started:
+            try:
+                w.wait()
+            except BaseException as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+
+def _part(x, out, lo, hi):
+    """Operand ``x``'s share of output rows ``lo:hi`` of the leading batch axis
+    (all of it where that axis is broadcast)."""
+    if x.ndim == out.ndim and x.shape[0] == out.shape[0]:
+        return x[lo:hi]
+    return x
+
+
+def batched_matmul(a, b, out) -> None:
+    """``np.matmul(a, b, out=out)`` with the leading batch axis split over the
+    threads the user allows (each GEMM as small as it would be in one call)."""
+    n = min(count(), out.shape[0])
+    if n < 2:
+        np.matmul(a, b, out=out)
+        return
+    cuts = [out.shape[0] * k // n for k in range(n + 1)]
+    run([lambda lo=lo, hi=hi: np.matmul(_part(a, out, lo, hi), _part(b, out, lo, hi),
+                                        out=out[lo:hi])
+         for lo, hi in zip(cuts, cuts[1:])])
