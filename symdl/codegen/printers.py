@@ -15,6 +15,8 @@ whole expression to float64.  Two flavours:
 """
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -45,14 +47,15 @@ class KinkRewrites:
         raise ValueError("DiracDelta cannot be compiled (a derivative of a kink was taken twice)")
 
 
+@functools.cache
 def _tanh_terms():
-    """Taylor coefficients of tanh at 0 up to x¹⁵ (x, x³, ...)."""
+    """Taylor coefficients of tanh at 0 up to x¹⁵ (x, x³, ...); derived on first use, since
+    SymPy's series takes 0.1 s that a run loading cached kernels need not spend."""
     x = sp.Symbol("x", real=True)
     series = sp.series(sp.tanh(x), x, 0, 17).removeO()
     return [series.coeff(x, k) for k in range(1, 17, 2)]
 
 
-_TANH_TERMS = _tanh_terms()
 #: below this |x| the series is used (its first omitted term is under 2e-16 of tanh x there)
 TANH_SERIES_BELOW = sp.Rational(1, 8)
 
@@ -65,8 +68,9 @@ def tanh_form(u: sp.Symbol, fresh) -> tuple:
     float64 (tests/test_unrolled.py).  Returns ``(rows, value)``: assignments
     to fresh symbols, then the value in terms of them."""
     w, a, e, b = (fresh() for _ in range(4))
-    poly = _TANH_TERMS[-1]
-    for c in reversed(_TANH_TERMS[:-1]):
+    terms = _tanh_terms()
+    poly = terms[-1]
+    for c in reversed(terms[:-1]):
         poly = c + w * poly
     rows = [(w, u * u), (a, sp.Abs(u)), (e, sp.exp(-2 * a)), (b, (1 - e) / (1 + e))]
     return rows, sp.Piecewise((u * poly, a < TANH_SERIES_BELOW), (-b, u < 0), (b, True))
