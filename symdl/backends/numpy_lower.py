@@ -40,14 +40,19 @@ class NumpyLowerings(Lowerings):
 
     def absorbable(self, prog, c: str, how: str = "rows"):
         """``"sum"``/``"mean"`` when node ``c`` reduces the leading axis of a
-        2-D value (``how="rows"``) or all of a 1-D one (``"all"``), else None."""
+        2-D value (``how="rows"``), all of a 1-D one (``"all"``), or every axis
+        but the second of a value of rank 3 or more (``"channels"``: the
+        (N, H, W) statistics of a batch norm, a convolution's bias gradient),
+        else None."""
         g = prog.graph
         if prog.flavor != "numba" or g.op(c) not in REDUCTIONS:
             return None
         src = prog.shapes[g.args(c)[0]]
-        if len(src) != (2 if how == "rows" else 1) or 0 in src:
+        rank = {"rows": 2, "all": 1}.get(how, 3)
+        if len(src) != rank and not (how == "channels" and len(src) > rank) or 0 in src:
             return None
-        if tuple(a % len(src) for a in reduced_axes(prog, c)) != (0,):
+        want = (0,) if how != "channels" else (0, *range(2, len(src)))
+        if tuple(sorted(a % len(src) for a in reduced_axes(prog, c))) != want:
             return None
         return "mean" if g.op(c) == "mean" else "sum"
 
@@ -344,16 +349,22 @@ def _emit_fused(prog, unit) -> list:
     parallel = size >= PARALLEL_MIN
     dtype = prog.dtype(unit.outputs[0])
     flavor, sums = prog.flavor, []
-    if flavor == "numba" and not parallel and len(out_shape) == 2:
+    # sums absorbed on the way: over the rows of a small 2-D loop, or over all
+    # but the channels of (N, C, *S) as a rank-3 loop (N, C, ∏S)
+    how = None if flavor != "numba" else "channels" if len(out_shape) >= 3 \
+        else "rows" if not parallel and len(out_shape) == 2 else None
+    if how is not None:
         for k, o in enumerate(unit.outputs):
-            r = prog.reducer_of(o)
+            r = prog.reducer_of(o, how)
             if r is not None:
                 prog.merged.add(r[0])
                 sums.append((k, r))
     seams = _seams([prog.buffers[a] for a in list(ext) + unit.outputs], out_shape)
+    cuts = {len(out_shape) - 1} if how == "rows" else {1, 2}
     sizes, spans = collapse(out_shape, [prog.shapes[a] for a in ext],
-                            keep=seams | ({len(out_shape) - 1} if sums else set()))
-    if sums and len(sizes) != 2:
+                            keep=seams | (cuts if sums else set()))
+    if sums and (len(sizes) != 2 if how == "rows" else sizes[1:2] != out_shape[1:2]
+                 or len(sizes) != 3):
         prog.merged.difference_update(r[0] for _, r in sums)
         sums = []
         sizes, spans = collapse(out_shape, [prog.shapes[a] for a in ext], keep=seams)
@@ -371,13 +382,13 @@ def _emit_fused(prog, unit) -> list:
             argv = [prog.alias(f"{k}@{'x'.join(map(str, v.shape))}", v) for k, v in zip(keys, views)]
     if flavor != "numba":
         argv = [prog.var(a) for a in ext] + [prog.var(o) for o in unit.outputs]
-    for _, (c, how) in sums:
-        kept = prog.shapes[g.args(c)[0]][1:]
+    for _, (c, _) in sums:
+        kept = prog.shapes[g.args(c)[0]][1:2 if how == "channels" else None]
         argv.append(prog.var(c) if kept == prog.shapes[c] else view_as(prog, c, kept))
     comment = [f"{n} = {g.op(n)}({', '.join(g.args(n))})" for n in unit.nodes + [r[0] for _, r in sums]]
     spec = KernelSpec("kernel", tuple(Operand(s, d) for s, d in zip(ext.values(), spans)),
                       tuple(s for s, _ in params), out_exprs, dtype,
-                      len(sizes), parallel, colsums=tuple((k, how == "mean") for k, (_, how) in sums),
+                      len(sizes), parallel, colsums=tuple((k, kind == "mean") for k, (_, kind) in sums),
                       comment=tuple(comment))
     # rendered without the node comments (the step function has them), so the
     # same maths at every step of an unrolled sequence is rendered once

@@ -264,17 +264,18 @@ class Program:
         self._ns[name] = fn
         return name
 
-    def reducer_of(self, n: str):
+    def reducer_of(self, n: str, how: str = "rows"):
         """A single-node ``sum``/``mean``/``sum_to`` unit over the leading axis
-        of ``n`` that the kernel producing ``n`` may compute on the way:
-        ``(node, mean)``, else None.  The caller marks it merged."""
+        of ``n`` (``how``: as the table's ``absorbable`` reads it) that the kernel
+        producing ``n`` may compute on the way: ``(node, mean)``, else None.
+        The caller marks it merged."""
         g = self.graph
         for c in g.consumers(n):
             if c not in self._single or c in self.merged:
                 continue
-            how = self.table.absorbable(self, c)
-            if how is not None:
-                return c, how
+            kind = self.table.absorbable(self, c, how)
+            if kind is not None:
+                return c, kind
         return None
 
 

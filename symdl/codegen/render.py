@@ -47,6 +47,8 @@ def render_numba(spec: KernelSpec) -> list:
     """Numba loops over ``spec.rank`` dimensions."""
     scalar = ScalarPrinter(spec.dtype)
     head, exprs = _head(spec, scalar)
+    if spec.colsums and spec.rank == 3:
+        return _channel_sums(spec, head, exprs, scalar)
     outs, r = spec.out_args, spec.rank
     idx = [f"i{d}" for d in range(r)]
     lines = [f"# {c}" for c in spec.comment]
@@ -66,6 +68,32 @@ def render_numba(spec: KernelSpec) -> list:
     lines += [f"{pad}{s}[{idx[-1]}] += {outs[k]}[{at}]" for s, (k, _) in zip(spec.sum_args, spec.colsums)]
     lines += [f"    {s} /= np.{spec.dtype}(n0)" for s, (_, mean) in zip(spec.sum_args, spec.colsums)
               if mean]
+    return lines + [""]
+
+
+def _channel_sums(spec: KernelSpec, head: list, exprs: list, scalar) -> list:
+    """A rank-3 loop ``(n0, n1, n2)`` whose column sums keep dimension 1: the
+    loop over it is outermost (``prange``: each sum has one writer), each sum is
+    gathered in a row of n2 partial sums (the inner loop adds along rows, no
+    chain through one accumulator) and the row added up at the end."""
+    outs, t = spec.out_args, f"np.{spec.dtype}"
+    rows = [f"acc{k}" for k in range(len(spec.colsums))]
+    loop = "prange" if spec.parallel else "range"
+    lines = [f"# {c}" for c in spec.comment]
+    lines += [decorator(spec.parallel), f"def {spec.name}({', '.join(spec.args)}):"] + head
+    lines += [f"    n0, n1, n2 = {outs[0]}.shape", f"    for i1 in {loop}(n1):"]
+    lines += [f"        {a} = np.zeros(n2, {t})" for a in rows]
+    lines += ["        for i0 in range(n0):", "            for i2 in range(n2):"]
+    pad = " " * 16
+    for i in spec.inputs:
+        at = ", ".join(x for x, on in zip(("i0", "i1", "i2"), i.dims) if on) or "0"
+        lines.append(f"{pad}{i.symbol.name} = {i.arg}[{at}]")
+    lines += assignments(exprs, [f"{o}[i0, i1, i2]" for o in outs], scalar, pad)
+    lines += [f"{pad}{a}[i2] += {outs[k]}[i0, i1, i2]" for a, (k, _) in zip(rows, spec.colsums)]
+    for a, s, (_, mean) in zip(rows, spec.sum_args, spec.colsums):
+        lines += [f"        total = {t}(0.0)", "        for i2 in range(n2):",
+                  f"            total += {a}[i2]",
+                  f"        {s}[i1] = total / {t}(n0 * n2)" if mean else f"        {s}[i1] = total"]
     return lines + [""]
 
 

@@ -39,8 +39,10 @@ class KernelSpec:
     ``outputs`` are expressions in the operands' and ``scalars``' symbols,
     each written to an array spanning every dimension (or, with ``inplace``,
     back into the operand of that symbol: an optimizer update).  ``colsums``
-    holds ``(k, mean)`` pairs: output ``k`` summed (or averaged) over the
-    first dimension of a rank-2 serial loop, on the way (a bias gradient).
+    holds ``(k, mean)`` pairs: output ``k`` summed (or averaged) over every
+    loop dimension but the second, on the way: the first of a rank-2 serial
+    loop (a bias gradient), the first and third of a rank-3 one (the
+    ``(N, C, H·W)`` sums of a batch norm or a convolution's bias gradient).
     """
 
     name: str
@@ -55,8 +57,8 @@ class KernelSpec:
     comment: tuple = ()
 
     def __post_init__(self):
-        if self.colsums and (self.rank != 2 or self.parallel):
-            raise ValueError("column sums need a serial rank-2 kernel")
+        if self.colsums and not (self.rank == 3 or (self.rank == 2 and not self.parallel)):
+            raise ValueError("column sums need a serial rank-2 kernel or a rank-3 one")
         if self.inplace and len(self.inplace) != len(self.outputs):
             raise ValueError("inplace names one input symbol per output")
 
