@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from symdl.backends import threads
-from symdl.backends.numpy_lower import BLAS_SPLITS, POOL_MIN
+from symdl.backends.numpy_work import BLAS_SPLITS, POOL_MIN
 
 
 @pytest.fixture
@@ -76,3 +76,26 @@ def test_attention_products_use_the_pool_and_big_gemms_do_not():
     body = prog.source.split("def step():")[1]
     assert body.count("batched_matmul") == 1 and "np.matmul(b_x, b_w" in body, body
     np.testing.assert_array_equal(prog.value("s"), np.matmul(prog.inputs["q"], prog.inputs["k"]))
+
+
+def test_split_copies_are_exact(two_threads, monkeypatch):
+    monkeypatch.setattr(threads, "COPY_MIN", 1)
+    src = np.random.default_rng(2).standard_normal((5, 6, 4, 3)).transpose(0, 2, 1, 3)
+    dst = np.zeros(src.shape)
+    threads.copyto(dst, src)
+    assert np.array_equal(dst, src)
+
+
+def test_a_reshape_that_gathers_copies_once():
+    from symdl.backends.numpy_backend import compile_graph
+    from symdl.graph import Graph
+    g = Graph()
+    x = g.input("x", (2, 3, 4, 5), "float64")
+    p = g.add("permute", x, axes=(0, 2, 1, 3), name="p")
+    g.add("reshape", p, shape=(2, 4, 15), name="r")
+    prog = compile_graph(g, ["r"], dims={})
+    xv = np.random.default_rng(3).standard_normal((2, 3, 4, 5))
+    prog.inputs["x"][...] = xv
+    prog.run()
+    np.testing.assert_array_equal(prog.value("r"), xv.transpose(0, 2, 1, 3).reshape(2, 4, 15))
+    assert ".reshape(" not in prog.source.split("def step():")[1]

@@ -22,13 +22,12 @@ from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
 from .numpy_layout import (batch_second, batch_second_buffer, matmul_layout, matmul_view,
                            one_gemm, reads_strided, reshape_layout, wants_batch_second)
-from .threads import batched_matmul
+from .numpy_work import kernel_cost, split_batch
+from .threads import batched_matmul, copyto
 
 __all__ = ["NUMPY", "PARALLEL_MIN"]
 
 PARALLEL_MIN = 1 << 16  # elements; below this a serial loop beats starting threads
-BLAS_SPLITS = 1 << 18  # m·n·k of a GEMM OpenBLAS splits over its threads (4 · 65536)
-POOL_MIN = 1 << 20  # multiply-adds of a batched product worth a pool dispatch
 REDUCTIONS = ("sum", "mean", "sum_to")
 
 
@@ -115,6 +114,10 @@ def _reshape(prog, n):
     a = prog.graph.args(n)[0]
     if np.shares_memory(prog.buffers[n], prog.buffers[a]):
         return []
+    dst, src = prog.buffers[n], prog.buffers[a]
+    if dst.flags.c_contiguous:  # one strided copy (src.reshape would copy first)
+        fn = prog.alias("copyto@fn", copyto)
+        return [prog.comment(n), f"    {fn}({view_as(prog, n, src.shape)}, {prog.var(a)})"]
     return [prog.comment(n), f"    np.copyto({prog.var(n)}, {prog.var(a)}.reshape({prog.shapes[n]}))"]
 
 
@@ -145,21 +148,10 @@ def _matmul(prog, n):
         rows = int(np.prod(sa[:-1]))
         a2, out = view_as(prog, a, (rows, sa[-1])), view_as(prog, n, (rows, sb[-1]))
         return [prog.comment(n), f"    np.matmul({a2}, {prog.var(b)}, out={out})"]
-    if _split_batch(prog, n):  # small GEMMs BLAS would run on one thread: the pool's
+    if split_batch(prog, n):  # small GEMMs BLAS would run on one thread: the pool's
         fn = prog.alias("batched_matmul@fn", batched_matmul)
         return [prog.comment(n), f"    {fn}({prog.var(a)}, {prog.var(b)}, {prog.var(n)})"]
     return [prog.comment(n), f"    np.matmul({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
-
-
-def _split_batch(prog, n) -> bool:
-    """A batched product of at least two slices, each below OpenBLAS's own
-    threading threshold, with enough work in all to pay a pool dispatch."""
-    a, b = prog.graph.args(n)
-    sa, sb, so = prog.shapes[a], prog.shapes[b], prog.shapes[n]
-    if len(so) < 3 or so[0] < 2 or len(sa) < 2 or len(sb) < 2:
-        return False
-    each = so[-2] * so[-1] * sa[-1]
-    return each < BLAS_SPLITS and each * int(np.prod(so[:-2])) >= POOL_MIN
 
 
 def _fold_batch(prog, n):
@@ -206,13 +198,20 @@ def _reduce(prog, n):
     mean = g.op(n) == "mean"
     x = prog.buffers[arg]
     fast = None
+    lead = sorted(a % len(src) for a in axes) == list(range(len(axes)))  # the leading axes
     if prog.flavor == "numba" and x.flags.c_contiguous and x.dtype.kind == "f" and src \
-            and src[0] >= 1 and tuple(a % len(src) for a in axes) == (0,) and len(src) <= 2:
-        fast = "rows" if len(src) == 2 else "all"
+            and min(src) >= 1 and lead and (len(src) == 1 or len(axes) < len(src)) \
+            and np.shares_memory(prog.buffers[n].reshape(-1), prog.buffers[n]):
+        fast = "rows" if len(src) > 1 else "all"
     if fast:
         lines = module_header("numba") + reduction_kernel(
             "kernel", fast, x.dtype.name, mean, [f"{'mean' if mean else 'sum'} over {fast}"])
-        return [prog.comment(n), f"    {prog.kernel(lines)}({prog.var(arg)}, {out})"]
+        src_ = prog.var(arg)
+        if len(src) > 2:  # the leading axes as rows: a (rows, rest) view, out (rest,)
+            rows = int(np.prod(src[:len(axes)]))
+            src_ = view_as(prog, arg, (rows, x.size // rows))
+            out = view_as(prog, n, (x.size // rows,))
+        return [prog.comment(n), f"    {prog.kernel(lines)}({src_}, {out})"]
     fn = "np.mean" if mean else "np.sum"
     return [prog.comment(n), f"    {fn}({prog.var(arg)}, axis={tuple(axes)}, out={out})"]
 
@@ -346,7 +345,7 @@ def _emit_fused(prog, unit) -> list:
     out_shape = prog.shapes[unit.outputs[0]]
     ext, out_exprs, params = _unit_exprs(prog, unit)
     size = int(np.prod(out_shape))
-    parallel = size >= PARALLEL_MIN
+    parallel = size * kernel_cost(out_exprs) >= PARALLEL_MIN
     dtype = prog.dtype(unit.outputs[0])
     flavor, sums = prog.flavor, []
     # sums absorbed on the way: over the rows of a small 2-D loop, or over all

@@ -21,7 +21,9 @@ import threading
 
 import numpy as np
 
-__all__ = ["count", "run", "batched_matmul"]
+__all__ = ["count", "run", "batched_matmul", "copyto", "COPY_MIN"]
+
+COPY_MIN = 1 << 18  # elements of a strided copy worth splitting over the threads
 
 _workers: list = []
 
@@ -118,3 +120,14 @@ def batched_matmul(a, b, out) -> None:
     run([lambda lo=lo, hi=hi: np.matmul(_part(a, out, lo, hi), _part(b, out, lo, hi),
                                         out=out[lo:hi])
          for lo, hi in zip(cuts, cuts[1:])])
+
+
+def copyto(dst, src) -> None:
+    """``np.copyto(dst, src)`` (same shapes; a strided gather such as the heads of
+    an attention layer joined), split along the first axis over the threads."""
+    n = min(count(), dst.shape[0]) if dst.ndim and dst.size >= COPY_MIN else 1
+    if n < 2:
+        np.copyto(dst, src)
+        return
+    cuts = [dst.shape[0] * k // n for k in range(n + 1)]
+    run([lambda lo=lo, hi=hi: np.copyto(dst[lo:hi], src[lo:hi]) for lo, hi in zip(cuts, cuts[1:])])
