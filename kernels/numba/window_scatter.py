@@ -3,11 +3,11 @@ import numpy as np
 from numba import njit, prange
 
 # the transpose of reading tap idx[n, c, i, j] of each window: zeros, then g[n, c, i, j]
-# added at that tap's pixel; overlapping windows add up in fold's order (by tap (p, q) at
-# each pixel: windows backwards); negative taps count from the end, as NumPy's; returns
-# how many were out of range
+# added at that tap's pixel; overlapping windows (back = 1) add up in fold's order, by
+# tap (p, q) at each pixel: windows backwards; negative taps count from the end, as
+# NumPy's; returns how many were out of range
 @njit(parallel=True, cache=True)
-def kernel(g, idx, img, KH, KW, sh, sw, dh, dw):
+def kernel(g, idx, img, KH, KW, sh, sw, dh, dw, back):
     N, C, OH, OW = g.shape
     H, W = img.shape[2], img.shape[3]
     K = KH * KW
@@ -23,8 +23,9 @@ def kernel(g, idx, img, KH, KW, sh, sw, dh, dw):
         for r in range(H):
             for x in range(W):
                 img[n, c, r, x] = 0
-        for i in range(OH - 1, -1, -1):
-            for j in range(OW - 1, -1, -1):
+        for a in range(OH):
+            for b in range(OW):
+                i, j = (OH - 1 - a, OW - 1 - b) if back else (a, b)
                 k = idx[n, c, i, j]
                 k = k + K if k < 0 else k
                 if 0 <= k < K:

@@ -59,11 +59,11 @@ def kernel(img, idx, out, KH, KW, sh, sw, dh, dw):
                         out[n, c, i, j] = v if better else b
                         idx[n, c, i, j] = k if better else idx[n, c, i, j]
 """, "window_scatter": _HEAD + """# the transpose of reading tap idx[n, c, i, j] of each window: zeros, then g[n, c, i, j]
-# added at that tap's pixel; overlapping windows add up in fold's order (by tap (p, q) at
-# each pixel: windows backwards); negative taps count from the end, as NumPy's; returns
-# how many were out of range
+# added at that tap's pixel; overlapping windows (back = 1) add up in fold's order, by
+# tap (p, q) at each pixel: windows backwards; negative taps count from the end, as
+# NumPy's; returns how many were out of range
 @njit(parallel=True, cache=True)
-def kernel(g, idx, img, KH, KW, sh, sw, dh, dw):
+def kernel(g, idx, img, KH, KW, sh, sw, dh, dw, back):
     N, C, OH, OW = g.shape
     H, W = img.shape[2], img.shape[3]
     K = KH * KW
@@ -79,8 +79,9 @@ def kernel(g, idx, img, KH, KW, sh, sw, dh, dw):
         for r in range(H):
             for x in range(W):
                 img[n, c, r, x] = 0
-        for i in range(OH - 1, -1, -1):
-            for j in range(OW - 1, -1, -1):
+        for a in range(OH):
+            for b in range(OW):
+                i, j = (OH - 1 - a, OW - 1 - b) if back else (a, b)
                 k = idx[n, c, i, j]
                 k = k + K if k < 0 else k
                 if 0 <= k < K:
@@ -202,7 +203,8 @@ def pool_forward(prog, n: str):
                  ("img", _lift(prog.buffers[f], d, prog.shapes[f][2:])))
         if all(v is not None for _, v in views):
             prog.merged.add(sa)
-            backward[f] = (sa, views, (*k, *s, *dl))
+            overlap = any(st < e * (kk - 1) + 1 for kk, st, e in zip(k, s, dl))
+            backward[f] = (sa, views, (*k, *s, *dl, int(overlap)))
     return lines
 
 
