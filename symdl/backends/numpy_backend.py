@@ -21,6 +21,7 @@ from . import numpy_rowops  # noqa: F401  (registers the row-op lowerings)
 from . import numpy_structural  # noqa: F401  (slice, pad, concat, gather... rows)
 from . import numpy_conv  # noqa: F401  (unfold, fold rows)
 from .base import register_backend
+from .blas_threads import quiet as quiet_blas
 from .loader import load_function, numba_available
 from .numpy_lower import NUMPY
 from .program import Program, concrete
@@ -42,6 +43,7 @@ class NumpyBackend:
         self.flavor = flavor
         self.namespace = {"np": np}
         self._updates: dict = {}
+        quiet_blas()   # OpenBLAS's idle threads sleep: numba's loops get the cores
 
     # ------------------------------------------------------------ arrays
     def empty(self, shape, dtype):

@@ -1,0 +1,61 @@
+"""OpenBLAS's idle threads sleep instead of spinning, so that numba's threads get the cores.
+
+After each call, OpenBLAS's worker threads spin (yielding) for 2^28 cycles, about
+0.1 s, waiting for the next one.  A training step alternates GEMMs with numba's
+parallel loops every millisecond or two, so they spin the whole step, and on a
+2-core machine numba's second thread shares a core with a spinner: measured on
+the small CNN of ``benchmarks/cnn_cpu.py``, two threads were no faster than one
+(29 ms a step either way, the CPU time doubled); with the workers sleeping at
+once, 21-23 ms (PyTorch: 22-26 ms).  ``OPENBLAS_THREAD_TIMEOUT=4`` (2^4 cycles)
+makes them sleep at once; waking one costs microseconds per GEMM.  OpenBLAS
+reads its environment when it is loaded (with NumPy, usually before symdl), so
+:func:`quiet` sets the variable (unless the user did), has each OpenBLAS loaded
+in the process re-read it, and stops its workers between calls: the next GEMM
+starts them again with the short timeout.  Called when the NumPy backend is
+made, before any step runs (stopping the workers while another thread is inside
+BLAS is not safe).  Linux only (``/proc/self/maps``); a BLAS without these
+OpenBLAS entry points is left alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+__all__ = ["quiet", "openblas_paths"]
+
+_quieted: list | None = None
+
+
+def openblas_paths() -> list:
+    """The OpenBLAS shared libraries loaded in this process (NumPy's, SciPy's...)."""
+    try:
+        with open("/proc/self/maps") as f:
+            names = {line.split()[-1] for line in f if ".so" in line}
+    except OSError:
+        return []
+    return sorted(p for p in names if "openblas" in os.path.basename(p).lower())
+
+
+def quiet() -> list:
+    """Make every loaded OpenBLAS put its idle threads to sleep at once (the
+    timeout from ``OPENBLAS_THREAD_TIMEOUT``, 4 unless set); once per process.
+    Returns the libraries changed."""
+    global _quieted
+    if _quieted is not None:
+        return _quieted
+    _quieted = []
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    for path in openblas_paths():
+        try:
+            lib = ctypes.CDLL(path)   # already loaded: the same library, not a copy
+        except OSError:
+            continue
+        read = getattr(lib, "openblas_read_env", None)
+        stop = getattr(lib, "blas_thread_shutdown_", None)
+        if read is None or stop is None:
+            continue
+        read.restype = stop.restype = None
+        read()
+        stop()
+        _quieted.append(path)
+    return _quieted
