@@ -13,7 +13,12 @@ with BatchNorm after each conv (``--norm batch``).  Measured in the same run:
 
 Each contender runs in its own process, rounds interleave them, and ratios are
 the median of per-round ratios (``harness.py``, shared with ``mlp_cpu.py``).
-Run: ``python benchmarks/cnn_cpu.py [--norm none|batch|both] [--steps 60] [--repeats 5]``.
+``--threads`` sets torch's threads and, in every contender's process, OpenBLAS's,
+MKL's, OpenMP's and numba's.  ``--clock cpu`` divides by the process's CPU time
+instead of wall time: on a machine shared with other jobs, with ``--threads 1``,
+it measures the work done rather than the share of the cores a process got.
+Run: ``python benchmarks/cnn_cpu.py [--norm none|batch|both] [--steps 60] [--repeats 5]
+[--threads N] [--clock wall|cpu]``.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from harness import gemm_time, interleaved, per_round, ratio, timed_steps
 
 BATCH = 64
 CHANNELS = (32, 64)
+now = time.perf_counter  # the clock measurements divide by (--clock)
 
 
 def data(n=64 * 160, seed=0):
@@ -56,10 +62,10 @@ def bench_symdl(X, y, steps, repeats, norm):
     tr.fit(Dataset(X[:4 * BATCH], y[:4 * BATCH], 10, "random"))  # compile, warm caches
     rates = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now()
         tr.fit(chunk)
         tr.history.__init__()
-        rates.append(steps * BATCH / (time.perf_counter() - t0))
+        rates.append(steps * BATCH / (now() - t0))
     return statistics.median(rates)
 
 
@@ -86,7 +92,7 @@ def bench_torch(X, y, steps, repeats, threads, norm):
         loss.backward()
         opt.step()
 
-    return timed_steps(step, steps, repeats, BATCH)
+    return timed_steps(step, steps, repeats, BATCH, now)
 
 
 def gemm_shapes():
@@ -106,7 +112,7 @@ def gemm_shapes():
 
 def gemm_limit(repeats=20):
     """Samples/s if the step did nothing but its GEMMs at the rate measured for them."""
-    t, flops = gemm_time(gemm_shapes(), repeats)
+    t, flops = gemm_time(gemm_shapes(), repeats, clock=now)
     return BATCH / t, flops / t / 1e9, flops
 
 
@@ -127,20 +133,30 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--norm", choices=("none", "batch", "both"), default="both",
                     help="the plain net, the one with BatchNorm after each conv, or both")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="divide by wall time (default) or by the process's CPU time")
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.steps < 1 or args.repeats < 1 or args.threads < 1:
+        ap.error("--steps, --repeats and --threads must be at least 1")
+    global now
+    now = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.only:
         print(json.dumps(run_one(args.only, args.steps, args.repeats, args.threads,
                                  args.norm == "batch")))
         return
+    env = dict(os.environ, **{v: str(args.threads) for v in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
     _, gflops, flops = gemm_limit()
     print(f"GEMM limit of a step: {flops:,} FLOPs in {len(gemm_shapes())} GEMMs, "
-          f"{gflops:.1f} GFLOP/s in the first measurement; {args.threads} threads")
+          f"{gflops:.1f} GFLOP/s in the first measurement; {args.threads} threads, "
+          f"{args.clock} clock")
     names = ("symdl", "pytorch eager", "gemm limit")
     for norm in (("none", "batch") if args.norm == "both" else (args.norm,)):
         rates = interleaved(__file__, names, ("--steps", args.steps, "--repeats", 2, "--threads",
-                                              args.threads, "--norm", norm),
-                            args.repeats, label=f"norm {norm}, ")
+                                              args.threads, "--norm", norm, "--clock",
+                                              args.clock),
+                            args.repeats, label=f"norm {norm}, ", env=env)
         label = "with BatchNorm" if norm == "batch" else "plain"
         print(f"-- {label} net")
         for name in names:
