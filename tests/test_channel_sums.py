@@ -95,3 +95,28 @@ def test_rank3_column_sums_render(parallel):
     ns["kernel"](av, bv, out, s)
     np.testing.assert_allclose(out, av * bv[:, None])
     np.testing.assert_allclose(s, (av * bv[:, None]).sum(axis=(0, 2)), rtol=1e-12)
+
+
+def test_a_value_only_its_sum_reads_is_not_stored():
+    g = Graph()
+    x = g.input("x", (4, 3, 5, 5), "float64")
+    b = g.input("b", (3, 1, 1), "float64")
+    z = g.add("add", x, b, name="z")
+    w = g.add("mul", z, z, name="w")           # read by its sum alone
+    s = g.add("sum", w, axes=(0, 2, 3), name="s")
+    prog = compile_graph(g, [z, s], flavor="numba")
+    call = [ln for ln in prog.source.splitlines() if ln.strip().startswith("k")]
+    assert len(call) == 1 and "b_z_" in call[0] and "b_w_" not in call[0], prog.source
+    rng = np.random.default_rng(5)
+    xv, bv = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(3, 1, 1))
+    prog.inputs["x"][...], prog.inputs["b"][...] = xv, bv
+    prog.run()
+    np.testing.assert_allclose(prog.value(s), ((xv + bv) ** 2).sum(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(prog.value(z), xv + bv)
+
+
+def test_only_summed_outputs_of_rank3_kernels_are_dropped():
+    a = sp.Symbol("a", real=True)
+    with pytest.raises(ValueError, match="drop"):
+        KernelSpec("kernel", (Operand(a, (True, True, True)),), (), (a,), "float64", 3, False,
+                   dropped=(0,))

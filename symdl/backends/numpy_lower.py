@@ -379,6 +379,12 @@ def _emit_fused(prog, unit) -> list:
         else:
             keys = list(ext) + list(unit.outputs)
             argv = [prog.alias(f"{k}@{'x'.join(map(str, v.shape))}", v) for k, v in zip(keys, views)]
+    # an output only its absorbed (N, H, W) sum reads is never stored
+    dropped = tuple(k for k, (c, _) in sums if how == "channels"
+                    and unit.outputs[k] not in prog.outputs and g.consumers(unit.outputs[k]) == [c])
+    if dropped and len(dropped) == len(unit.outputs) and not any(all(d) for d in spans):
+        dropped = ()
+    argv = [v for k, v in enumerate(argv) if k - len(ext) not in dropped]
     if flavor != "numba":
         argv = [prog.var(a) for a in ext] + [prog.var(o) for o in unit.outputs]
     for _, (c, _) in sums:
@@ -388,7 +394,7 @@ def _emit_fused(prog, unit) -> list:
     spec = KernelSpec("kernel", tuple(Operand(s, d) for s, d in zip(ext.values(), spans)),
                       tuple(s for s, _ in params), out_exprs, dtype,
                       len(sizes), parallel, colsums=tuple((k, kind == "mean") for k, (_, kind) in sums),
-                      comment=tuple(comment))
+                      comment=tuple(comment), dropped=dropped)
     # rendered without the node comments (the step function has them), so the
     # same maths at every step of an unrolled sequence is rendered once
     kname = prog.kernel(module_header(flavor) + render(replace(spec, comment=()), flavor))

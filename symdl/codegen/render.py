@@ -76,20 +76,27 @@ def _channel_sums(spec: KernelSpec, head: list, exprs: list, scalar) -> list:
     loop over it is outermost (``prange``: each sum has one writer), each sum is
     gathered in a row of n2 partial sums (the inner loop adds along rows, no
     chain through one accumulator) and the row added up at the end."""
-    outs, t = spec.out_args, f"np.{spec.dtype}"
+    t = f"np.{spec.dtype}"
     rows = [f"acc{k}" for k in range(len(spec.colsums))]
+    summed = {k for k, _ in spec.colsums}
+    # a summed output is computed into y<k>, then stored (unless dropped) and added up
+    names = [f"y{k}" if k in summed else f"out{k}[i0, i1, i2]" for k in range(len(exprs))]
     loop = "prange" if spec.parallel else "range"
     lines = [f"# {c}" for c in spec.comment]
     lines += [decorator(spec.parallel), f"def {spec.name}({', '.join(spec.args)}):"] + head
-    lines += [f"    n0, n1, n2 = {outs[0]}.shape", f"    for i1 in {loop}(n1):"]
+    full = [o for o in spec.out_args] + [i.arg for i in spec.inputs if all(i.dims)]
+    if not full:
+        raise ValueError("a kernel that stores nothing needs an input spanning its loop")
+    lines += [f"    n0, n1, n2 = {full[0]}.shape", f"    for i1 in {loop}(n1):"]
     lines += [f"        {a} = np.zeros(n2, {t})" for a in rows]
     lines += ["        for i0 in range(n0):", "            for i2 in range(n2):"]
     pad = " " * 16
     for i in spec.inputs:
         at = ", ".join(x for x, on in zip(("i0", "i1", "i2"), i.dims) if on) or "0"
         lines.append(f"{pad}{i.symbol.name} = {i.arg}[{at}]")
-    lines += assignments(exprs, [f"{o}[i0, i1, i2]" for o in outs], scalar, pad)
-    lines += [f"{pad}{a}[i2] += {outs[k]}[i0, i1, i2]" for a, (k, _) in zip(rows, spec.colsums)]
+    lines += assignments(exprs, names, scalar, pad)
+    lines += [f"{pad}out{k}[i0, i1, i2] = y{k}" for k in sorted(summed) if k not in spec.dropped]
+    lines += [f"{pad}{a}[i2] += y{k}" for a, (k, _) in zip(rows, spec.colsums)]
     for a, s, (_, mean) in zip(rows, spec.sum_args, spec.colsums):
         lines += [f"        total = {t}(0.0)", "        for i2 in range(n2):",
                   f"            total += {a}[i2]",

@@ -43,6 +43,7 @@ class KernelSpec:
     loop dimension but the second, on the way: the first of a rank-2 serial
     loop (a bias gradient), the first and third of a rank-3 one (the
     ``(N, C, H·W)`` sums of a batch norm or a convolution's bias gradient).
+    ``dropped``: outputs of a rank-3 loop that are only summed, never stored.
     """
 
     name: str
@@ -55,10 +56,13 @@ class KernelSpec:
     inplace: tuple = ()
     colsums: tuple = ()
     comment: tuple = ()
+    dropped: tuple = ()
 
     def __post_init__(self):
         if self.colsums and not (self.rank == 3 or (self.rank == 2 and not self.parallel)):
             raise ValueError("column sums need a serial rank-2 kernel or a rank-3 one")
+        if self.dropped and (self.rank != 3 or not set(self.dropped) <= {k for k, _ in self.colsums}):
+            raise ValueError("only the column sums of a rank-3 kernel can drop their outputs")
         if self.inplace and len(self.inplace) != len(self.outputs):
             raise ValueError("inplace names one input symbol per output")
 
@@ -66,7 +70,7 @@ class KernelSpec:
     def out_args(self) -> list:
         if self.inplace:
             return [f"a_{s.name}" for s in self.inplace]
-        return [f"out{k}" for k in range(len(self.outputs))]
+        return [f"out{k}" for k in range(len(self.outputs)) if k not in self.dropped]
 
     @property
     def sum_args(self) -> list:
