@@ -59,3 +59,25 @@ def test_the_recurrent_gradient_stacks_copy_nothing(cls):
     h = np.stack([prog.value(f"l0.t{t}.h") for t in range(T - 1)])
     np.testing.assert_allclose(prog.value(outs[3]), np.einsum("tnk,tnh->kh", dxw[1:], h),
                                rtol=1e-12)
+
+
+def test_a_shared_weights_gradient_is_made_in_its_own_layout():
+    """x (N, T, I) @ Wᵀ: dW = Σ_b δ_bᵀ x_b, one folded GEMM written into dW's own
+    buffer (bound, as the trainer binds it), not (Σ_b x_bᵀ δ_b)ᵀ, a view copied out."""
+    g = Graph()
+    x = g.input("x", ("N", 4, 3), F64)
+    W = g.param("W", (5, 3), F64)
+    y = g.add("matmul", x, g.add("transpose", W, name="Wt"), name="y")
+    L = g.add("sum", g.add("mul", y, y, name="yy"), name="L")
+    gg = grad(g, L, ["W"])
+    dW = gg["W"]
+    assert gg.graph.op(dW) == "sum", gg.graph.op(dW)
+    bound = np.zeros((5, 3))
+    prog = compile_graph(gg.graph, [L, dW], bind={dW: bound}, dims={"N": 2})
+    rng = np.random.default_rng(4)
+    xv, wv = rng.normal(size=(2, 4, 3)), rng.normal(size=(5, 3))
+    prog.inputs["x"][...] = xv
+    prog.buffers["W"][...] = wv
+    prog.run()
+    assert not prog._copy_out and "_bound[...]" not in prog.source
+    np.testing.assert_allclose(bound, np.einsum("btk,bti->ki", 2 * xv @ wv.T, xv), rtol=1e-12)

@@ -230,7 +230,8 @@ _transposed = lambda args, params, i: ("transpose", "")  # noqa: E731
 
 
 def _simplify_transpose(gb, args, params):
-    """(Xᵀ)ᵀ = X; a fresh (PQ)ᵀ becomes QᵀPᵀ (so dW = δᵀ x, not (xᵀ δ)ᵀ)."""
+    """(Xᵀ)ᵀ = X; a fresh (PQ)ᵀ becomes QᵀPᵀ (so dW = δᵀ x, not (xᵀ δ)ᵀ), and a
+    fresh (Σ_b P_b Q_b)ᵀ becomes Σ_b Q_bᵀ P_bᵀ."""
     if params.get("axes"):
         return None
     g, (x,) = gb.g, args
@@ -239,6 +240,15 @@ def _simplify_transpose(gb, args, params):
     if g.op(x) == "matmul" and gb.rewritable(x) and len(g.shape(x)) == 2:
         p, q = g.args(x)
         return gb.emit("matmul", gb.emit("transpose", q), gb.emit("transpose", p))
+    m = g.args(x)[0] if g.op(x) in ("sum", "sum_to") and gb.rewritable(x) else None
+    if m is not None and g.op(m) == "matmul" and m in gb.fresh and g.nx.out_degree(m) == 1 \
+            and len(g.shape(x)) == 2 and all(len(g.shape(a)) == 3 for a in g.args(m)) \
+            and tuple(g.shape(m))[1:] == tuple(g.shape(x)):
+        # (Σ_b P_b Q_b)ᵀ = Σ_b Q_bᵀ P_bᵀ (a shared weight's gradient summed over the batch):
+        # the product is made in the weight's own layout, no transposed copy of it
+        p, q = g.args(m)
+        return gb.emit("sum", gb.emit("matmul", _swap_last(gb.emit, q, g.shape(q)),
+                                      _swap_last(gb.emit, p, g.shape(p))), axes=(0,))
     return None
 
 
