@@ -114,10 +114,9 @@ def _reshape(prog, n):
     a = prog.graph.args(n)[0]
     if np.shares_memory(prog.buffers[n], prog.buffers[a]):
         return []
-    dst, src = prog.buffers[n], prog.buffers[a]
-    if dst.flags.c_contiguous:  # one strided copy (src.reshape would copy first)
+    if prog.buffers[n].flags.c_contiguous:  # one strided copy (a.reshape would copy first)
         fn = prog.alias("copyto@fn", copyto)
-        return [prog.comment(n), f"    {fn}({view_as(prog, n, src.shape)}, {prog.var(a)})"]
+        return [prog.comment(n), f"    {fn}({view_as(prog, n, prog.shapes[a])}, {prog.var(a)})"]
     return [prog.comment(n), f"    np.copyto({prog.var(n)}, {prog.var(a)}.reshape({prog.shapes[n]}))"]
 
 
@@ -206,11 +205,9 @@ def _reduce(prog, n):
     if fast:
         lines = module_header("numba") + reduction_kernel(
             "kernel", fast, x.dtype.name, mean, [f"{'mean' if mean else 'sum'} over {fast}"])
-        src_ = prog.var(arg)
-        if len(src) > 2:  # the leading axes as rows: a (rows, rest) view, out (rest,)
-            rows = int(np.prod(src[:len(axes)]))
-            src_ = view_as(prog, arg, (rows, x.size // rows))
-            out = view_as(prog, n, (x.size // rows,))
+        rows = int(np.prod(src[:len(axes)]))  # the leading axes as rows: (rows, rest) views
+        src_ = view_as(prog, arg, (rows, x.size // rows)) if len(src) > 2 else prog.var(arg)
+        out = view_as(prog, n, (x.size // rows,)) if len(src) > 2 else out
         return [prog.comment(n), f"    {prog.kernel(lines)}({src_}, {out})"]
     fn = "np.mean" if mean else "np.sum"
     return [prog.comment(n), f"    {fn}({prog.var(arg)}, axis={tuple(axes)}, out={out})"]
