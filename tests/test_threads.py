@@ -99,3 +99,23 @@ def test_a_reshape_that_gathers_copies_once():
     prog.run()
     np.testing.assert_array_equal(prog.value("r"), xv.transpose(0, 2, 1, 3).reshape(2, 4, 15))
     assert ".reshape(" not in prog.source.split("def step():")[1]
+
+
+def test_callers_in_several_threads_and_nested_calls_get_their_results(two_threads):
+    import threading
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((6, 8, 9)), rng.standard_normal((6, 9, 7))
+    want, outs = np.matmul(a, b), [np.zeros((6, 8, 7)) for _ in range(4)]
+
+    def work(out):
+        for _ in range(50):
+            threads.batched_matmul(a, b, out)
+    ts = [threading.Thread(target=work, args=(o,)) for o in outs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(np.array_equal(o, want) for o in outs)
+    nested = np.zeros_like(want)
+    threads.run([lambda: threads.batched_matmul(a, b, nested), lambda: None])  # no deadlock
+    assert np.array_equal(nested, want)

@@ -26,6 +26,7 @@ __all__ = ["count", "run", "batched_matmul", "copyto", "COPY_MIN"]
 COPY_MIN = 1 << 18  # elements of a strided copy worth splitting over the threads
 
 _workers: list = []
+_busy = threading.Lock()
 
 
 def count() -> int:
@@ -71,7 +72,9 @@ class _Worker:
 
 
 def _reset():
+    global _busy
     _workers.clear()
+    _busy = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset)
@@ -79,9 +82,17 @@ os.register_at_fork(after_in_child=_reset)
 
 def run(jobs: list) -> None:
     """Run the callables ``jobs`` at once: the first here, the others on pool threads."""
-    if len(jobs) == 1:
-        jobs[0]()
+    if len(jobs) == 1 or not _busy.acquire(blocking=False):  # one caller at a time; another
+        for job in jobs:  # thread of the user's meanwhile runs its parts itself
+            job()
         return
+    try:
+        _dispatch(jobs)
+    finally:
+        _busy.release()
+
+
+def _dispatch(jobs: list) -> None:
     while len(_workers) < len(jobs) - 1:
         _workers.append(_Worker())
     started = []
