@@ -22,7 +22,7 @@ from ..ops.structural import norm_axes, sum_axes
 from .lowering import Lowerings
 from .numpy_layout import (batch_second, batch_second_buffer, matmul_layout, matmul_view,
                            one_gemm, reads_strided, reshape_layout, wants_batch_second)
-from .numpy_work import kernel_cost, split_batch
+from .numpy_work import split_batch
 from .threads import batched_matmul, copyto
 
 __all__ = ["NUMPY", "PARALLEL_MIN"]
@@ -342,7 +342,7 @@ def _emit_fused(prog, unit) -> list:
     out_shape = prog.shapes[unit.outputs[0]]
     ext, out_exprs, params = _unit_exprs(prog, unit)
     size = int(np.prod(out_shape))
-    parallel = size * kernel_cost(out_exprs) >= PARALLEL_MIN
+    parallel = size >= PARALLEL_MIN
     dtype = prog.dtype(unit.outputs[0])
     flavor, sums = prog.flavor, []
     # sums absorbed on the way: over the rows of a small 2-D loop, or over all
