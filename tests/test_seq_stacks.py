@@ -81,3 +81,26 @@ def test_a_shared_weights_gradient_is_made_in_its_own_layout():
     prog.run()
     assert not prog._copy_out and "_bound[...]" not in prog.source
     np.testing.assert_allclose(bound, np.einsum("btk,bti->ki", 2 * xv @ wv.T, xv), rtol=1e-12)
+
+
+def test_a_folded_products_strided_right_operand_is_copied_not_unfolded():
+    """Batch-first input seen time-major (a permuted view): the folded GEMM of
+    dW = Σ_t δ_tᵀ x_t copies x's stack once instead of running T small GEMMs."""
+    g = Graph()
+    x = g.input("x", ("N", 4, 3), F64)
+    xt = g.add("permute", x, axes=(1, 0, 2), name="xt")
+    W = g.param("W", (5, 3), F64)
+    y = g.add("matmul", xt, g.add("transpose", W, name="Wt"), name="y")
+    L = g.add("sum", g.add("mul", y, y, name="yy"), name="L")
+    gg = grad(g, L, ["W"])
+    dW = gg["W"]
+    prog = compile_graph(gg.graph, [L, dW], dims={"N": 2})
+    rng = np.random.default_rng(6)
+    xv, wv = rng.normal(size=(2, 4, 3)), rng.normal(size=(5, 3))
+    prog.inputs["x"][...] = xv
+    prog.buffers["W"][...] = wv
+    prog.run()
+    np.testing.assert_allclose(prog.value(dW), np.einsum("btk,bti->ki", 2 * xv @ wv.T, xv),
+                               rtol=1e-12)
+    body = prog.source.split("def step():")[1]
+    assert body.count("np.matmul(") == 2 and "folded3" in body, body

@@ -147,18 +147,17 @@ def _matmul(prog, n):
         rows = int(np.prod(sa[:-1]))
         a2, out = view_as(prog, a, (rows, sa[-1])), view_as(prog, n, (rows, sb[-1]))
         return [prog.comment(n), f"    np.matmul({a2}, {prog.var(b)}, out={out})"]
-    if split_batch(prog, n):  # small GEMMs BLAS would run on one thread: the pool's
-        fn = prog.alias("batched_matmul@fn", batched_matmul)
-        return [prog.comment(n), f"    {fn}({prog.var(a)}, {prog.var(b)}, {prog.var(n)})"]
-    return [prog.comment(n), f"    np.matmul({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
+    # small GEMMs BLAS would run on one thread each: the pool's threads share them
+    fn = prog.alias("batched_matmul@fn", batched_matmul) if split_batch(prog, n) else "np.matmul"
+    return [prog.comment(n), f"    {fn}({prog.var(a)}, {prog.var(b)}, out={prog.var(n)})"]
 
 
 def _fold_batch(prog, n):
     """``Σ_b A_b B_b`` (a batched product whose one consumer sums it over the
     batch: a weight's gradient summed over the steps of a sequence) as one
     GEMM ``[A_0 … A_{b-1}] [B_0; …; B_{b-1}]`` with the batch folded into the
-    inner dimension, instead of b small GEMMs and a sum.  The left operand is
-    a view where its memory allows, else copied into a buffer of its own."""
+    inner dimension, instead of b small GEMMs and a sum.  Each operand is a
+    view where its memory allows, else copied into a buffer of its own."""
     g = prog.graph
     a, b = g.args(n)
     sa, sb = prog.shapes[a], prog.shapes[b]
@@ -170,20 +169,22 @@ def _fold_batch(prog, n):
             or tuple(x % 3 for x in reduced_axes(prog, c)) != (0,):
         return None
     nb, m, k = sa
-    right = prog.buffers[b].reshape(nb * k, sb[2])
-    if not np.shares_memory(right, prog.buffers[b]):
-        return None
     lines = [prog.comment(n), prog.comment(c)]
-    stacked = prog.buffers[a].transpose(1, 0, 2)
-    left = stacked.reshape(m, nb * k)
-    if not np.shares_memory(left, stacked):
-        left = prog.backend.empty((m, nb * k), prog.dtype(a))
-        lines.append(f"    np.copyto({prog.alias(f'{n}@left3', left.reshape(m, nb, k))}, "
-                     f"{prog.alias(f'{a}@bmk', stacked)})")
+    left = _folded(prog, lines, f"{n}@left", prog.buffers[a].transpose(1, 0, 2), (m, nb * k))
+    right = _folded(prog, lines, f"{b}@folded", prog.buffers[b], (nb * k, sb[2]))
     prog.merged.add(c)
     out = prog.var(c) if prog.shapes[c] == (m, sb[2]) else view_as(prog, c, (m, sb[2]))
-    return lines + [f"    np.matmul({prog.alias(f'{n}@left', left)}, "
-                    f"{prog.alias(f'{b}@folded', right)}, out={out})"]
+    return lines + [f"    np.matmul({left}, {right}, out={out})"]
+
+
+def _folded(prog, lines, key, arr, shape) -> str:
+    """Name of ``arr`` as ``shape``: a view, else a buffer ``lines`` copy it into."""
+    if np.shares_memory(arr.reshape(shape), arr):
+        return prog.alias(key, arr.reshape(shape))
+    buf = prog.backend.empty(shape, arr.dtype)
+    lines.append(f"    np.copyto({prog.alias(key + '3', buf.reshape(arr.shape))}, "
+                 f"{prog.alias(key + '@src', arr)})")
+    return prog.alias(key, buf)
 
 
 @NUMPY.register(*REDUCTIONS, strided=True)
