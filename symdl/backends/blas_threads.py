@@ -6,8 +6,13 @@ parallel loops every millisecond or two, so they spin the whole step, and on a
 2-core machine numba's second thread shares a core with a spinner: measured on
 the small CNN of ``benchmarks/cnn_cpu.py``, two threads were no faster than one
 (29 ms a step either way, the CPU time doubled); with the workers sleeping at
-once, 21-23 ms (PyTorch: 22-26 ms).  ``OPENBLAS_THREAD_TIMEOUT=4`` (2^4 cycles)
-makes them sleep at once; waking one costs microseconds per GEMM.  OpenBLAS
+once, 21-23 ms (PyTorch: 22-26 ms).  Sleeping at once (``OPENBLAS_THREAD_TIMEOUT=4``,
+2^4 cycles) costs the sequence models, whose per-step GEMMs come every 0.1 ms: each
+wakes the workers again (a GRU step's GEMMs 57 -> 115 us).  So the default is 2^20
+cycles, about 0.4 ms: awake through a run of small GEMMs, asleep in the long numba
+loops between a CNN's (quiet machine, 2 rounds each, symdl/PyTorch: GRU 0.89 at 4, 1.23
+at 20, 1.36 at 28; CNN plain 1.09-1.15 at 4, 1.09 at 20, 1.04 at 28; with BatchNorm
+1.59 at 4, 1.06 at 20, 0.93-0.97 at 28; noisy).  OpenBLAS
 reads its environment when it is loaded (with NumPy, usually before symdl), so
 :func:`quiet` sets the variable (unless the user did), has each OpenBLAS loaded
 in the process re-read it, and stops its workers between calls: the next GEMM
@@ -37,14 +42,14 @@ def openblas_paths() -> list:
 
 
 def quiet() -> list:
-    """Make every loaded OpenBLAS put its idle threads to sleep at once (the
-    timeout from ``OPENBLAS_THREAD_TIMEOUT``, 4 unless set); once per process.
+    """Make every loaded OpenBLAS put its idle threads to sleep soon (the
+    timeout from ``OPENBLAS_THREAD_TIMEOUT``, 20 unless set); once per process.
     Returns the libraries changed."""
     global _quieted
     if _quieted is not None:
         return _quieted
     _quieted = []
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
     for path in openblas_paths():
         try:
             lib = ctypes.CDLL(path)   # already loaded: the same library, not a copy
