@@ -13,7 +13,10 @@ runs ``argmax``, that ``gather`` and its transpose ``scatter_add`` (which then
 writes each entry once: no repeats to add) as one parallel loop each over the
 array seen as (before, axis, after); the NumPy flavour scatters with
 ``np.put_along_axis`` into zeros.  ``np.argmax`` over a middle axis and
-``np.add.at`` were most of a small CNN's step.
+``np.add.at`` were most of a small CNN's step.  Where the windows are an
+``unfold`` read by nothing else, :mod:`symdl.backends.numpy_pool` replaces the
+whole chain (unfold, argmax, gather; scatter_add, fold) by one loop over the
+image each way; these loops are what runs for the other cases.
 """
 from __future__ import annotations
 
