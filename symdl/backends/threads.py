@@ -127,10 +127,8 @@ def batched_matmul(a, b, out) -> None:
     if n < 2:
         np.matmul(a, b, out=out)
         return
-    cuts = [out.shape[0] * k // n for k in range(n + 1)]
-    run([lambda lo=lo, hi=hi: np.matmul(_part(a, out, lo, hi), _part(b, out, lo, hi),
-                                        out=out[lo:hi])
-         for lo, hi in zip(cuts, cuts[1:])])
+    _split(out.shape[0], n, lambda lo, hi: np.matmul(_part(a, out, lo, hi), _part(b, out, lo, hi),
+                                                      out=out[lo:hi]))
 
 
 def copyto(dst, src) -> None:
@@ -140,5 +138,10 @@ def copyto(dst, src) -> None:
     if n < 2:
         np.copyto(dst, src)
         return
-    cuts = [dst.shape[0] * k // n for k in range(n + 1)]
-    run([lambda lo=lo, hi=hi: np.copyto(dst[lo:hi], src[lo:hi]) for lo, hi in zip(cuts, cuts[1:])])
+    _split(dst.shape[0], n, lambda lo, hi: np.copyto(dst[lo:hi], src[lo:hi]))
+
+
+def _split(rows: int, n: int, part) -> None:
+    """``part(lo, hi)`` for ``n`` near-equal row ranges of ``rows``, at once (:func:`run`)."""
+    cuts = [rows * k // n for k in range(n + 1)]
+    run([lambda lo=lo, hi=hi: part(lo, hi) for lo, hi in zip(cuts, cuts[1:])])
