@@ -8,6 +8,7 @@ stated d/dx (checked against sympy.diff): -t + exp(Min(0, x))/(1 + exp(-Abs(x)))
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -16,7 +17,7 @@ def bce_logits_f_32(a_x, a_t, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         t = a_t[i0]
-        out0[i0] = x*(np.float32(1.0) - t) + np.log1p(np.exp(-np.abs(x))) - min(np.float32(0.0), x)
+        out0[i0] = x*(np.float32(1.0) - t) + np.log1p(_exp32(-np.abs(x))) - min(np.float32(0.0), x)
 
 # backward d/dx, float32: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -26,7 +27,7 @@ def bce_logits_b0_32(a_x, a_t, a_g, out0):
         x = a_x[i0]
         t = a_t[i0]
         g = a_g[i0]
-        t0 = np.exp(-np.abs(x))
+        t0 = _exp32(-np.abs(x))
         out0[i0] = g*(-t + (np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0)))
 
 # backward d/dt, float32: -g*x

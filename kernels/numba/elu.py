@@ -7,6 +7,7 @@ params: alpha=1.0
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: Piecewise((alpha*(exp(x) - 1), x <= 0), (x, True))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -15,7 +16,7 @@ def elu_f_32(a_x, out0, alpha):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = (alpha*(np.exp(x) + np.float32(-1.0)) if (x <= np.float32(0.0)) else x)
+        out0[i0] = (alpha*(_exp32(x) + np.float32(-1.0)) if (x <= np.float32(0.0)) else x)
 
 # backward d/dx, float32: g*Piecewise((alpha*exp(x), x <= 0), (1, True))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -25,7 +26,7 @@ def elu_b0_32(a_x, a_g, out0, alpha):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        out0[i0] = g*(alpha*np.exp(x) if (x <= np.float32(0.0)) else np.float32(1.0))
+        out0[i0] = g*(alpha*_exp32(x) if (x <= np.float32(0.0)) else np.float32(1.0))
 
 # forward, float64: Piecewise((alpha*(exp(x) - 1), x <= 0), (x, True))
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -7,6 +7,7 @@ stated d/dx (checked against sympy.diff): y
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: exp(x)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -14,7 +15,7 @@ def exp_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        out0[i0] = np.exp(x)
+        out0[i0] = _exp32(x)
 
 # backward d/dx, float32: g*y
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -6,6 +6,7 @@ declared: gelu(x) = x*(erf(sqrt(2)*x/2) + 1)/2
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*(erf(sqrt(2)*x/2) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -24,7 +25,7 @@ def gelu_b0_32(a_x, a_g, out0):
         x = a_x[i0]
         g = a_g[i0]
         t0 = (np.float32(0.5))*np.sqrt(np.float32(2.0))*x
-        out0[i0] = g*(t0*np.exp(-np.float32(0.5)*(x * x))/np.sqrt(np.float32(3.141592653589793)) + (np.float32(0.5))*math.erf(t0) + np.float32(0.5))
+        out0[i0] = g*(t0*_exp32(-np.float32(0.5)*(x * x))/np.sqrt(np.float32(3.141592653589793)) + (np.float32(0.5))*math.erf(t0) + np.float32(0.5))
 
 # forward, float64: x*(erf(sqrt(2)*x/2) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -6,6 +6,7 @@ declared: gelu_tanh(x) = x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -16,7 +17,7 @@ def gelu_tanh_f_32(a_x, out0):
         q0 = np.sqrt(np.float32(2.0))*((np.float32(0.044715))*(x * x * x) + x)/np.sqrt(np.float32(3.141592653589793))
         q1 = (q0 * q0)
         q2 = np.abs(q0)
-        q3 = np.exp(-np.float32(2.0)*q2)
+        q3 = _exp32(-np.float32(2.0)*q2)
         q4 = (np.float32(1.0) - q3)/(q3 + np.float32(1.0))
         q5 = (q0*(q1*(q1*(q1*(q1*(q1*(q1*(np.float32(0.003592128036572481) - np.float32(0.0014558343870513183)*q1) + np.float32(-0.008863235529902197)) + np.float32(0.021869488536155203)) + np.float32(-0.05396825396825397)) + np.float32(0.13333333333333333)) + np.float32(-0.3333333333333333)) + np.float32(1.0)) if (q2 < np.float32(0.125)) else (-q4 if (q0 < np.float32(0.0)) else q4))
         out0[i0] = (np.float32(0.5))*x*(q5 + np.float32(1.0))
@@ -32,7 +33,7 @@ def gelu_tanh_b0_32(a_x, a_g, out0):
         q0 = t0*((np.float32(0.044715))*(x * x * x) + x)
         q1 = (q0 * q0)
         q2 = np.abs(q0)
-        q3 = np.exp(-np.float32(2.0)*q2)
+        q3 = _exp32(-np.float32(2.0)*q2)
         q4 = (np.float32(1.0) - q3)/(q3 + np.float32(1.0))
         q5 = (q0*(q1*(q1*(q1*(q1*(q1*(q1*(np.float32(0.003592128036572481) - np.float32(0.0014558343870513183)*q1) + np.float32(-0.008863235529902197)) + np.float32(0.021869488536155203)) + np.float32(-0.05396825396825397)) + np.float32(0.13333333333333333)) + np.float32(-0.3333333333333333)) + np.float32(1.0)) if (q2 < np.float32(0.125)) else (-q4 if (q0 < np.float32(0.0)) else q4))
         t1 = q5

@@ -9,6 +9,7 @@ backward statistics: g_s = sum_j g_j
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -22,7 +23,7 @@ def log_softmax_f_32(a_z, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            s += _exp32(-m + z_j)
         for j in range(nc):
             z_j = a_z[i, j]
             a_out[i, j] = -m + z_j - np.log(s)
@@ -39,7 +40,7 @@ def log_softmax_b_32(a_z, a_g, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            w_j = np.exp(-m + z_j)
+            w_j = _exp32(-m + z_j)
             a_out[i, j] = w_j
             s += w_j
         g_s = np.float32(0.0)

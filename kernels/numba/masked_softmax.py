@@ -9,6 +9,7 @@ backward statistics: g_y = sum_j Piecewise((g_j*exp(-m + z_j)/s, k_j > 0), (0, T
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -24,11 +25,11 @@ def masked_softmax_f_32(a_z, a_k, a_out):
         for j in range(nc):
             z_j = a_z[i, j]
             k_j = a_k[i, j]
-            s += (np.exp(-m + z_j) if (k_j > np.float32(0.0)) else np.float32(0.0))
+            s += (_exp32(-m + z_j) if (k_j > np.float32(0.0)) else np.float32(0.0))
         for j in range(nc):
             z_j = a_z[i, j]
             k_j = a_k[i, j]
-            a_out[i, j] = (np.exp(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
+            a_out[i, j] = (_exp32(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
 
 # VJP, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -44,18 +45,18 @@ def masked_softmax_b_32(a_z, a_k, a_g, a_out):
         for j in range(nc):
             z_j = a_z[i, j]
             k_j = a_k[i, j]
-            s += (np.exp(-m + z_j) if (k_j > np.float32(0.0)) else np.float32(0.0))
+            s += (_exp32(-m + z_j) if (k_j > np.float32(0.0)) else np.float32(0.0))
         g_y = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
             k_j = a_k[i, j]
             g_j = a_g[i, j]
-            g_y += (g_j*np.exp(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
+            g_y += (g_j*_exp32(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
         for j in range(nc):
             z_j = a_z[i, j]
             k_j = a_k[i, j]
             g_j = a_g[i, j]
-            a_out[i, j] = ((g_j - g_y)*np.exp(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
+            a_out[i, j] = ((g_j - g_y)*_exp32(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
 
 # forward, float64
 @njit(parallel=True, cache=True, error_model="numpy")

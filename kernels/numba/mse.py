@@ -6,6 +6,7 @@ declared: mse(x, t) = (-t + x)**2
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: (-t + x)**2
 @njit(parallel=True, cache=True, error_model="numpy")

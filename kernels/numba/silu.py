@@ -7,6 +7,7 @@ stable form (checked equal): x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -14,7 +15,7 @@ def silu_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
         x = a_x[i0]
-        t0 = np.exp(-np.abs(x))
+        t0 = _exp32(-np.abs(x))
         out0[i0] = x*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
@@ -24,7 +25,7 @@ def silu_b0_32(a_x, a_g, out0):
     for i0 in prange(n0):
         x = a_x[i0]
         g = a_g[i0]
-        t0 = np.exp(-np.abs(x))
+        t0 = _exp32(-np.abs(x))
         t1 = t0 + np.float32(1.0)
         t2 = (np.float32(1.0) if (x >= np.float32(0.0)) else t0)
         t3 = t2/t1

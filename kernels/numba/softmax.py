@@ -9,6 +9,7 @@ backward statistics: g_y = sum_j g_j*exp(-m + z_j)/s
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -22,7 +23,7 @@ def softmax_f_32(a_z, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            w_j = np.exp(-m + z_j)
+            w_j = _exp32(-m + z_j)
             a_out[i, j] = w_j
             s += w_j
         for j in range(nc):
@@ -41,7 +42,7 @@ def softmax_b_32(a_z, a_g, a_out):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            w_j = np.exp(-m + z_j)
+            w_j = _exp32(-m + z_j)
             a_out[i, j] = w_j
             s += w_j
         g_y = np.float32(0.0)

@@ -9,6 +9,7 @@ params: epsilon=0.0
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, index labels, float32
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -23,7 +24,7 @@ def softmax_cross_entropy_f_index_32(a_z, a_t, a_out, epsilon):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            s += _exp32(-m + z_j)
         if epsilon == np.float32(0.0):
             z_j = a_z[i, a_t[i]]
             z_y = z_j
@@ -49,7 +50,7 @@ def softmax_cross_entropy_b_index_32(a_z, a_t, a_g, a_out, epsilon):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            w_j = np.exp(-m + z_j)
+            w_j = _exp32(-m + z_j)
             a_out[i, j] = w_j
             s += w_j
         if epsilon == np.float32(0.0):
@@ -79,7 +80,7 @@ def softmax_cross_entropy_f_dense_32(a_z, a_t, a_out, epsilon):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            s += np.exp(-m + z_j)
+            s += _exp32(-m + z_j)
         z_y = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
@@ -101,7 +102,7 @@ def softmax_cross_entropy_b_dense_32(a_z, a_t, a_g, a_out, epsilon):
         s = np.float32(0.0)
         for j in range(nc):
             z_j = a_z[i, j]
-            w_j = np.exp(-m + z_j)
+            w_j = _exp32(-m + z_j)
             a_out[i, j] = w_j
             s += w_j
         z_y = np.float32(0.0)

@@ -7,6 +7,7 @@ stated d/dx (checked against sympy.diff): 1 - y**2
 import math
 import numpy as np
 from numba import njit, prange
+from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: tanh(x)
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -16,7 +17,7 @@ def tanh_f_32(a_x, out0):
         x = a_x[i0]
         q0 = (x * x)
         q1 = np.abs(x)
-        q2 = np.exp(-np.float32(2.0)*q1)
+        q2 = _exp32(-np.float32(2.0)*q1)
         q3 = (np.float32(1.0) - q2)/(q2 + np.float32(1.0))
         q4 = (x*(q0*(q0*(q0*(q0*(q0*(q0*(np.float32(0.003592128036572481) - np.float32(0.0014558343870513183)*q0) + np.float32(-0.008863235529902197)) + np.float32(0.021869488536155203)) + np.float32(-0.05396825396825397)) + np.float32(0.13333333333333333)) + np.float32(-0.3333333333333333)) + np.float32(1.0)) if (q1 < np.float32(0.125)) else (-q3 if (x < np.float32(0.0)) else q3))
         out0[i0] = q4

@@ -147,6 +147,12 @@ class ScalarPrinter(KinkRewrites, PythonCodePrinter):
     def _erf(self):
         return "math.erf"
 
+    def _print_exp(self, e):
+        """In float32 loops ``_exp32``, which vectorises (``libm``'s expf is a call per element)."""
+        if self.fast_forms and self.dtype == "float32":
+            return f"_exp32({self._print(e.args[0])})"
+        return self._print_Function(e)
+
     _print_erf = _print_Function
 
     def _print_Min(self, e):
@@ -181,7 +187,8 @@ class ScalarPrinter(KinkRewrites, PythonCodePrinter):
 
 
 for _name in _FUNCS:
-    setattr(ScalarPrinter, f"_print_{_name}", ScalarPrinter._print_Function)
+    if f"_print_{_name}" not in ScalarPrinter.__dict__:
+        setattr(ScalarPrinter, f"_print_{_name}", ScalarPrinter._print_Function)
 
 
 class ArrayPrinter(ScalarPrinter):
