@@ -31,10 +31,21 @@ def module_header(flavor: str) -> list:
     return lines + [""]
 
 
-def decorator(parallel: bool) -> str:
+def decorator(parallel: bool, reduces: bool = False) -> str:
     """NumPy's error model: x/0 gives inf or nan (which the step guard catches)
-    instead of a per-division exception check that blocks vectorisation."""
+    instead of a per-division exception check that blocks vectorisation.
+
+    ``reduces``: the kernel sums or maximises along its inner loop (a row op's
+    statistics).  In IEEE order such a loop is a chain, one add per add latency,
+    and it keeps everything else in the loop (the exp of a softmax) scalar too;
+    reassociation lets LLVM keep a vector of partial sums (softmax over 8192 x 64:
+    5.0 ms to 0.75 ms on one thread).  ``nsz`` lets the maxima vectorise (the sign
+    of a zero maximum is not kept).  NaN and inf keep their meaning (no ``nnan``,
+    ``ninf``); the results are deterministic, and summed in a different order
+    than one by one (as NumPy's pairwise sums are)."""
     opts = 'cache=True, error_model="numpy"'
+    if reduces:
+        opts += ', fastmath={"nsz", "reassoc"}'
     return f"@njit(parallel=True, {opts})" if parallel else f"@njit({opts})"
 
 

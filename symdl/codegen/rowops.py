@@ -76,7 +76,7 @@ def row_kernel(name: str, op: RowOp, dtype: str, labels: str = "index", flavor: 
     sig = ", ".join(row_signature(op, value, total, colsum))
     if flavor == "numba":
         body = _numba(op, dtype, labels, parallel, outs, total, colsum)
-        return head + [decorator(parallel), f"def {name}({sig}):"] + body + [""]
+        return head + [decorator(parallel, reduces=True), f"def {name}({sig}):"] + body + [""]
     return head + [f"def {name}({sig}):"] + _numpy(op, dtype, labels, outs) + [""]
 
 
