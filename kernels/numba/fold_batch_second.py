@@ -2,6 +2,13 @@
 import numpy as np
 from numba import njit, prange
 
+
+@njit(inline="always")
+def span(o, s, L, T):
+    """The steps t of [0, T) with 0 <= t·s + o < L: range(t0, t1), t0 <= t1."""
+    t0 = max(0, (s - 1 - o) // s)
+    return t0, max(t0, min(T, (L - 1 - o) // s + 1))
+
 # fold (col2im) of 2-D maps, columns (C, KH, KW, N, OH, OW): unfold's transpose,
 # overlapping columns add up (in (p, q) order at every pixel)
 @njit(parallel=True, cache=True)
@@ -9,16 +16,21 @@ def kernel(cols, img, sh, sw, ph, pw, dh, dw):
     C, KH, KW, N, OH, OW = cols.shape
     H, W = img.shape[2], img.shape[3]
     for m in prange(N * C):
-        n, c = m // C, m % C
-        for r in range(H):
-            for x in range(W):
-                img[n, c, r, x] = 0
+        c, n = m // N, m % N
+        img[n, c] = 0
         for p in range(KH):
+            r0 = p * dh - ph
+            i0, i1 = span(r0, sh, H, OH)
             for q in range(KW):
-                for i in range(OH):
-                    r = i * sh + p * dh - ph
-                    if 0 <= r < H:
-                        for j in range(OW):
-                            x = j * sw + q * dw - pw
-                            if 0 <= x < W:
-                                img[n, c, r, x] += cols[c, p, q, n, i, j]
+                x0 = q * dw - pw
+                j0, j1 = span(x0, sw, W, OW)
+                if sw == 1:
+                    for i in range(i0, i1):
+                        row = img[n, c, i * sh + r0, j0 + x0:j1 + x0]
+                        add = cols[c, p, q, n, i, j0:j1]
+                        for j in range(j1 - j0):
+                            row[j] += add[j]
+                else:
+                    for i in range(i0, i1):
+                        for j in range(j0, j1):
+                            img[n, c, i * sh + r0, j * sw + x0] += cols[c, p, q, n, i, j]

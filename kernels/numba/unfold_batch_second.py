@@ -2,20 +2,34 @@
 import numpy as np
 from numba import njit, prange
 
+
+@njit(inline="always")
+def span(o, s, L, T):
+    """The steps t of [0, T) with 0 <= t·s + o < L: range(t0, t1), t0 <= t1."""
+    t0 = max(0, (s - 1 - o) // s)
+    return t0, max(t0, min(T, (L - 1 - o) // s + 1))
+
 # unfold (im2col) of 2-D maps, columns (C, KH, KW, N, OH, OW)
 @njit(parallel=True, cache=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
     C, KH, KW, N, OH, OW = cols.shape
     H, W = img.shape[2], img.shape[3]
-    for m in prange(N * C):
-        n, c = m // C, m % C
-        for p in range(KH):
-            for q in range(KW):
-                for i in range(OH):
-                    r = i * sh + p * dh - ph
-                    for j in range(OW):
-                        x = j * sw + q * dw - pw
-                        if 0 <= r < H and 0 <= x < W:
-                            cols[c, p, q, n, i, j] = img[n, c, r, x]
-                        else:
-                            cols[c, p, q, n, i, j] = 0
+    B = (N + 63) // 64
+    for m in prange(C * KH * KW * B):
+        c, p, q, b = m // (KH * KW * B), m // (KW * B) % KH, m // B % KW, m % B
+        r0, x0 = p * dh - ph, q * dw - pw
+        i0, i1 = span(r0, sh, H, OH)
+        j0, j1 = span(x0, sw, W, OW)
+        n0, n1 = 64 * b, min(N, 64 * b + 64)
+        if i0 > 0 or i1 < OH or j0 > 0 or j1 < OW:
+            for n in range(n0, n1):
+                cols[c, p, q, n] = 0
+        if sw == 1:
+            for n in range(n0, n1):
+                for i in range(i0, i1):
+                    cols[c, p, q, n, i, j0:j1] = img[n, c, i * sh + r0, j0 + x0:j1 + x0]
+        else:
+            for n in range(n0, n1):
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        cols[c, p, q, n, i, j] = img[n, c, i * sh + r0, j * sw + x0]
