@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: a + b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def add_f_32(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def add_f_32(a_a, a_b, out0):
         out0[i0] = a + b
 
 # backward d/da, float32: g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def add_b0_32(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -26,7 +26,7 @@ def add_b0_32(a_g, out0):
         out0[i0] = g
 
 # backward d/db, float32: g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def add_b1_32(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -34,7 +34,7 @@ def add_b1_32(a_g, out0):
         out0[i0] = g
 
 # forward, float64: a + b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def add_f_64(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -43,7 +43,7 @@ def add_f_64(a_a, a_b, out0):
         out0[i0] = a + b
 
 # backward d/da, float64: g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def add_b0_64(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -51,7 +51,7 @@ def add_b0_64(a_g, out0):
         out0[i0] = g
 
 # backward d/db, float64: g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def add_b1_64(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -11,7 +11,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def bce_logits_f_32(a_x, a_t, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -20,7 +20,7 @@ def bce_logits_f_32(a_x, a_t, out0):
         out0[i0] = x*(np.float32(1.0) - t) + np.log1p(_exp32(-np.abs(x))) - min(np.float32(0.0), x)
 
 # backward d/dx, float32: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def bce_logits_b0_32(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -31,7 +31,7 @@ def bce_logits_b0_32(a_x, a_t, a_g, out0):
         out0[i0] = g*(-t + (np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0)))
 
 # backward d/dt, float32: -g*x
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def bce_logits_b1_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -40,7 +40,7 @@ def bce_logits_b1_32(a_x, a_g, out0):
         out0[i0] = -g*x
 
 # forward, float64: x*(1 - t) + log1p(exp(-Abs(x))) - Min(0, x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def bce_logits_f_64(a_x, a_t, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -49,7 +49,7 @@ def bce_logits_f_64(a_x, a_t, out0):
         out0[i0] = x*(np.float64(1.0) - t) + np.log1p(np.exp(-np.abs(x))) - min(np.float64(0.0), x)
 
 # backward d/dx, float64: g*(-t + exp(Min(0, x))/(1 + exp(-Abs(x))))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def bce_logits_b0_64(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -60,7 +60,7 @@ def bce_logits_b0_64(a_x, a_t, a_g, out0):
         out0[i0] = g*(-t + (np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0)))
 
 # backward d/dt, float64: -g*x
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def bce_logits_b1_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

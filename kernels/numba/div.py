@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: a/b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def div_f_32(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def div_f_32(a_a, a_b, out0):
         out0[i0] = a/b
 
 # backward d/da, float32: g/b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def div_b0_32(a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -27,7 +27,7 @@ def div_b0_32(a_b, a_g, out0):
         out0[i0] = g/b
 
 # backward d/db, float32: -a*g/b**2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def div_b1_32(a_a, a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -37,7 +37,7 @@ def div_b1_32(a_a, a_b, a_g, out0):
         out0[i0] = -a*g/(b * b)
 
 # forward, float64: a/b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def div_f_64(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -46,7 +46,7 @@ def div_f_64(a_a, a_b, out0):
         out0[i0] = a/b
 
 # backward d/da, float64: g/b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def div_b0_64(a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -55,7 +55,7 @@ def div_b0_64(a_b, a_g, out0):
         out0[i0] = g/b
 
 # backward d/db, float64: -a*g/b**2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def div_b1_64(a_a, a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: Piecewise((alpha*(exp(x) - 1), x <= 0), (x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def elu_f_32(a_x, out0, alpha):
     alpha = np.float32(alpha)
     n0, = out0.shape
@@ -19,7 +19,7 @@ def elu_f_32(a_x, out0, alpha):
         out0[i0] = (alpha*(_exp32(x) + np.float32(-1.0)) if (x <= np.float32(0.0)) else x)
 
 # backward d/dx, float32: g*Piecewise((alpha*exp(x), x <= 0), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def elu_b0_32(a_x, a_g, out0, alpha):
     alpha = np.float32(alpha)
     n0, = out0.shape
@@ -29,7 +29,7 @@ def elu_b0_32(a_x, a_g, out0, alpha):
         out0[i0] = g*(alpha*_exp32(x) if (x <= np.float32(0.0)) else np.float32(1.0))
 
 # forward, float64: Piecewise((alpha*(exp(x) - 1), x <= 0), (x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def elu_f_64(a_x, out0, alpha):
     alpha = np.float64(alpha)
     n0, = out0.shape
@@ -38,7 +38,7 @@ def elu_f_64(a_x, out0, alpha):
         out0[i0] = (alpha*(np.exp(x) + np.float64(-1.0)) if (x <= np.float64(0.0)) else x)
 
 # backward d/dx, float64: g*Piecewise((alpha*exp(x), x <= 0), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def elu_b0_64(a_x, a_g, out0, alpha):
     alpha = np.float64(alpha)
     n0, = out0.shape

@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*(erf(sqrt(2)*x/2) + 1)/2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def gelu_f_32(a_x, out0):
         out0[i0] = t0*(math.erf(np.sqrt(np.float32(2.0))*t0) + np.float32(1.0))
 
 # backward d/dx, float32: g*(sqrt(2)*x*exp(-x**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*x/2)/2 + 1/2)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -28,7 +28,7 @@ def gelu_b0_32(a_x, a_g, out0):
         out0[i0] = g*(t0*_exp32(-np.float32(0.5)*(x * x))/np.sqrt(np.float32(3.141592653589793)) + (np.float32(0.5))*math.erf(t0) + np.float32(0.5))
 
 # forward, float64: x*(erf(sqrt(2)*x/2) + 1)/2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -37,7 +37,7 @@ def gelu_f_64(a_x, out0):
         out0[i0] = t0*(math.erf(np.sqrt(np.float64(2.0))*t0) + np.float64(1.0))
 
 # backward d/dx, float64: g*(sqrt(2)*x*exp(-x**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*x/2)/2 + 1/2)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

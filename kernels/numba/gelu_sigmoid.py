@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_sigmoid_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -19,7 +19,7 @@ def gelu_sigmoid_f_32(a_x, out0):
         out0[i0] = x*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*(851*x*exp(Min(0, 851*x/500))*Heaviside(-851*x/500)/(500*(1 + exp(-851*Abs(x)/500))) + 851*x*exp(-851*Abs(x)/500)*exp(Min(0, 851*x/500))*sign(x)/(500*(1 + exp(-851*Abs(x)/500))**2) + exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_sigmoid_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -33,7 +33,7 @@ def gelu_sigmoid_b0_32(a_x, a_g, out0):
         out0[i0] = g*(t0*t2*t4*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t1 * t1) + t3*t4*(np.float32(0.0) if (t4 > np.float32(0.0)) else (np.float32(0.5) if (t4 == np.float32(0.0)) else np.float32(1.0))) + t3)
 
 # forward, float64: x*exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_sigmoid_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -42,7 +42,7 @@ def gelu_sigmoid_f_64(a_x, out0):
         out0[i0] = x*(np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 
 # backward d/dx, float64: g*(851*x*exp(Min(0, 851*x/500))*Heaviside(-851*x/500)/(500*(1 + exp(-851*Abs(x)/500))) + 851*x*exp(-851*Abs(x)/500)*exp(Min(0, 851*x/500))*sign(x)/(500*(1 + exp(-851*Abs(x)/500))**2) + exp(Min(0, 851*x/500))/(1 + exp(-851*Abs(x)/500)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_sigmoid_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

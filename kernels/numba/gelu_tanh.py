@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_tanh_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -23,7 +23,7 @@ def gelu_tanh_f_32(a_x, out0):
         out0[i0] = (np.float32(0.5))*x*(q5 + np.float32(1.0))
 
 # backward d/dx, float32: g*(sqrt(2)*x*(1 - tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))**2)*(26829*x**2/200000 + 1)/(2*sqrt(pi)) + tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))/2 + 1/2)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_tanh_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -40,7 +40,7 @@ def gelu_tanh_b0_32(a_x, a_g, out0):
         out0[i0] = g*((np.float32(0.5))*t0*x*(np.float32(1.0) - (t1 * t1))*((np.float32(0.134145))*(x * x) + np.float32(1.0)) + (np.float32(0.5))*t1 + np.float32(0.5))
 
 # forward, float64: x*(tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi)) + 1)/2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_tanh_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -54,7 +54,7 @@ def gelu_tanh_f_64(a_x, out0):
         out0[i0] = (np.float64(0.5))*x*(q5 + np.float64(1.0))
 
 # backward d/dx, float64: g*(sqrt(2)*x*(1 - tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))**2)*(26829*x**2/200000 + 1)/(2*sqrt(pi)) + tanh(sqrt(2)*(8943*x**3/200000 + x)/sqrt(pi))/2 + 1/2)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def gelu_tanh_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -11,7 +11,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: Piecewise((0, t*x >= 1), (-t*x + 1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def hinge_f_32(a_x, a_t, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -21,7 +21,7 @@ def hinge_f_32(a_x, a_t, out0):
         out0[i0] = (np.float32(0.0) if (t0 >= np.float32(1.0)) else np.float32(1.0) - t0)
 
 # backward d/dx, float32: -g*t*Piecewise((0, t*x >= 1), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def hinge_b0_32(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -31,7 +31,7 @@ def hinge_b0_32(a_x, a_t, a_g, out0):
         out0[i0] = -g*t*(np.float32(0.0) if (t*x >= np.float32(1.0)) else np.float32(1.0))
 
 # backward d/dt, float32: -g*x*Piecewise((0, t*x >= 1), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def hinge_b1_32(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -41,7 +41,7 @@ def hinge_b1_32(a_x, a_t, a_g, out0):
         out0[i0] = -g*x*(np.float32(0.0) if (t*x >= np.float32(1.0)) else np.float32(1.0))
 
 # forward, float64: Piecewise((0, t*x >= 1), (-t*x + 1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def hinge_f_64(a_x, a_t, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -51,7 +51,7 @@ def hinge_f_64(a_x, a_t, out0):
         out0[i0] = (np.float64(0.0) if (t0 >= np.float64(1.0)) else np.float64(1.0) - t0)
 
 # backward d/dx, float64: -g*t*Piecewise((0, t*x >= 1), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def hinge_b0_64(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -61,7 +61,7 @@ def hinge_b0_64(a_x, a_t, a_g, out0):
         out0[i0] = -g*t*(np.float64(0.0) if (t*x >= np.float64(1.0)) else np.float64(1.0))
 
 # backward d/dt, float64: -g*x*Piecewise((0, t*x >= 1), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def hinge_b1_64(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

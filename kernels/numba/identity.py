@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def identity_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def identity_f_32(a_x, out0):
         out0[i0] = x
 
 # backward d/dx, float32: g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def identity_b0_32(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -26,7 +26,7 @@ def identity_b0_32(a_g, out0):
         out0[i0] = g
 
 # forward, float64: x
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def identity_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -34,7 +34,7 @@ def identity_f_64(a_x, out0):
         out0[i0] = x
 
 # backward d/dx, float64: g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def identity_b0_64(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

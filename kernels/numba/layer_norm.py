@@ -13,7 +13,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def layer_norm_f_32(a_z, a_out, eps):
     eps = np.float32(eps)
     nr, nc = a_z.shape
@@ -32,7 +32,7 @@ def layer_norm_f_32(a_z, a_out, eps):
             a_out[i, j] = (-mu + z_j)/np.sqrt(eps + var)
 
 # VJP, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def layer_norm_b_32(a_z, a_g, a_out, eps):
     eps = np.float32(eps)
     nr, nc = a_z.shape
@@ -61,7 +61,7 @@ def layer_norm_b_32(a_z, a_g, a_out, eps):
             a_out[i, j] = (g_j - g_m - g_x*(-mu + z_j)/np.sqrt(eps + var))/np.sqrt(eps + var)
 
 # forward, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def layer_norm_f_64(a_z, a_out, eps):
     eps = np.float64(eps)
     nr, nc = a_z.shape
@@ -80,7 +80,7 @@ def layer_norm_f_64(a_z, a_out, eps):
             a_out[i, j] = (-mu + z_j)/np.sqrt(eps + var)
 
 # VJP, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def layer_norm_b_64(a_z, a_g, a_out, eps):
     eps = np.float64(eps)
     nr, nc = a_z.shape

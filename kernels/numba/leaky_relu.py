@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: Piecewise((x, x > 0), (alpha*x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def leaky_relu_f_32(a_x, out0, alpha):
     alpha = np.float32(alpha)
     n0, = out0.shape
@@ -19,7 +19,7 @@ def leaky_relu_f_32(a_x, out0, alpha):
         out0[i0] = (x if (x > np.float32(0.0)) else alpha*x)
 
 # backward d/dx, float32: g*Piecewise((1, x > 0), (alpha, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def leaky_relu_b0_32(a_x, a_g, out0, alpha):
     alpha = np.float32(alpha)
     n0, = out0.shape
@@ -29,7 +29,7 @@ def leaky_relu_b0_32(a_x, a_g, out0, alpha):
         out0[i0] = g*(np.float32(1.0) if (x > np.float32(0.0)) else alpha)
 
 # forward, float64: Piecewise((x, x > 0), (alpha*x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def leaky_relu_f_64(a_x, out0, alpha):
     alpha = np.float64(alpha)
     n0, = out0.shape
@@ -38,7 +38,7 @@ def leaky_relu_f_64(a_x, out0, alpha):
         out0[i0] = (x if (x > np.float64(0.0)) else alpha*x)
 
 # backward d/dx, float64: g*Piecewise((1, x > 0), (alpha, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def leaky_relu_b0_64(a_x, a_g, out0, alpha):
     alpha = np.float64(alpha)
     n0, = out0.shape

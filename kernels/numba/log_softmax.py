@@ -12,7 +12,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def log_softmax_f_32(a_z, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -29,7 +29,7 @@ def log_softmax_f_32(a_z, a_out):
             a_out[i, j] = -m + z_j - np.log(s)
 
 # VJP, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def log_softmax_b_32(a_z, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -53,7 +53,7 @@ def log_softmax_b_32(a_z, a_g, a_out):
             a_out[i, j] = g_j - g_s*w_j/s
 
 # forward, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def log_softmax_f_64(a_z, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -70,7 +70,7 @@ def log_softmax_f_64(a_z, a_out):
             a_out[i, j] = -m + z_j - np.log(s)
 
 # VJP, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def log_softmax_b_64(a_z, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):

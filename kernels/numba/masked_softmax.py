@@ -12,7 +12,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def masked_softmax_f_32(a_z, a_k, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -32,7 +32,7 @@ def masked_softmax_f_32(a_z, a_k, a_out):
             a_out[i, j] = (_exp32(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
 
 # VJP, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def masked_softmax_b_32(a_z, a_k, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -59,7 +59,7 @@ def masked_softmax_b_32(a_z, a_k, a_g, a_out):
             a_out[i, j] = ((g_j - g_y)*_exp32(-m + z_j)/s if (k_j > np.float32(0.0)) else np.float32(0.0))
 
 # forward, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def masked_softmax_f_64(a_z, a_k, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -79,7 +79,7 @@ def masked_softmax_f_64(a_z, a_k, a_out):
             a_out[i, j] = (np.exp(-m + z_j)/s if (k_j > np.float64(0.0)) else np.float64(0.0))
 
 # VJP, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def masked_softmax_b_64(a_z, a_k, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):

@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: (-t + x)**2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mse_f_32(a_x, a_t, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def mse_f_32(a_x, a_t, out0):
         out0[i0] = ((-t + x) * (-t + x))
 
 # backward d/dx, float32: g*(-2*t + 2*x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mse_b0_32(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -28,7 +28,7 @@ def mse_b0_32(a_x, a_t, a_g, out0):
         out0[i0] = g*(-np.float32(2.0)*t + np.float32(2.0)*x)
 
 # backward d/dt, float32: g*(2*t - 2*x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mse_b1_32(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -38,7 +38,7 @@ def mse_b1_32(a_x, a_t, a_g, out0):
         out0[i0] = g*(np.float32(2.0)*t - np.float32(2.0)*x)
 
 # forward, float64: (-t + x)**2
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mse_f_64(a_x, a_t, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -47,7 +47,7 @@ def mse_f_64(a_x, a_t, out0):
         out0[i0] = ((-t + x) * (-t + x))
 
 # backward d/dx, float64: g*(-2*t + 2*x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mse_b0_64(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -57,7 +57,7 @@ def mse_b0_64(a_x, a_t, a_g, out0):
         out0[i0] = g*(-np.float64(2.0)*t + np.float64(2.0)*x)
 
 # backward d/dt, float64: g*(2*t - 2*x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mse_b1_64(a_x, a_t, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: a*b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mul_f_32(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def mul_f_32(a_a, a_b, out0):
         out0[i0] = a*b
 
 # backward d/da, float32: b*g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mul_b0_32(a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -27,7 +27,7 @@ def mul_b0_32(a_b, a_g, out0):
         out0[i0] = b*g
 
 # backward d/db, float32: a*g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mul_b1_32(a_a, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -36,7 +36,7 @@ def mul_b1_32(a_a, a_g, out0):
         out0[i0] = a*g
 
 # forward, float64: a*b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mul_f_64(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -45,7 +45,7 @@ def mul_f_64(a_a, a_b, out0):
         out0[i0] = a*b
 
 # backward d/da, float64: b*g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mul_b0_64(a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -54,7 +54,7 @@ def mul_b0_64(a_b, a_g, out0):
         out0[i0] = b*g
 
 # backward d/db, float64: a*g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def mul_b1_64(a_a, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -12,7 +12,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, index labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_f_index_32(a_z, a_t, a_out, margin):
     margin = np.float32(margin)
     nr, nc = a_z.shape
@@ -32,7 +32,7 @@ def multi_hinge_f_index_32(a_z, a_t, a_out, margin):
         a_out[i] = h
 
 # VJP, index labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_b_index_32(a_z, a_t, a_g, a_out, margin):
     margin = np.float32(margin)
     nr, nc = a_z.shape
@@ -58,7 +58,7 @@ def multi_hinge_b_index_32(a_z, a_t, a_g, a_out, margin):
             a_out[i, j] = g*(-c*t_j + w_j)
 
 # forward, dense labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_f_dense_32(a_z, a_t, a_out, margin):
     margin = np.float32(margin)
     nr, nc = a_z.shape
@@ -81,7 +81,7 @@ def multi_hinge_f_dense_32(a_z, a_t, a_out, margin):
         a_out[i] = h
 
 # VJP, dense labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_b_dense_32(a_z, a_t, a_g, a_out, margin):
     margin = np.float32(margin)
     nr, nc = a_z.shape
@@ -110,7 +110,7 @@ def multi_hinge_b_dense_32(a_z, a_t, a_g, a_out, margin):
             a_out[i, j] = g*(-c*t_j + w_j)
 
 # forward, index labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_f_index_64(a_z, a_t, a_out, margin):
     margin = np.float64(margin)
     nr, nc = a_z.shape
@@ -130,7 +130,7 @@ def multi_hinge_f_index_64(a_z, a_t, a_out, margin):
         a_out[i] = h
 
 # VJP, index labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_b_index_64(a_z, a_t, a_g, a_out, margin):
     margin = np.float64(margin)
     nr, nc = a_z.shape
@@ -156,7 +156,7 @@ def multi_hinge_b_index_64(a_z, a_t, a_g, a_out, margin):
             a_out[i, j] = g*(-c*t_j + w_j)
 
 # forward, dense labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_f_dense_64(a_z, a_t, a_out, margin):
     margin = np.float64(margin)
     nr, nc = a_z.shape
@@ -179,7 +179,7 @@ def multi_hinge_f_dense_64(a_z, a_t, a_out, margin):
         a_out[i] = h
 
 # VJP, dense labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def multi_hinge_b_dense_64(a_z, a_t, a_g, a_out, margin):
     margin = np.float64(margin)
     nr, nc = a_z.shape

@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: -x
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def neg_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -17,7 +17,7 @@ def neg_f_32(a_x, out0):
         out0[i0] = -x
 
 # backward d/dx, float32: -g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def neg_b0_32(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -25,7 +25,7 @@ def neg_b0_32(a_g, out0):
         out0[i0] = -g
 
 # forward, float64: -x
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def neg_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -33,7 +33,7 @@ def neg_f_64(a_x, out0):
         out0[i0] = -x
 
 # backward d/dx, float64: -g
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def neg_b0_64(a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -11,7 +11,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, index labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_f_index_32(a_z, a_t, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -20,7 +20,7 @@ def nll_f_index_32(a_z, a_t, a_out):
         a_out[i] = -z_y
 
 # VJP, index labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_b_index_32(a_z, a_t, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -32,7 +32,7 @@ def nll_b_index_32(a_z, a_t, a_g, a_out):
             a_out[i, j] = -g*t_j
 
 # forward, dense labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_f_dense_32(a_z, a_t, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -44,7 +44,7 @@ def nll_f_dense_32(a_z, a_t, a_out):
         a_out[i] = -z_y
 
 # VJP, dense labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_b_dense_32(a_z, a_t, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -59,7 +59,7 @@ def nll_b_dense_32(a_z, a_t, a_g, a_out):
             a_out[i, j] = -g*t_j
 
 # forward, index labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_f_index_64(a_z, a_t, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -68,7 +68,7 @@ def nll_f_index_64(a_z, a_t, a_out):
         a_out[i] = -z_y
 
 # VJP, index labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_b_index_64(a_z, a_t, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -80,7 +80,7 @@ def nll_b_index_64(a_z, a_t, a_g, a_out):
             a_out[i, j] = -g*t_j
 
 # forward, dense labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_f_dense_64(a_z, a_t, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -92,7 +92,7 @@ def nll_f_dense_64(a_z, a_t, a_out):
         a_out[i] = -z_y
 
 # VJP, dense labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def nll_b_dense_64(a_z, a_t, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):

@@ -10,7 +10,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # delta <- g_w*sqrt(eps + u)/sqrt(eps + v)
 # u <- flush(delta**2*(1 - rho) + rho*u)
 # p <- -delta*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adadelta_32(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
     eps = np.float32(eps)
     lr = np.float32(lr)
@@ -40,7 +40,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # delta <- g_w*sqrt(eps + u)/sqrt(eps + v)
 # u <- flush(delta**2*(1 - rho) + rho*u)
 # p <- -delta*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adadelta_64(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
     eps = np.float64(eps)
     lr = np.float64(lr)

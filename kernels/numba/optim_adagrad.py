@@ -8,7 +8,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adagrad_32(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float32(clr)
     eps = np.float32(eps)
@@ -29,7 +29,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # s <- g_w**2 + s
 # p <- -clr*g_w/(eps + sqrt(s)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adagrad_64(a_p, a_g, a_s, clr, eps, weight_decay):
     clr = np.float64(clr)
     eps = np.float64(eps)

@@ -11,7 +11,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adam_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -46,7 +46,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adam_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
@@ -82,7 +82,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -121,7 +121,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*mhat/(eps + sqrt(vhat)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adam_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

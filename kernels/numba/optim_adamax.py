@@ -9,7 +9,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # m <- flush(beta1*m + g_w*(1 - beta1))
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adamax_32(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -39,7 +39,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # m <- flush(beta1*m + g_w*(1 - beta1))
 # u <- Max(beta2*u, eps + Abs(g_w))
 # p <- p - lr*m/(c1*u)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adamax_64(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

@@ -10,7 +10,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adamw_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -43,7 +43,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- v/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adamw_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
@@ -77,7 +77,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -114,7 +114,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # mhat <- m/c1
 # vhat <- vmax/c2
 # p <- -lr*(mhat/(eps + sqrt(vhat)) + p*weight_decay) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def adamw_amsgrad_64(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

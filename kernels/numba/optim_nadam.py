@@ -10,7 +10,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # v <- flush(beta2*v + g_w**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def nadam_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -48,7 +48,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # v <- flush(beta2*v + g_w**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g_w*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def nadam_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)
@@ -85,7 +85,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # v <- flush(beta2*v + g**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def nadam_decoupled_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float32(beta1)
     beta2 = np.float32(beta2)
@@ -122,7 +122,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # v <- flush(beta2*v + g**2*(1 - beta2))
 # vhat <- v/c2
 # p <- -g*lr*(1 - mu_t)/((1 - mu_prod)*(eps + sqrt(vhat))) - lr*m*mu_next/((eps + sqrt(vhat))*(-mu_next*mu_prod + 1)) - lr*p*weight_decay + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def nadam_decoupled_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu_t, weight_decay):
     beta1 = np.float64(beta1)
     beta2 = np.float64(beta2)

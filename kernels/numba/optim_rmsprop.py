@@ -8,7 +8,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_32(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -31,7 +31,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # p <- -g_w*lr/(eps + sqrt(v)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_64(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
@@ -55,7 +55,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_momentum_32(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -83,7 +83,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # v <- flush(alpha*v + g_w**2*(1 - alpha))
 # b <- flush(b*momentum + g_w/(eps + sqrt(v)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_momentum_64(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
@@ -112,7 +112,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # gbar <- flush(alpha*gbar + g_w*(1 - alpha))
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -140,7 +140,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # gbar <- flush(alpha*gbar + g_w*(1 - alpha))
 # vtilde <- -gbar**2 + v
 # p <- -g_w*lr/(eps + sqrt(vtilde)) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)
@@ -169,7 +169,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # vtilde <- -gbar**2 + v
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float32(alpha)
     eps = np.float32(eps)
@@ -202,7 +202,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # vtilde <- -gbar**2 + v
 # b <- flush(b*momentum + g_w/(eps + sqrt(vtilde)))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def rmsprop_centered_momentum_64(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, momentum, weight_decay):
     alpha = np.float64(alpha)
     eps = np.float64(eps)

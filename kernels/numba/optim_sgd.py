@@ -7,7 +7,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sgd_32(a_p, a_g, lr, weight_decay):
     lr = np.float32(lr)
     weight_decay = np.float32(weight_decay)
@@ -22,7 +22,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
 # p <- -g_w*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sgd_64(a_p, a_g, lr, weight_decay):
     lr = np.float64(lr)
     weight_decay = np.float64(weight_decay)
@@ -38,7 +38,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sgd_momentum_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
@@ -63,7 +63,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -b*lr + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sgd_momentum_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)
@@ -88,7 +88,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sgd_nesterov_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float32(dampening)
     first = np.float32(first)
@@ -113,7 +113,7 @@ from symdl.backends.numba_math import exp32 as _exp32  # v1
 # g_w <- g + p*weight_decay
 # b <- first*g_w + (1 - first)*(b*momentum + g_w*(1 - dampening))
 # p <- -lr*(b*momentum + g_w) + p
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sgd_nesterov_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay):
     dampening = np.float64(dampening)
     first = np.float64(first)

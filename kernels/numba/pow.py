@@ -11,7 +11,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: a**b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def pow_f_32(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -20,7 +20,7 @@ def pow_f_32(a_a, a_b, out0):
         out0[i0] = a ** b
 
 # backward d/da, float32: g*Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def pow_b0_32(a_a, a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -30,7 +30,7 @@ def pow_b0_32(a_a, a_b, a_g, out0):
         out0[i0] = g*(np.float32(0.0) if (b == np.float32(0.0)) else a ** (b + np.float32(-1.0))*b)
 
 # backward d/db, float32: g*Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def pow_b1_32(a_a, a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -40,7 +40,7 @@ def pow_b1_32(a_a, a_b, a_g, out0):
         out0[i0] = g*(np.float32(0.0) if ((a == np.float32(0.0)) and (b >= np.float32(0.0))) else a ** b*np.log(a))
 
 # forward, float64: a**b
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def pow_f_64(a_a, a_b, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -49,7 +49,7 @@ def pow_f_64(a_a, a_b, out0):
         out0[i0] = a ** b
 
 # backward d/da, float64: g*Piecewise((0, Eq(b, 0)), (a**(b - 1)*b, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def pow_b0_64(a_a, a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -59,7 +59,7 @@ def pow_b0_64(a_a, a_b, a_g, out0):
         out0[i0] = g*(np.float64(0.0) if (b == np.float64(0.0)) else a ** (b + np.float64(-1.0))*b)
 
 # backward d/db, float64: g*Piecewise((0, Eq(a, 0) & (b >= 0)), (a**b*log(a), True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def pow_b1_64(a_a, a_b, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: Piecewise((0, x <= 0), (x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def relu_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def relu_f_32(a_x, out0):
         out0[i0] = (np.float32(0.0) if (x <= np.float32(0.0)) else x)
 
 # backward d/dx, float32: g*Piecewise((0, y <= 0), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def relu_b0_32(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -27,7 +27,7 @@ def relu_b0_32(a_y, a_g, out0):
         out0[i0] = g*(np.float32(0.0) if (y <= np.float32(0.0)) else np.float32(1.0))
 
 # forward, float64: Piecewise((0, x <= 0), (x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def relu_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -35,7 +35,7 @@ def relu_f_64(a_x, out0):
         out0[i0] = (np.float64(0.0) if (x <= np.float64(0.0)) else x)
 
 # backward d/dx, float64: g*Piecewise((0, y <= 0), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def relu_b0_64(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

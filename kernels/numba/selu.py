@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: 1.050700987355480493419334985294606351959*Piecewise((1.673263242354377284817042991671652038461*exp(x) - 1.673263242354377284817042991671652038461, x <= 0), (x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def selu_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -17,7 +17,7 @@ def selu_f_32(a_x, out0):
         out0[i0] = np.float32(1.0507009873554805)*(np.float32(1.6732632423543772)*_exp32(x) + np.float32(-1.6732632423543772) if (x <= np.float32(0.0)) else x)
 
 # backward d/dx, float32: 1.050700987355480493419334985294606351959*g*Piecewise((1.673263242354377284817042991671652038461*exp(x), x <= 0), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def selu_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -26,7 +26,7 @@ def selu_b0_32(a_x, a_g, out0):
         out0[i0] = np.float32(1.0507009873554805)*g*(np.float32(1.6732632423543772)*_exp32(x) if (x <= np.float32(0.0)) else np.float32(1.0))
 
 # forward, float64: 1.050700987355480493419334985294606351959*Piecewise((1.673263242354377284817042991671652038461*exp(x) - 1.673263242354377284817042991671652038461, x <= 0), (x, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def selu_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -34,7 +34,7 @@ def selu_f_64(a_x, out0):
         out0[i0] = np.float64(1.0507009873554805)*(np.float64(1.6732632423543772)*np.exp(x) + np.float64(-1.6732632423543772) if (x <= np.float64(0.0)) else x)
 
 # backward d/dx, float64: 1.050700987355480493419334985294606351959*g*Piecewise((1.673263242354377284817042991671652038461*exp(x), x <= 0), (1, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def selu_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -11,7 +11,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sigmoid_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -20,7 +20,7 @@ def sigmoid_f_32(a_x, out0):
         out0[i0] = (np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*y*(1 - y)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sigmoid_b0_32(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -29,7 +29,7 @@ def sigmoid_b0_32(a_y, a_g, out0):
         out0[i0] = g*y*(np.float32(1.0) - y)
 
 # forward, float64: exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sigmoid_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -38,7 +38,7 @@ def sigmoid_f_64(a_x, out0):
         out0[i0] = (np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 
 # backward d/dx, float64: g*y*(1 - y)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sigmoid_b0_64(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

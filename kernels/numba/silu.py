@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def silu_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -19,7 +19,7 @@ def silu_f_32(a_x, out0):
         out0[i0] = x*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # backward d/dx, float32: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def silu_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -32,7 +32,7 @@ def silu_b0_32(a_x, a_g, out0):
         out0[i0] = g*(t0*t2*x*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t1 * t1) + t3*x*(np.float32(0.0) if (x > np.float32(0.0)) else (np.float32(0.5) if (x == np.float32(0.0)) else np.float32(1.0))) + t3)
 
 # forward, float64: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def silu_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -41,7 +41,7 @@ def silu_f_64(a_x, out0):
         out0[i0] = x*(np.float64(1.0) if (x >= np.float64(0.0)) else t0)/(t0 + np.float64(1.0))
 
 # backward d/dx, float64: g*(x*exp(Min(0, x))*Heaviside(-x)/(1 + exp(-Abs(x))) + x*exp(-Abs(x))*exp(Min(0, x))*sign(x)/(1 + exp(-Abs(x)))**2 + exp(Min(0, x))/(1 + exp(-Abs(x))))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def silu_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -12,7 +12,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_f_32(a_z, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -31,7 +31,7 @@ def softmax_f_32(a_z, a_out):
             a_out[i, j] = w_j/s
 
 # VJP, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_b_32(a_z, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -56,7 +56,7 @@ def softmax_b_32(a_z, a_g, a_out):
             a_out[i, j] = w_j*(g_j - g_y)/s
 
 # forward, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_f_64(a_z, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):
@@ -75,7 +75,7 @@ def softmax_f_64(a_z, a_out):
             a_out[i, j] = w_j/s
 
 # VJP, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_b_64(a_z, a_g, a_out):
     nr, nc = a_z.shape
     for i in prange(nr):

@@ -12,7 +12,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, index labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_f_index_32(a_z, a_t, a_out, epsilon):
     epsilon = np.float32(epsilon)
     nr, nc = a_z.shape
@@ -37,7 +37,7 @@ def softmax_cross_entropy_f_index_32(a_z, a_t, a_out, epsilon):
         a_out[i] = m - z_y + np.log(s)
 
 # VJP, index labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_b_index_32(a_z, a_t, a_g, a_out, epsilon):
     epsilon = np.float32(epsilon)
     nr, nc = a_z.shape
@@ -68,7 +68,7 @@ def softmax_cross_entropy_b_index_32(a_z, a_t, a_g, a_out, epsilon):
             a_out[i, j] = g*(-t_j + w_j/s)
 
 # forward, dense labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_f_dense_32(a_z, a_t, a_out, epsilon):
     epsilon = np.float32(epsilon)
     nr, nc = a_z.shape
@@ -89,7 +89,7 @@ def softmax_cross_entropy_f_dense_32(a_z, a_t, a_out, epsilon):
         a_out[i] = m - z_y + np.log(s)
 
 # VJP, dense labels, float32
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_b_dense_32(a_z, a_t, a_g, a_out, epsilon):
     epsilon = np.float32(epsilon)
     nr, nc = a_z.shape
@@ -116,7 +116,7 @@ def softmax_cross_entropy_b_dense_32(a_z, a_t, a_g, a_out, epsilon):
             a_out[i, j] = g*(-t_j + w_j/s)
 
 # forward, index labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_f_index_64(a_z, a_t, a_out, epsilon):
     epsilon = np.float64(epsilon)
     nr, nc = a_z.shape
@@ -141,7 +141,7 @@ def softmax_cross_entropy_f_index_64(a_z, a_t, a_out, epsilon):
         a_out[i] = m - z_y + np.log(s)
 
 # VJP, index labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_b_index_64(a_z, a_t, a_g, a_out, epsilon):
     epsilon = np.float64(epsilon)
     nr, nc = a_z.shape
@@ -172,7 +172,7 @@ def softmax_cross_entropy_b_index_64(a_z, a_t, a_g, a_out, epsilon):
             a_out[i, j] = g*(-t_j + w_j/s)
 
 # forward, dense labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_f_dense_64(a_z, a_t, a_out, epsilon):
     epsilon = np.float64(epsilon)
     nr, nc = a_z.shape
@@ -193,7 +193,7 @@ def softmax_cross_entropy_f_dense_64(a_z, a_t, a_out, epsilon):
         a_out[i] = m - z_y + np.log(s)
 
 # VJP, dense labels, float64
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"nsz", "reassoc"})
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "reassoc"})
 def softmax_cross_entropy_b_dense_64(a_z, a_t, a_g, a_out, epsilon):
     epsilon = np.float64(epsilon)
     nr, nc = a_z.shape

@@ -11,7 +11,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: log1p(exp(-Abs(x))) + Max(0, x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softplus_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -19,7 +19,7 @@ def softplus_f_32(a_x, out0):
         out0[i0] = np.log1p(_exp32(-np.abs(x))) + max(np.float32(0.0), x)
 
 # backward d/dx, float32: g*exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softplus_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -29,7 +29,7 @@ def softplus_b0_32(a_x, a_g, out0):
         out0[i0] = g*(np.float32(1.0) if (x >= np.float32(0.0)) else t0)/(t0 + np.float32(1.0))
 
 # forward, float64: log1p(exp(-Abs(x))) + Max(0, x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softplus_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -37,7 +37,7 @@ def softplus_f_64(a_x, out0):
         out0[i0] = np.log1p(np.exp(-np.abs(x))) + max(np.float64(0.0), x)
 
 # backward d/dx, float64: g*exp(Min(0, x))/(1 + exp(-Abs(x)))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softplus_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

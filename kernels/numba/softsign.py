@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: x/(Abs(x) + 1)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softsign_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -17,7 +17,7 @@ def softsign_f_32(a_x, out0):
         out0[i0] = x/(np.abs(x) + np.float32(1.0))
 
 # backward d/dx, float32: g*(-x*sign(x)/(Abs(x) + 1)**2 + 1/(Abs(x) + 1))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softsign_b0_32(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -27,7 +27,7 @@ def softsign_b0_32(a_x, a_g, out0):
         out0[i0] = g*((np.float32(1.0) / t0) - x*(np.float32(1.0) if (x > np.float32(0.0)) else (np.float32(-1.0) if (x < np.float32(0.0)) else np.float32(0.0)))/(t0 * t0))
 
 # forward, float64: x/(Abs(x) + 1)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softsign_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -35,7 +35,7 @@ def softsign_f_64(a_x, out0):
         out0[i0] = x/(np.abs(x) + np.float64(1.0))
 
 # backward d/dx, float64: g*(-x*sign(x)/(Abs(x) + 1)**2 + 1/(Abs(x) + 1))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softsign_b0_64(a_x, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

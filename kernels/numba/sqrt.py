@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: sqrt(x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sqrt_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -18,7 +18,7 @@ def sqrt_f_32(a_x, out0):
         out0[i0] = np.sqrt(x)
 
 # backward d/dx, float32: g/(2*y)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sqrt_b0_32(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -27,7 +27,7 @@ def sqrt_b0_32(a_y, a_g, out0):
         out0[i0] = (np.float32(0.5))*g/y
 
 # forward, float64: sqrt(x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sqrt_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -35,7 +35,7 @@ def sqrt_f_64(a_x, out0):
         out0[i0] = np.sqrt(x)
 
 # backward d/dx, float64: g/(2*y)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sqrt_b0_64(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -9,7 +9,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: Piecewise((1, x > 0), (0, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def step_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -17,14 +17,14 @@ def step_f_32(a_x, out0):
         out0[i0] = (np.float32(1.0) if (x > np.float32(0.0)) else np.float32(0.0))
 
 # backward d/dx, float32: 0
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def step_b0_32(out0):
     n0, = out0.shape
     for i0 in prange(n0):
         out0[i0] = np.float32(0.0)
 
 # forward, float64: Piecewise((1, x > 0), (0, True))
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def step_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -32,7 +32,7 @@ def step_f_64(a_x, out0):
         out0[i0] = (np.float64(1.0) if (x > np.float64(0.0)) else np.float64(0.0))
 
 # backward d/dx, float64: 0
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def step_b0_64(out0):
     n0, = out0.shape
     for i0 in prange(n0):

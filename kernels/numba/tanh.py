@@ -10,7 +10,7 @@ from numba import njit, prange
 from symdl.backends.numba_math import exp32 as _exp32  # v1
 
 # forward, float32: tanh(x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def tanh_f_32(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -23,7 +23,7 @@ def tanh_f_32(a_x, out0):
         out0[i0] = q4
 
 # backward d/dx, float32: g*(1 - y**2)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def tanh_b0_32(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -32,7 +32,7 @@ def tanh_b0_32(a_y, a_g, out0):
         out0[i0] = g*(np.float32(1.0) - (y * y))
 
 # forward, float64: tanh(x)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def tanh_f_64(a_x, out0):
     n0, = out0.shape
     for i0 in prange(n0):
@@ -45,7 +45,7 @@ def tanh_f_64(a_x, out0):
         out0[i0] = q4
 
 # backward d/dx, float64: g*(1 - y**2)
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def tanh_b0_64(a_y, a_g, out0):
     n0, = out0.shape
     for i0 in prange(n0):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-__all__ = ["quiet", "openblas_paths"]
+__all__ = ["quiet", "openblas_paths", "local_threads"]
 
 _quieted: list | None = None
 
@@ -64,3 +64,27 @@ def quiet() -> list:
         stop()
         _quieted.append(path)
     return _quieted
+
+
+_local: list | None = None
+
+
+def local_threads(n: int) -> int | None:
+    """Set the calling thread's OpenBLAS thread count (``openblas_set_num_threads_local``,
+    OpenBLAS 0.3.27 on) in every loaded OpenBLAS; returns the previous count, or None
+    where no loaded BLAS has the entry point (then nothing was changed)."""
+    global _local
+    if _local is None:
+        _local = []
+        for path in openblas_paths():
+            try:
+                fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+            except OSError:
+                continue
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+                _local.append(fn)
+    if not _local:
+        return None
+    before = [fn(int(n)) for fn in _local]
+    return before[0]

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["count", "run", "batched_matmul", "copyto", "COPY_MIN"]
+from .blas_threads import local_threads
+
+__all__ = ["count", "run", "alone", "can_split", "batched_matmul", "copyto", "COPY_MIN"]
 
 COPY_MIN = 1 << 18  # elements of a strided copy worth splitting over the threads
 
@@ -40,6 +43,38 @@ def count() -> int:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
     except ValueError:
         return max(1, os.cpu_count() or 1)
+
+
+def can_split() -> bool:
+    """Whether whole programs may run on several threads at once: numba's threading
+    layer takes parallel loops from several threads (OpenMP or TBB; its ``workqueue``
+    aborts the process) and the calling thread's BLAS thread count can be set."""
+    try:
+        import numba
+        from numba.np.ufunc import parallel
+        parallel._launch_threads()
+        layer = numba.threading_layer()
+    except (ImportError, ValueError, AttributeError):
+        return False
+    blas = local_threads(1) if layer in ("omp", "tbb") else None
+    if blas is None:
+        return False
+    local_threads(blas)
+    return True
+
+
+@contextmanager
+def alone():
+    """This thread's numba loops and BLAS calls on one thread each (restored after)."""
+    import numba
+    before, blas = numba.get_num_threads(), local_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+        if blas is not None:
+            local_threads(blas)
 
 
 class _Worker:

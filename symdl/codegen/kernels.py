@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .render import HEADER, module_header, render  # noqa: F401  (re-exported)
+from .render import HEADER, decorator, module_header, render  # noqa: F401  (re-exported)
 from .spec import KernelSpec, Operand, hoist  # noqa: F401  (hoist: re-exported)
 
 __all__ = ["KernelInput", "elementwise_kernel", "reduction_kernel", "hits_kernel", "HEADER",
@@ -58,7 +58,7 @@ def reduction_kernel(name: str, how: str, dtype: str, mean: bool = False, commen
     ``out`` (``how="all"``), accumulating in the array's dtype row by row
     like NumPy's own axis-0 reduction."""
     c = f"np.{dtype}"
-    lines = [f"# {x}" for x in comment] + ['@njit(cache=True, error_model="numpy")', f"def {name}(x, out):"]
+    lines = [f"# {x}" for x in comment] + [decorator(False), f"def {name}(x, out):"]
     if how == "rows":
         lines += ["    N, C = x.shape", "    for j in range(C):", "        out[j] = x[0, j]",
                   "    for i in range(1, N):", "        for j in range(C):", "            out[j] += x[i, j]"]
@@ -74,7 +74,7 @@ def hits_kernel(name: str) -> list:
     """Numba source of ``name(z, lab)``: how many rows of ``z`` (N, C) have
     their largest entry (the first, on ties, as ``np.argmax``) at column
     ``lab[i]`` (the accuracy count of a classifier's logits)."""
-    return ['@njit(cache=True, error_model="numpy")', f"def {name}(z, lab):",
+    return [decorator(False), f"def {name}(z, lab):",
             "    N, C = z.shape", "    hits = 0", "    for i in range(N):", "        best = 0",
             "        top = z[i, 0]", "        for j in range(1, C):",
             "            if z[i, j] > top:", "                best = j", "                top = z[i, j]",

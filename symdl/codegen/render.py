@@ -33,7 +33,8 @@ def module_header(flavor: str) -> list:
 
 def decorator(parallel: bool, reduces: bool = False) -> str:
     """NumPy's error model: x/0 gives inf or nan (which the step guard catches)
-    instead of a per-division exception check that blocks vectorisation.
+    instead of a per-division exception check that blocks vectorisation.  The GIL
+    is released, so that threads run kernels at once (:mod:`symdl.train.split`).
 
     ``reduces``: the kernel sums or maximises along its inner loop (a row op's
     statistics).  In IEEE order such a loop is a chain, one add per add latency,
@@ -43,7 +44,7 @@ def decorator(parallel: bool, reduces: bool = False) -> str:
     of a zero maximum is not kept).  NaN and inf keep their meaning (no ``nnan``,
     ``ninf``); the results are deterministic, and summed in a different order
     than one by one (as NumPy's pairwise sums are)."""
-    opts = 'cache=True, error_model="numpy"'
+    opts = 'cache=True, nogil=True, error_model="numpy"'
     if reduces:
         opts += ', fastmath={"nsz", "reassoc"}'
     return f"@njit(parallel=True, {opts})" if parallel else f"@njit({opts})"

@@ -80,13 +80,21 @@ class ParamPack:
         total = sum(p.data.size for p in self.params)
         self.data = self.backend.empty(total, dtype)
         self.grad = self.backend.zeros(total, dtype)
-        at = 0
-        for p in self.params:
-            n = p.data.size
-            self.data[at:at + n] = self.backend.asarray(p.data.reshape(-1))
-            p._bind(self.data[at:at + n].reshape(p.shape), self.grad[at:at + n].reshape(p.shape))
+        for p, data, grad in zip(self.params, self.views(self.params, self.data),
+                                 self.views(self.params, self.grad)):
+            data[...] = self.backend.asarray(p.data)
+            p._bind(data, grad)
             p.pack = self
-            at += n
+
+    @staticmethod
+    def views(params, flat) -> list:
+        """Views of the flat buffer ``flat`` laid out as the pack of ``params`` lays
+        out its own (each parameter's shape, in order)."""
+        out, at = [], 0
+        for p in params:
+            out.append(flat[at:at + p.data.size].reshape(p.shape))
+            at += p.data.size
+        return out
 
     def covers(self, params) -> bool:
         """Do ``params`` (in this order) make up exactly this pack?"""

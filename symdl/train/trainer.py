@@ -36,6 +36,7 @@ from .loop import CallbackHost, as_dataset, deferred_signals, fit_data, start_st
 from .loop import features as _features
 from .progress import verbosity
 from .regularize import add_input_noise, clip, dropout_masks, fill_masks
+from .split import Splitter
 from .state import LoopState, capture, run_settings
 
 __all__ = ["History", "Trainer"]
@@ -64,6 +65,8 @@ class Trainer(CallbackHost):
         ``None`` (default): all of them must equal.
     on_start : called with the loop state once resuming is settled.
     comm : data parallel over MPI (:mod:`symdl.train.distributed`): an mpi4py communicator.
+    split : ``"auto"`` (default), ``True`` or ``False``: run each step as one program per
+        thread on a share of the batch's rows (:mod:`symdl.train.split` says when "auto" does).
     """
 
     def __init__(self, model, optimizer, loss="softmax_cross_entropy", loss_params=None,
@@ -72,7 +75,7 @@ class Trainer(CallbackHost):
                  max_skips=10, divergence=1e4, drop_last=False, schedule=None, l1=0.0, l2=0.0,
                  clip_norm=None, clip_value=None, input_noise=0.0, early_stopping=None, say=None,
                  explicit=None, on_start=None, backend="numpy", callbacks=None, verbose=None,
-                 schedule_unit=None, comm=None):
+                 schedule_unit=None, comm=None, split="auto"):
         if str(dtype) not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {dtype!r} (the kernels "
                              "have no float16 or integer flavour)")
@@ -82,6 +85,8 @@ class Trainer(CallbackHost):
             raise UsageError(f"epochs must be non-negative, got {epochs}")
         if int(every) < 1 or int(keep_last) < 1:
             raise UsageError("checkpoint every and keep_last must be at least 1")
+        if not (split == "auto" or split is True or split is False):
+            raise UsageError(f"split must be 'auto', True or False, got {split!r}")
         if min(l1, l2, input_noise, clip_norm or 0, clip_value or 0) < 0:
             raise UsageError("penalties, noise and clipping thresholds must be non-negative")
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
@@ -129,6 +134,7 @@ class Trainer(CallbackHost):
         self._attach(callbacks or ())
         self.settings = run_settings(self, ss)
         self.dist = None if comm is None else attach_comm(self, comm)  # ranks other than 0: quiet
+        self._split = Splitter(self, split)
 
     # ----------------------------------------------------------- compiling
     def _prepare(self, X, y=None):
@@ -141,6 +147,7 @@ class Trainer(CallbackHost):
             names = [p.name for p in self.params]
             self._grad = distinct_grads(grad(g, L, names), names)  # one node per gradient buffer
             self._masks = dropout_masks(g)
+            self._split.decide()
         elif tuple(X.shape[1:]) != tuple(self._graph.shape("x")[1:]):
             raise DataError(f"data has {_features(X.shape[1:])}, the model was built for "
                             f"{_features(self._graph.shape('x')[1:])}")
@@ -268,12 +275,19 @@ class Trainer(CallbackHost):
         if self.dist is not None:  # this rank's slice of the batch, one gradient all-reduce
             return self.dist.train_step(self, X, y, state, cbs)
         step, idx, logs = self._begin_step(state, cbs)
-        prog = self._run_rows(X, y, idx)
-        loss = logs["loss"] = float(prog.value(self._L))
+        if self._split.applies(len(idx)):  # one program per thread, each on a share of the rows
+            prog, loss_sum, hits = self._split.run(X, y, idx)
+            self.current_program = prog
+            logs["loss"] = loss_sum / len(idx)
+        else:
+            prog = self._run_rows(X, y, idx)
+            logs["loss"] = float(prog.value(self._L))
+            loss_sum, hits = logs["loss"] * len(idx), None
         cbs.on_before_update(step, logs)  # the guard first: nothing bad is ever applied
-        hits = self.backend.count_hits(prog.value(self._out), prog.inputs["y"]) \
-            if self.classification and not logs.get("skip_update") else 0
-        self._apply_update(state, logs, prog, loss * len(idx), hits)
+        if hits is None:
+            hits = self.backend.count_hits(prog.value(self._out), prog.inputs["y"]) \
+                if self.classification and not logs.get("skip_update") else 0
+        self._apply_update(state, logs, prog, loss_sum, hits)
         self._end_step(state, step, logs, cbs)
 
     # the parts of a step, shared with the distributed step (symdl.train.distributed)
@@ -291,6 +305,12 @@ class Trainer(CallbackHost):
     def _run_rows(self, X, y, idx):
         """Run the training program on rows ``idx`` (masks, batch statistics, noise)."""
         prog = self.current_program = self.program(len(idx), True)
+        self._feed(prog, X, y, idx)
+        prog.run()
+        return prog
+
+    def _feed(self, prog, X, y, idx):
+        """Fill training program ``prog``'s inputs for rows ``idx`` (masks, batch statistics, noise)."""
         self._batch(prog, X, y, idx)
         if self._masks:
             fill_masks(prog, self._masks, self.noise_rng, train=True)
@@ -298,8 +318,6 @@ class Trainer(CallbackHost):
             set_batchnorm_mode(prog, self.model, train=True)  # batch statistics
         if self.input_noise:
             add_input_noise(prog, self.input_noise, self.noise_rng)
-        prog.run()
-        return prog
 
     def _apply_update(self, state: LoopState, logs, prog, loss_sum: float, hits: int):
         """Unless the guard said skip: clip, step the optimizer, count the step's metrics."""

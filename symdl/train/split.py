@@ -1,0 +1,112 @@
+"""A training step split over threads: each thread takes a share of the batch's rows.
+
+A program of many small units (an unrolled LSTM: at each of 32 time steps a
+64 x 128 x 512 GEMM and a cell kernel over 64 x 128) keeps two cores poorly
+busy: BLAS splits each small GEMM and joins its threads every few
+microseconds, and the cell kernels, too small for numba's threads, run on one
+core.  Split instead, the step runs as ``threads`` programs compiled for the
+rows' shares (:func:`~symdl.train.distributed.shard`, as data-parallel ranks
+take them), each on its own thread with one BLAS and one numba thread
+(:func:`symdl.backends.threads.alone`; the kernels release the GIL), and the
+shares' gradients (each of its share's mean loss) are added weighted by
+``n_share / B``: the data-parallel all-reduce, in memory.  The result is the
+one-program step's up to rounding (the order of the sums over rows).
+
+``Trainer(split=...)``: ``"auto"`` (default) splits when all of these hold,
+``True`` when the first four do, ``False`` never:
+
+* the user allows two threads or more (:func:`symdl.backends.threads.count`)
+  and the backend is the NumPy one with numba kernels, numba's threading layer
+  takes loops from several threads and the calling thread's BLAS threads can be
+  set (:func:`symdl.backends.threads.can_split`);
+* no layer couples a batch's rows (batch normalisation's statistics), the run
+  is not data-parallel already (``comm``);
+* each share has at least :data:`MIN_ROWS` rows;
+* ``"auto"`` only: the gradient graph has at least :data:`MANY_NODES` nodes (an
+  unrolled sequence model).  A multilayer perceptron's or a CNN's few large GEMMs
+  and parallel loops already keep the cores busy; splitting them measured no faster.
+
+Dropout masks and input noise are drawn per share (share 0 first), so a split
+run draws them in another order than an unsplit one; both are reproducible.
+"""
+from __future__ import annotations
+
+import math
+
+from ..backends import threads
+from ..nn.parameter import ParamPack
+from .distributed import shard
+
+__all__ = ["Splitter", "MIN_ROWS", "MANY_NODES"]
+
+MIN_ROWS = 8
+MANY_NODES = 1000
+
+
+class Splitter:
+    """The split step of one :class:`~symdl.train.Trainer` (``trainer._split``)."""
+
+    def __init__(self, trainer, mode):
+        self.t, self.mode = trainer, mode
+        self.ways = 1
+        self._grads: list = []  # flat gradient buffers of shares 1.. (share 0: the pack's)
+        self._programs: dict = {}
+
+    def decide(self) -> None:
+        """Settle ``ways`` (1: no split) once the trainer's graphs are built."""
+        t, n = self.t, threads.count()
+        self.ways = 1
+        if self.mode is False or n < 2 or t.dist is not None or t._batchnorm:
+            return
+        if getattr(t.backend, "flavor", None) != "numba" or not threads.can_split():
+            return
+        if self.mode == "auto" and len(t._grad.graph) < MANY_NODES:
+            return
+        self.ways = n
+
+    def applies(self, rows: int) -> bool:
+        return self.ways > 1 and rows >= self.ways * MIN_ROWS
+
+    def _program(self, k: int, n: int):
+        """Share ``k``'s training program for ``n`` rows (share 0: the trainer's own)."""
+        t = self.t
+        if k == 0:
+            return t.program(n, True)
+        if (k, n) not in self._programs:
+            while len(self._grads) < k:
+                self._grads.append(t.backend.zeros(t.pack.grad.shape, t.pack.grad.dtype))
+            flat, gg = self._grads[k - 1], t._grad
+            bind = {p.name: p.data for p in t.params}
+            bind.update({gg.grads[p.name]: view for p, view
+                         in zip(t.params, ParamPack.views(t.params, flat))})
+            outs = [t._L, t._out] + [gg.grads[p.name] for p in t.params]
+            self._programs[k, n] = t.backend.compile(gg.graph, outs, bind, {"N": n})
+        return self._programs[k, n]
+
+    def run(self, X, y, idx) -> tuple:
+        """One step's forward and backward on the shares of rows ``idx``, the gradient
+        combined into the trainer's pack.  Returns ``(program, loss summed over the
+        rows, hits)``; the program is the first share's with a non-finite loss (for
+        the guard's diagnosis), else share 0's."""
+        t, B = self.t, len(idx)
+        shares = [shard(B, k, self.ways) for k in range(self.ways)]
+        progs = [self._program(k, hi - lo) for k, (lo, hi) in enumerate(shares)]
+        for prog, (lo, hi) in zip(progs, shares):
+            t._feed(prog, X, y, idx[lo:hi])
+        threads.run([lambda p=p: _alone(p) for p in progs])
+        # the shares' mean gradients, weighted by their rows: the batch mean's
+        t.pack.grad *= (shares[0][1] - shares[0][0]) / B
+        for flat, (lo, hi) in zip(self._grads, shares[1:]):
+            flat *= (hi - lo) / B
+            t.pack.grad += flat
+        losses = [float(p.value(t._L)) for p in progs]
+        total = sum(v * (hi - lo) for v, (lo, hi) in zip(losses, shares))
+        hits = sum(int(t.backend.count_hits(p.value(t._out), p.inputs["y"])) for p in progs) \
+            if t.classification else 0
+        bad = [p for p, v in zip(progs, losses) if not math.isfinite(v)]
+        return (bad or progs)[0], total, hits
+
+
+def _alone(prog) -> None:
+    with threads.alone():
+        prog.run()

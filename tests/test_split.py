@@ -1,0 +1,97 @@
+"""A training step split over threads (symdl.train.split): the same training as one
+program up to rounding, the rule that decides it, and what it never splits."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from symdl.backends import threads
+from symdl.data import Dataset, load_digits
+from symdl.errors import UsageError
+from symdl.nn import BatchNorm1d, Sequential
+from symdl.nn.layers import Activation, Dense, Dropout
+from symdl.nn.seqmodels import SequenceClassifier
+from symdl.optim import OPTIMIZERS
+from symdl.train import Trainer
+from symdl.train.split import MANY_NODES
+
+pytestmark = pytest.mark.skipif(not threads.can_split(), reason="numba's threading layer or "
+                                "BLAS cannot run programs on several threads")
+
+
+@pytest.fixture
+def two_threads():
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(before)
+
+
+def _train(model, split, dtype, rows=70, batch=31, opt="adam", **kw):
+    ds = load_digits("train", dtype)
+    tr = Trainer(model, lambda ps: OPTIMIZERS[opt](ps, lr=0.01), batch_size=batch, epochs=2,
+                 dtype=dtype, verbose=0, split=split, seed=3, **kw)
+    tr.fit(Dataset(ds.X[:rows], ds.y[:rows], 10, "digits"))
+    return tr
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_split_trains_as_one_program(two_threads, kind, dtype, rtol):
+    """Batches of 31 rows (shares of 16 and 15) and a short last batch of 8 (not split:
+    under 2 x MIN_ROWS): parameters, losses and accuracies as one program's, to rounding."""
+    runs = {}
+    for split in (False, True):
+        m = SequenceClassifier(kind, 8, 8, 10, hidden=12, dtype=dtype)
+        runs[split] = _train(m, split, dtype)
+    one, two = runs[False], runs[True]
+    assert one._split.ways == 1 and two._split.ways == 2
+    scale = np.abs(one.pack.data).max()
+    np.testing.assert_allclose(two.pack.data, one.pack.data, rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(two.history.train_loss, one.history.train_loss, rtol=rtol)
+    assert two.history.train_accuracy == one.history.train_accuracy
+    assert two._split._programs  # the second share had a program of its own
+
+
+def _dropout_mlp():
+    return Sequential(Dense(64, 32, np.random.default_rng(0), dtype="float64"),
+                      Activation("relu"), Dropout(0.3),
+                      Dense(32, 10, np.random.default_rng(1), dtype="float64"))
+
+
+def test_split_with_dropout_is_reproducible(two_threads):
+    """Masks are drawn per share, in share order: the same run twice gives the same bytes."""
+    runs = [_train(_dropout_mlp(), True, "float64", opt="sgd") for _ in range(2)]
+    assert runs[0]._split.ways == 2
+    np.testing.assert_array_equal(runs[0].pack.data, runs[1].pack.data)
+
+
+def test_auto_splits_long_sequences_only(two_threads):
+    short = Trainer(SequenceClassifier("lstm", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
+        ps, lr=0.01), batch_size=32, verbose=0)
+    short._prepare(np.zeros((4, 64), np.float32), np.zeros(4, np.int64))
+    assert len(short._grad.graph) < MANY_NODES and short._split.ways == 1
+    long = Trainer(SequenceClassifier("lstm", 64, 1, 10, hidden=4), lambda ps: OPTIMIZERS["sgd"](
+        ps, lr=0.01), batch_size=32, verbose=0)
+    long._prepare(np.zeros((4, 64), np.float32), np.zeros(4, np.int64))
+    assert len(long._grad.graph) >= MANY_NODES and long._split.ways == 2
+    assert long._split.applies(32) and not long._split.applies(15)
+
+
+def test_never_splits_batch_statistics_or_one_thread(two_threads):
+    m = Sequential(Dense(64, 16, np.random.default_rng(0), dtype="float64"),
+                   BatchNorm1d(16, dtype="float64"), Activation("relu"),
+                   Dense(16, 10, np.random.default_rng(1), dtype="float64"))
+    tr = _train(m, True, "float64", opt="sgd")
+    assert tr._split.ways == 1  # each share would normalise by its own statistics
+    numba.set_num_threads(1)
+    tr = _train(SequenceClassifier("gru", 8, 8, 10, hidden=12, dtype="float64"), True, "float64")
+    assert tr._split.ways == 1
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_split_setting_is_checked(bad):
+    with pytest.raises(UsageError, match="split must be"):
+        Trainer(SequenceClassifier("gru", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
+            ps, lr=0.01), split=bad)
