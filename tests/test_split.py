@@ -90,8 +90,20 @@ def test_never_splits_batch_statistics_or_one_thread(two_threads):
     assert tr._split.ways == 1
 
 
-@pytest.mark.parametrize("bad", ["yes", 1, None])
+@pytest.mark.parametrize("bad", ["yes", 1, "on"])
 def test_split_setting_is_checked(bad):
     with pytest.raises(UsageError, match="split must be"):
         Trainer(SequenceClassifier("gru", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
             ps, lr=0.01), split=bad)
+
+
+@pytest.mark.parametrize("value,mode", [("off", False), ("ON", True), (" auto", "auto")])
+def test_split_from_the_environment(monkeypatch, value, mode):
+    monkeypatch.setenv("SYMDL_SPLIT", value)
+    tr = Trainer(SequenceClassifier("gru", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
+        ps, lr=0.01))
+    assert tr._split.mode is mode or tr._split.mode == mode
+    monkeypatch.setenv("SYMDL_SPLIT", "sometimes")
+    with pytest.raises(UsageError, match="SYMDL_SPLIT must be auto, on or off"):
+        Trainer(SequenceClassifier("gru", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
+            ps, lr=0.01))

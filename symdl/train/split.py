@@ -12,8 +12,9 @@ shares' gradients (each of its share's mean loss) are added weighted by
 ``n_share / B``: the data-parallel all-reduce, in memory.  The result is the
 one-program step's up to rounding (the order of the sums over rows).
 
-``Trainer(split=...)``: ``"auto"`` (default) splits when all of these hold,
-``True`` when the first four do, ``False`` never:
+``Trainer(split=...)``: ``"auto"`` splits when all of these hold, ``True`` when
+the first three do, ``False`` never; ``None`` (default) takes the environment
+variable ``SYMDL_SPLIT`` (``auto``, ``on`` or ``off``), else ``"auto"``:
 
 * the user allows two threads or more (:func:`symdl.backends.threads.count`)
   and the backend is the NumPy one with numba kernels, numba's threading layer
@@ -32,22 +33,39 @@ run draws them in another order than an unsplit one; both are reproducible.
 from __future__ import annotations
 
 import math
+import os
 
 from ..backends import threads
+from ..errors import UsageError
 from ..nn.parameter import ParamPack
 from .distributed import shard
 
-__all__ = ["Splitter", "MIN_ROWS", "MANY_NODES"]
+__all__ = ["Splitter", "split_mode", "MIN_ROWS", "MANY_NODES"]
 
 MIN_ROWS = 8
 MANY_NODES = 1000
 
 
+_NAMED = {"auto": "auto", "on": True, "off": False}
+
+
+def split_mode(value):
+    """``"auto"``, True or False from ``Trainer``'s ``split`` (None: ``$SYMDL_SPLIT``)."""
+    if value is None:
+        name = os.environ.get("SYMDL_SPLIT", "auto").strip().lower()
+        if name not in _NAMED:
+            raise UsageError(f"SYMDL_SPLIT must be auto, on or off, not {name!r}")
+        return _NAMED[name]
+    if not (value == "auto" or value is True or value is False):
+        raise UsageError(f"split must be 'auto', True or False, got {value!r}")
+    return value
+
+
 class Splitter:
     """The split step of one :class:`~symdl.train.Trainer` (``trainer._split``)."""
 
-    def __init__(self, trainer, mode):
-        self.t, self.mode = trainer, mode
+    def __init__(self, trainer, mode=None):
+        self.t, self.mode = trainer, split_mode(mode)
         self.ways = 1
         self._grads: list = []  # flat gradient buffers of shares 1.. (share 0: the pack's)
         self._programs: dict = {}

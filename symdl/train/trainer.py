@@ -65,8 +65,9 @@ class Trainer(CallbackHost):
         ``None`` (default): all of them must equal.
     on_start : called with the loop state once resuming is settled.
     comm : data parallel over MPI (:mod:`symdl.train.distributed`): an mpi4py communicator.
-    split : ``"auto"`` (default), ``True`` or ``False``: run each step as one program per
-        thread on a share of the batch's rows (:mod:`symdl.train.split` says when "auto" does).
+    split : ``"auto"``, ``True`` or ``False``: run each step as one program per thread on a
+        share of the batch's rows (:mod:`symdl.train.split` says when "auto" does); ``None``
+        (default): the environment variable ``SYMDL_SPLIT`` (auto, on, off), else "auto".
     """
 
     def __init__(self, model, optimizer, loss="softmax_cross_entropy", loss_params=None,
@@ -75,7 +76,7 @@ class Trainer(CallbackHost):
                  max_skips=10, divergence=1e4, drop_last=False, schedule=None, l1=0.0, l2=0.0,
                  clip_norm=None, clip_value=None, input_noise=0.0, early_stopping=None, say=None,
                  explicit=None, on_start=None, backend="numpy", callbacks=None, verbose=None,
-                 schedule_unit=None, comm=None, split="auto"):
+                 schedule_unit=None, comm=None, split=None):
         if str(dtype) not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {dtype!r} (the kernels "
                              "have no float16 or integer flavour)")
@@ -85,8 +86,6 @@ class Trainer(CallbackHost):
             raise UsageError(f"epochs must be non-negative, got {epochs}")
         if int(every) < 1 or int(keep_last) < 1:
             raise UsageError("checkpoint every and keep_last must be at least 1")
-        if not (split == "auto" or split is True or split is False):
-            raise UsageError(f"split must be 'auto', True or False, got {split!r}")
         if min(l1, l2, input_noise, clip_norm or 0, clip_value or 0) < 0:
             raise UsageError("penalties, noise and clipping thresholds must be non-negative")
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
