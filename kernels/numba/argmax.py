@@ -4,7 +4,7 @@ from numba import njit, prange
 
 # first maximum along the middle axis (NaN wins, as np.argmax);
 # k outermost so that the loop over b runs along contiguous memory (30x faster)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(x, out):
     A, K, B = x.shape
     for a in prange(A):

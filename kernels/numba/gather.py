@@ -3,7 +3,7 @@ import numpy as np
 from numba import njit, prange
 
 # out[a, 0, b] = x[a, idx[a, 0, b], b]
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(x, idx, out):
     A, K, B = x.shape
     bad = 0

@@ -4,7 +4,7 @@ from numba import njit, prange
 
 # zeros, then out[a, idx[a, 0, b], b] = g[a, 0, b]
 # (one index per (a, b): nothing to add up)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(g, idx, out):
     A, K, B = out.shape
     bad = 0

@@ -96,7 +96,7 @@ from numba import njit, prange
 # gather and scatter return how many indices were out of range (nothing is read or written there)
 AXIS_KERNELS = {"argmax": _HEAD + """# first maximum along the middle axis (NaN wins, as np.argmax);
 # k outermost so that the loop over b runs along contiguous memory (30x faster)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(x, out):
     A, K, B = x.shape
     for a in prange(A):
@@ -110,7 +110,7 @@ def kernel(x, out):
                     best[b] = v
                     out[a, 0, b] = k
 """, "gather": _HEAD + """# out[a, 0, b] = x[a, idx[a, 0, b], b]
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(x, idx, out):
     A, K, B = x.shape
     bad = 0
@@ -125,7 +125,7 @@ def kernel(x, idx, out):
     return bad
 """, "scatter_add": _HEAD + """# zeros, then out[a, idx[a, 0, b], b] = g[a, 0, b]
 # (one index per (a, b): nothing to add up)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(g, idx, out):
     A, K, B = out.shape
     bad = 0
