@@ -108,3 +108,42 @@ def test_fold_is_unfolds_transpose():
     fy = np.empty_like(x)
     load_function(MAP_KERNELS["fold_batch_second"])(y, fy, *g)
     assert abs(np.vdot(ux, y) - np.vdot(x, fy)) < 1e-9 * np.abs(ux * y).sum()
+
+
+# ------------------------------------------------------------------ max pooling's scatter
+def _scatter_ref(g, idx, shape, KH, KW, sh, sw, dh, dw, back):
+    """Zeros, then each window's entry added at its tap's pixel, windows in order (back:
+    reversed); negative taps from the end; out-of-range taps skipped and counted."""
+    img = np.zeros(shape, g.dtype)
+    N, C, OH, OW = g.shape
+    K = KH * KW
+    bad = 0
+    order = [(i, j) for i in range(OH) for j in range(OW)]
+    for n in range(N):
+        for c in range(C):
+            for i, j in (order[::-1] if back else order):
+                k = int(idx[n, c, i, j])
+                k = k + K if k < 0 else k
+                if not 0 <= k < K:
+                    bad += 1
+                    continue
+                img[n, c, i * sh + k // KW * dh, j * sw + k % KW * dw] += g[n, c, i, j]
+    return img, bad
+
+
+@pytest.mark.parametrize("back", [0, 1])
+@pytest.mark.parametrize("geo", [(2, 2, 2, 2, 1, 1), (3, 3, 1, 1, 1, 1), (2, 3, 1, 2, 2, 1)])
+def test_window_scatter_matches_numpy_to_the_bit(geo, back):
+    """Both loop orders, negative taps and taps out of range (counted, not written)."""
+    KH, KW, sh, sw, dh, dw = geo
+    rng = np.random.default_rng(4)
+    N, C, OH, OW = 3, 2, 4, 5
+    H, W = (OH - 1) * sh + (KH - 1) * dh + 2, (OW - 1) * sw + (KW - 1) * dw + 1
+    g = rng.standard_normal((N, C, OH, OW)).astype(np.float32)
+    idx = rng.integers(-KH * KW, KH * KW, (N, C, OH, OW))
+    idx[0, 0, 0, :2] = KH * KW, -KH * KW - 1                # out of range both ways
+    want, bad = _scatter_ref(g, idx, (N, C, H, W), *geo, back)
+    img = np.full((N, C, H, W), 5, np.float32)
+    got = load_function(MAP_KERNELS["window_scatter"])(g, idx, img, *geo, back)
+    assert got == bad == 2
+    assert np.array_equal(img, want)

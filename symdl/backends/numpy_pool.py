@@ -61,11 +61,11 @@ def kernel(img, idx, out, KH, KW, sh, sw, dh, dw):
 """, "window_scatter": _HEAD + """# the transpose of reading tap idx[n, c, i, j] of each window: zeros, then g[n, c, i, j]
 # added at that tap's pixel; overlapping windows (back = 1) add up in fold's order, by
 # tap (p, q) at each pixel: windows backwards; negative taps count from the end, as
-# NumPy's; returns how many were out of range
+# NumPy's; returns how many were out of range.  The two orders are two loops (no
+# per-window select); the forward one reads g and idx by rows
 @njit(parallel=True, cache=True)
 def kernel(g, idx, img, KH, KW, sh, sw, dh, dw, back):
     N, C, OH, OW = g.shape
-    H, W = img.shape[2], img.shape[3]
     K = KH * KW
     dr = np.empty(K, np.int64)
     dc = np.empty(K, np.int64)
@@ -76,18 +76,28 @@ def kernel(g, idx, img, KH, KW, sh, sw, dh, dw, back):
     bad = 0
     for m in prange(N * C):
         n, c = m // C, m % C
-        for r in range(H):
-            for x in range(W):
-                img[n, c, r, x] = 0
-        for a in range(OH):
-            for b in range(OW):
-                i, j = (OH - 1 - a, OW - 1 - b) if back else (a, b)
-                k = idx[n, c, i, j]
-                k = k + K if k < 0 else k
-                if 0 <= k < K:
-                    img[n, c, i * sh + dr[k], j * sw + dc[k]] += g[n, c, i, j]
-                else:
-                    bad += 1
+        img[n, c] = 0
+        if back:
+            for a in range(OH):
+                i = OH - 1 - a
+                for b in range(OW):
+                    j = OW - 1 - b
+                    k = idx[n, c, i, j]
+                    k = k + K if k < 0 else k
+                    if 0 <= k < K:
+                        img[n, c, i * sh + dr[k], j * sw + dc[k]] += g[n, c, i, j]
+                    else:
+                        bad += 1
+        else:
+            for i in range(OH):
+                grow, irow = g[n, c, i], idx[n, c, i]
+                for j in range(OW):
+                    k = irow[j]
+                    k = k + K if k < 0 else k
+                    if 0 <= k < K:
+                        img[n, c, i * sh + dr[k], j * sw + dc[k]] += grow[j]
+                    else:
+                        bad += 1
     return bad
 """}
 
