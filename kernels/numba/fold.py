@@ -11,7 +11,7 @@ def span(o, s, L, T):
 
 # fold (col2im) of 2-D maps, columns (N, C, KH, KW, OH, OW): unfold's transpose,
 # overlapping columns add up (in (p, q) order at every pixel)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
     N, C, KH, KW, OH, OW = cols.shape
     H, W = img.shape[2], img.shape[3]

@@ -10,7 +10,7 @@ def span(o, s, L, T):
     return t0, max(t0, min(T, (L - 1 - o) // s + 1))
 
 # unfold (im2col) of 2-D maps, columns (C, KH, KW, N, OH, OW)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
     C, KH, KW, N, OH, OW = cols.shape
     H, W = img.shape[2], img.shape[3]

@@ -5,7 +5,7 @@ from numba import njit, prange
 # the first maximum of each window, found in the image (no columns): its tap k into
 # idx (N, C, OH, OW) and its value into out; NaN wins, as np.argmax.  Taps outside the
 # loop over j, so that compare-and-select runs along rows without branches
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(img, idx, out, KH, KW, sh, sw, dh, dw):
     N, C, OH, OW = out.shape
     for m in prange(N * C):

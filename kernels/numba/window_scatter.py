@@ -7,7 +7,7 @@ from numba import njit, prange
 # tap (p, q) at each pixel: windows backwards; negative taps count from the end, as
 # NumPy's; returns how many were out of range.  The two orders are two loops (no
 # per-window select); the forward one reads g and idx by rows
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(g, idx, img, KH, KW, sh, sw, dh, dw, back):
     N, C, OH, OW = g.shape
     K = KH * KW

@@ -73,7 +73,7 @@ _ORDERS = {"": ("N, C, KH, KW, OH, OW", "n, c, p, q", "n, c"),
 # 1.5-3x slower).  unfold runs over the taps (c, p, q) and chunks of 64 maps: few index
 # divisions (one set per row measured ~1.7x slower), batch-second columns written in order.
 _UNFOLD = """# unfold (im2col) of 2-D maps, columns ({shape})
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(img, cols, sh, sw, ph, pw, dh, dw):
     {shape} = cols.shape
     H, W = img.shape[2], img.shape[3]
@@ -99,7 +99,7 @@ def kernel(img, cols, sh, sw, ph, pw, dh, dw):
 """
 _FOLD = """# fold (col2im) of 2-D maps, columns ({shape}): unfold's transpose,
 # overlapping columns add up (in (p, q) order at every pixel)
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(cols, img, sh, sw, ph, pw, dh, dw):
     {shape} = cols.shape
     H, W = img.shape[2], img.shape[3]

@@ -39,7 +39,7 @@ from numba import njit, prange
 POOL_KERNELS = {"window_argmax": _HEAD + """# the first maximum of each window, found in the image (no columns): its tap k into
 # idx (N, C, OH, OW) and its value into out; NaN wins, as np.argmax.  Taps outside the
 # loop over j, so that compare-and-select runs along rows without branches
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(img, idx, out, KH, KW, sh, sw, dh, dw):
     N, C, OH, OW = out.shape
     for m in prange(N * C):
@@ -63,7 +63,7 @@ def kernel(img, idx, out, KH, KW, sh, sw, dh, dw):
 # tap (p, q) at each pixel: windows backwards; negative taps count from the end, as
 # NumPy's; returns how many were out of range.  The two orders are two loops (no
 # per-window select); the forward one reads g and idx by rows
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def kernel(g, idx, img, KH, KW, sh, sw, dh, dw, back):
     N, C, OH, OW = g.shape
     K = KH * KW
