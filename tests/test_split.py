@@ -14,7 +14,6 @@ from symdl.nn.layers import Activation, Dense, Dropout
 from symdl.nn.seqmodels import SequenceClassifier
 from symdl.optim import OPTIMIZERS
 from symdl.train import Trainer
-from symdl.train.split import MANY_NODES
 
 pytestmark = pytest.mark.skipif(not threads.can_split(), reason="numba's threading layer or "
                                 "BLAS cannot run programs on several threads")
@@ -67,16 +66,20 @@ def test_split_with_dropout_is_reproducible(two_threads):
     np.testing.assert_array_equal(runs[0].pack.data, runs[1].pack.data)
 
 
-def test_auto_splits_long_sequences_only(two_threads):
-    short = Trainer(SequenceClassifier("lstm", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
-        ps, lr=0.01), batch_size=32, verbose=0)
-    short._prepare(np.zeros((4, 64), np.float32), np.zeros(4, np.int64))
-    assert len(short._grad.graph) < MANY_NODES and short._split.ways == 1
-    long = Trainer(SequenceClassifier("lstm", 64, 1, 10, hidden=4), lambda ps: OPTIMIZERS["sgd"](
-        ps, lr=0.01), batch_size=32, verbose=0)
-    long._prepare(np.zeros((4, 64), np.float32), np.zeros(4, np.int64))
-    assert len(long._grad.graph) >= MANY_NODES and long._split.ways == 2
-    assert long._split.applies(32) and not long._split.applies(15)
+def test_auto_splits_sequences_and_images_not_flat_samples(two_threads):
+    def prepared(model, features):
+        tr = Trainer(model, lambda ps: OPTIMIZERS["sgd"](ps, lr=0.01), batch_size=32, verbose=0)
+        tr._prepare(np.zeros((4, features), np.float32), np.zeros(4, np.int64))
+        return tr
+    seq = prepared(SequenceClassifier("lstm", 8, 8, 10, hidden=12), 64)
+    assert seq._split.ways == 2 and seq._split.applies(32) and not seq._split.applies(15)
+    mlp = prepared(Sequential(Dense(64, 16, np.random.default_rng(0)), Activation("relu"),
+                              Dense(16, 10, np.random.default_rng(1))), 64)
+    assert mlp._split.ways == 1  # weight gradients over a share's rows only: not split
+    forced = Trainer(mlp.model, lambda ps: OPTIMIZERS["sgd"](ps, lr=0.01), batch_size=32,
+                     verbose=0, split=True)
+    forced._prepare(np.zeros((4, 64), np.float32), np.zeros(4, np.int64))
+    assert forced._split.ways == 2
 
 
 def test_never_splits_batch_statistics_or_one_thread(two_threads):

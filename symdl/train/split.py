@@ -1,16 +1,23 @@
 """A training step split over threads: each thread takes a share of the batch's rows.
 
-A program of many small units (an unrolled LSTM: at each of 32 time steps a
-64 x 128 x 512 GEMM and a cell kernel over 64 x 128) keeps two cores poorly
-busy: BLAS splits each small GEMM and joins its threads every few
-microseconds, and the cell kernels, too small for numba's threads, run on one
-core.  Split instead, the step runs as ``threads`` programs compiled for the
-rows' shares (:func:`~symdl.train.distributed.shard`, as data-parallel ranks
-take them), each on its own thread with one BLAS and one numba thread
+With two threads, a step of one program waits for its threads at every unit:
+BLAS splits each GEMM and joins its threads, numba's loops fork and join, and
+units too small for either (an unrolled LSTM's 64 x 128 cell kernels, 32 of
+them a step) run on one core while the other waits.  Split instead, the step
+runs as ``threads`` programs compiled for the rows' shares
+(:func:`~symdl.train.distributed.shard`, as data-parallel ranks take them),
+each on its own thread with one BLAS and one numba thread
 (:func:`symdl.backends.threads.alone`; the kernels release the GIL), and the
 shares' gradients (each of its share's mean loss) are added weighted by
-``n_share / B``: the data-parallel all-reduce, in memory.  The result is the
-one-program step's up to rounding (the order of the sums over rows).
+``n_share / B``: the data-parallel all-reduce, in memory.  The threads meet once
+a step.  The result is the one-program step's up to rounding (the order of the
+sums over rows), deterministic for a given thread count.
+
+Measured on 2 cores (quiet, 3 interleaved rounds each, split / one program):
+LSTM 1.16-1.22, GRU 1.36, transformer layer 1.35, the small CNN 1.22, and the
+MLP 784-256-256-10 at batch 128 0.71: its weight gradients are GEMMs whose inner
+dimension is the share's 64 rows, well under BLAS's rate, where a sequence's or
+an image's sum over every position of the share's samples (1,024 and more).
 
 ``Trainer(split=...)``: ``"auto"`` splits when all of these hold, ``True`` when
 the first three do, ``False`` never; ``None`` (default) takes the environment
@@ -23,9 +30,9 @@ variable ``SYMDL_SPLIT`` (``auto``, ``on`` or ``off``), else ``"auto"``:
 * no layer couples a batch's rows (batch normalisation's statistics), the run
   is not data-parallel already (``comm``);
 * each share has at least :data:`MIN_ROWS` rows;
-* ``"auto"`` only: the gradient graph has at least :data:`MANY_NODES` nodes (an
-  unrolled sequence model).  A multilayer perceptron's or a CNN's few large GEMMs
-  and parallel loops already keep the cores busy; splitting them measured no faster.
+* ``"auto"`` only: the samples have positions (some node of the model's graph has
+  the batch dimension and two more: a sequence, an image), so that each share's
+  weight gradients still sum over many rows.
 
 Dropout masks and input noise are drawn per share (share 0 first), so a split
 run draws them in another order than an unsplit one; both are reproducible.
@@ -40,10 +47,9 @@ from ..errors import UsageError
 from ..nn.parameter import ParamPack
 from .distributed import shard
 
-__all__ = ["Splitter", "split_mode", "MIN_ROWS", "MANY_NODES"]
+__all__ = ["Splitter", "split_mode", "positions", "MIN_ROWS"]
 
 MIN_ROWS = 8
-MANY_NODES = 1000
 
 
 _NAMED = {"auto": "auto", "on": True, "off": False}
@@ -78,7 +84,7 @@ class Splitter:
             return
         if getattr(t.backend, "flavor", None) != "numba" or not threads.can_split():
             return
-        if self.mode == "auto" and len(t._grad.graph) < MANY_NODES:
+        if self.mode == "auto" and not positions(t._graph):
             return
         self.ways = n
 
@@ -123,6 +129,12 @@ class Splitter:
             if t.classification else 0
         bad = [p for p, v in zip(progs, losses) if not math.isfinite(v)]
         return (bad or progs)[0], total, hits
+
+
+def positions(g) -> bool:
+    """Whether the samples of graph ``g`` have positions: some node with the batch
+    dimension ``N`` and two more (parameters do not count)."""
+    return any(len(s) >= 3 and "N" in s for s in (tuple(g.shape(n)) for n in g.order()))
 
 
 def _alone(prog) -> None:
