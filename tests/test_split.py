@@ -73,6 +73,8 @@ def test_auto_splits_sequences_and_images_not_flat_samples(two_threads):
         return tr
     seq = prepared(SequenceClassifier("lstm", 8, 8, 10, hidden=12), 64)
     assert seq._split.ways == 2 and seq._split.applies(32) and not seq._split.applies(15)
+    seq._split.ways = 16  # sixteen threads: a batch of 40 splits into 5 shares of 8
+    assert seq._split.shares(40) == 5 and seq._split.shares(200) == 16
     mlp = prepared(Sequential(Dense(64, 16, np.random.default_rng(0)), Activation("relu"),
                               Dense(16, 10, np.random.default_rng(1))), 64)
     assert mlp._split.ways == 1  # weight gradients over a share's rows only: not split
@@ -110,3 +112,21 @@ def test_split_from_the_environment(monkeypatch, value, mode):
     with pytest.raises(UsageError, match="SYMDL_SPLIT must be auto, on or off"):
         Trainer(SequenceClassifier("gru", 8, 8, 10, hidden=12), lambda ps: OPTIMIZERS["sgd"](
             ps, lr=0.01))
+
+
+def test_three_shares_train_as_one_program(two_threads):
+    """More shares than two (a machine with more threads): three programs, three buffers."""
+    ds = load_digits("train", "float64")
+    data = Dataset(ds.X[:70], ds.y[:70], 10, "digits")
+    runs = []
+    for ways in (1, 3):
+        m = SequenceClassifier("gru", 8, 8, 10, hidden=12, dtype="float64")
+        tr = Trainer(m, lambda ps: OPTIMIZERS["sgd"](ps, lr=0.05), batch_size=31, epochs=1,
+                     dtype="float64", verbose=0, split=ways > 1, seed=3)
+        tr._prepare(data.X, data.y)
+        tr._split.ways = ways
+        tr.fit(data)
+        runs.append(tr)
+    assert len(runs[1]._split._grads) == 2 and runs[1]._split.shares(31) == 3
+    scale = np.abs(runs[0].pack.data).max()
+    np.testing.assert_allclose(runs[1].pack.data, runs[0].pack.data, rtol=0, atol=1e-12 * scale)

@@ -29,7 +29,8 @@ variable ``SYMDL_SPLIT`` (``auto``, ``on`` or ``off``), else ``"auto"``:
   set (:func:`symdl.backends.threads.can_split`);
 * no layer couples a batch's rows (batch normalisation's statistics), the run
   is not data-parallel already (``comm``);
-* each share has at least :data:`MIN_ROWS` rows;
+* each share has at least :data:`MIN_ROWS` rows (a batch too small for one share per
+  thread is split into fewer shares);
 * ``"auto"`` only: the samples have positions (some node of the model's graph has
   the batch dimension and two more: a sequence, an image), so that each share's
   weight gradients still sum over many rows.
@@ -88,8 +89,13 @@ class Splitter:
             return
         self.ways = n
 
+    def shares(self, rows: int) -> int:
+        """Into how many shares a batch of ``rows`` splits (at most one per thread, each of
+        at least :data:`MIN_ROWS` rows; 1: not split)."""
+        return max(1, min(self.ways, rows // MIN_ROWS))
+
     def applies(self, rows: int) -> bool:
-        return self.ways > 1 and rows >= self.ways * MIN_ROWS
+        return self.shares(rows) > 1
 
     def _program(self, k: int, n: int):
         """Share ``k``'s training program for ``n`` rows (share 0: the trainer's own)."""
@@ -113,7 +119,8 @@ class Splitter:
         rows, hits)``; the program is the first share's with a non-finite loss (for
         the guard's diagnosis), else share 0's."""
         t, B = self.t, len(idx)
-        shares = [shard(B, k, self.ways) for k in range(self.ways)]
+        ways = self.shares(B)
+        shares = [shard(B, k, ways) for k in range(ways)]
         progs = [self._program(k, hi - lo) for k, (lo, hi) in enumerate(shares)]
         for prog, (lo, hi) in zip(progs, shares):
             t._feed(prog, X, y, idx[lo:hi])
