@@ -74,3 +74,28 @@ def test_the_loop_calls_no_libm_exp():
     ir = "\n".join(_loop.inspect_llvm().values())
     calls = re.findall(r"call [^\n]*@([\w.]+)\(", ir)
     assert not [c for c in calls if "exp" in c], calls
+
+
+def test_a_reassociating_first_caller_does_not_change_it(tmp_path):
+    """numba compiles a callee with its first caller's fastmath flags unless the callee
+    sets its own; with "reassoc", (k + M) - M folds to k and exp32(-1) came out 0.5.  In a
+    fresh process with an empty numba cache, a reassociating loop compiles it first."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "from symdl.backends.numba_math import exp32\n"
+        "@njit(fastmath={'nsz', 'reassoc'})\n"
+        "def first(a):\n"
+        "    s = np.float32(0)\n"
+        "    for i in range(a.shape[0]):\n"
+        "        s += exp32(a[i])\n"
+        "    return s\n"
+        "print(first(np.array([-1.0], np.float32)), exp32(np.float32(-1.0)))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    got = [float(v) for v in out.stdout.split()]
+    np.testing.assert_allclose(got, [np.exp(-1.0)] * 2, rtol=2e-7)

@@ -6,7 +6,7 @@ declared: gelu(x) = x*(erf(sqrt(2)*x/2) + 1)/2
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: x*(erf(sqrt(2)*x/2) + 1)/2
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -8,7 +8,7 @@ stated d/dt (checked against sympy.diff): -x*Piecewise((0, t*x >= 1), (1, True))
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: Piecewise((0, t*x >= 1), (-t*x + 1, True))
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -7,7 +7,7 @@ params: alpha=0.01
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: Piecewise((x, x > 0), (alpha*x, True))
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -8,7 +8,7 @@ stated d/dx (checked against sympy.diff): 1 - exp(Min(0, x))/(1 + exp(-Abs(x)))
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: -log1p(exp(-Abs(x))) + Min(0, x)
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adadelta: Adadelta: running averages of squared gradients v and squared updates u
 # g_w <- g + p*weight_decay
@@ -32,7 +32,7 @@ def adadelta_32(a_p, a_g, a_v, a_u, eps, lr, rho, weight_decay):
         a_v[i0] = t3
         a_u[i0] = (rho*u + t0*t2/t4 if (np.abs(rho*u + t0*t2/t4) >= np.float32(1.1754943508222875e-38)) else np.float32(0.0))
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adadelta: Adadelta: running averages of squared gradients v and squared updates u
 # g_w <- g + p*weight_decay

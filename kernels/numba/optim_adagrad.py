@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adagrad: Adagrad: accumulated squared gradients s, decayed rate lr/(1 + (t-1) lr_decay)
 # g_w <- g + p*weight_decay
@@ -23,7 +23,7 @@ def adagrad_32(a_p, a_g, a_s, clr, eps, weight_decay):
         a_p[i0] = -clr*t0/(eps + np.sqrt(t1)) + p
         a_s[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adagrad: Adagrad: accumulated squared gradients s, decayed rate lr/(1 + (t-1) lr_decay)
 # g_w <- g + p*weight_decay

@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adam: Adam
 # g_w <- g + p*weight_decay
@@ -37,7 +37,7 @@ def adam_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
         a_m[i0] = t1
         a_v[i0] = t2
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adam: Adam
 # g_w <- g + p*weight_decay
@@ -72,7 +72,7 @@ def adam_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
         a_m[i0] = t1
         a_v[i0] = t2
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adam: Adam, AMSGrad (running maximum of v)
 # g_w <- g + p*weight_decay
@@ -111,7 +111,7 @@ def adam_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, w
         a_v[i0] = t2
         a_vmax[i0] = t3
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adam: Adam, AMSGrad (running maximum of v)
 # g_w <- g + p*weight_decay

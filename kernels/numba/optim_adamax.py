@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adamax: Adamax: Adam with the infinity norm u (u >= eps, never subnormal)
 # g_w <- g + p*weight_decay
@@ -32,7 +32,7 @@ def adamax_32(a_p, a_g, a_m, a_u, beta1, beta2, c1, eps, lr, weight_decay):
         a_m[i0] = t1
         a_u[i0] = t2
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adamax: Adamax: Adam with the infinity norm u (u >= eps, never subnormal)
 # g_w <- g + p*weight_decay

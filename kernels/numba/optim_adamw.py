@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adamw: AdamW: Adam with decoupled weight decay
 # m <- flush(beta1*m + g*(1 - beta1))
@@ -35,7 +35,7 @@ def adamw_32(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
         a_m[i0] = t0
         a_v[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adamw: AdamW: Adam with decoupled weight decay
 # m <- flush(beta1*m + g*(1 - beta1))
@@ -68,7 +68,7 @@ def adamw_64(a_p, a_g, a_m, a_v, beta1, beta2, c1, c2, eps, lr, weight_decay):
         a_m[i0] = t0
         a_v[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
 # m <- flush(beta1*m + g*(1 - beta1))
@@ -105,7 +105,7 @@ def adamw_amsgrad_32(a_p, a_g, a_m, a_v, a_vmax, beta1, beta2, c1, c2, eps, lr, 
         a_v[i0] = t1
         a_vmax[i0] = t2
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # adamw: AdamW: Adam with decoupled weight decay, AMSGrad (running maximum of v)
 # m <- flush(beta1*m + g*(1 - beta1))

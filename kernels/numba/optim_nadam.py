@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t
 # g_w <- g + p*weight_decay
@@ -40,7 +40,7 @@ def nadam_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu
         a_m[i0] = t3
         a_v[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t
 # g_w <- g + p*weight_decay
@@ -78,7 +78,7 @@ def nadam_64(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, mu_prod, mu
         a_m[i0] = t3
         a_v[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
 # m <- flush(beta1*m + g*(1 - beta1))
@@ -115,7 +115,7 @@ def nadam_decoupled_32(a_p, a_g, a_m, a_v, beta1, beta2, c2, eps, lr, mu_next, m
         a_m[i0] = t2
         a_v[i0] = t0
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # nadam: NAdam: Adam with Nesterov momentum and the momentum schedule mu_t, decoupled weight decay
 # m <- flush(beta1*m + g*(1 - beta1))

@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop
 # g_w <- g + p*weight_decay
@@ -25,7 +25,7 @@ def rmsprop_32(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
         a_p[i0] = -lr*t0/(eps + np.sqrt(t1)) + p
         a_v[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop
 # g_w <- g + p*weight_decay
@@ -48,7 +48,7 @@ def rmsprop_64(a_p, a_g, a_v, alpha, eps, lr, weight_decay):
         a_p[i0] = -lr*t0/(eps + np.sqrt(t1)) + p
         a_v[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop with momentum
 # g_w <- g + p*weight_decay
@@ -76,7 +76,7 @@ def rmsprop_momentum_32(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_dec
         a_v[i0] = t1
         a_b[i0] = t2
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop with momentum
 # g_w <- g + p*weight_decay
@@ -104,7 +104,7 @@ def rmsprop_momentum_64(a_p, a_g, a_v, a_b, alpha, eps, lr, momentum, weight_dec
         a_v[i0] = t1
         a_b[i0] = t2
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop centered
 # g_w <- g + p*weight_decay
@@ -132,7 +132,7 @@ def rmsprop_centered_32(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
         a_v[i0] = t2
         a_gbar[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop centered
 # g_w <- g + p*weight_decay
@@ -160,7 +160,7 @@ def rmsprop_centered_64(a_p, a_g, a_v, a_gbar, alpha, eps, lr, weight_decay):
         a_v[i0] = t2
         a_gbar[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop centered with momentum
 # g_w <- g + p*weight_decay
@@ -193,7 +193,7 @@ def rmsprop_centered_momentum_32(a_p, a_g, a_v, a_gbar, a_b, alpha, eps, lr, mom
         a_gbar[i0] = t1
         a_b[i0] = t3
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # rmsprop: RMSprop centered with momentum
 # g_w <- g + p*weight_decay

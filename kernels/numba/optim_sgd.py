@@ -2,7 +2,7 @@
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
@@ -17,7 +17,7 @@ def sgd_32(a_p, a_g, lr, weight_decay):
         g = a_g[i0]
         a_p[i0] = -lr*(g + p*weight_decay) + p
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # sgd: plain SGD (with weight decay)
 # g_w <- g + p*weight_decay
@@ -32,7 +32,7 @@ def sgd_64(a_p, a_g, lr, weight_decay):
         g = a_g[i0]
         a_p[i0] = -lr*(g + p*weight_decay) + p
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
 # g_w <- g + p*weight_decay
@@ -57,7 +57,7 @@ def sgd_momentum_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
         a_p[i0] = -lr*t1 + p
         a_b[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # sgd: SGD with momentum buffer b (b = g on the first step, as torch.optim.SGD)
 # g_w <- g + p*weight_decay
@@ -82,7 +82,7 @@ def sgd_momentum_64(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
         a_p[i0] = -lr*t1 + p
         a_b[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # sgd: SGD with Nesterov momentum
 # g_w <- g + p*weight_decay
@@ -107,7 +107,7 @@ def sgd_nesterov_32(a_p, a_g, a_b, dampening, first, lr, momentum, weight_decay)
         a_p[i0] = -lr*(momentum*t1 + t0) + p
         a_b[i0] = t1
 
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # sgd: SGD with Nesterov momentum
 # g_w <- g + p*weight_decay

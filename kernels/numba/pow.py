@@ -8,7 +8,7 @@ stated d/db (checked against sympy.diff): Piecewise((0, Eq(a, 0) & (b >= 0)), (a
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: a**b
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -6,7 +6,7 @@ declared: selu(x) = 1.050700987355480493419334985294606351959*Piecewise((1.67326
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: 1.050700987355480493419334985294606351959*Piecewise((1.673263242354377284817042991671652038461*exp(x) - 1.673263242354377284817042991671652038461, x <= 0), (x, True))
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

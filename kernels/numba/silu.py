@@ -7,7 +7,7 @@ stable form (checked equal): x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: x*exp(Min(0, x))/(1 + exp(-Abs(x)))
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

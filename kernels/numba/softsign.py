@@ -6,7 +6,7 @@ declared: softsign(x) = x/(Abs(x) + 1)
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: x/(Abs(x) + 1)
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

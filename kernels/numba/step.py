@@ -6,7 +6,7 @@ declared: step(x) = Piecewise((1, x > 0), (0, True))
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: Piecewise((1, x > 0), (0, True))
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -6,7 +6,7 @@ declared: sub(a, b) = a - b
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: a - b
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -7,7 +7,7 @@ stated d/dx (checked against sympy.diff): 1 - y**2
 import math
 import numpy as np
 from numba import njit, prange
-from symdl.backends.numba_math import exp32 as _exp32  # v1
+from symdl.backends.numba_math import exp32 as _exp32  # v2
 
 # forward, float32: tanh(x)
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 
 __all__ = ["exp32", "VERSION"]
 
-VERSION = 1
+VERSION = 2
 
 #: 1.5·2²³ + 127: adding it rounds x·log₂e to an integer n and leaves n + 127 in the low bits
 _MAGIC = 12583039.0
@@ -46,7 +46,10 @@ def _pow2(typingctx, k):
     return types.float32(types.float32), codegen
 
 
-@njit(cache=True, error_model="numpy")
+# fastmath=False said out loud: numba compiles a callee with its first caller's options where
+# the callee sets none, and a caller's "reassoc" (the row kernels') folds (k + M) − M into k,
+# which leaves n unrounded (exp32(-1) came out 0.5); the compiled body is then shared, and cached
+@njit(cache=True, error_model="numpy", fastmath=False)
 def exp32(x):
     """e^x for a float32 ``x`` (see the module docstring for its accuracy)."""
     f = np.float32
