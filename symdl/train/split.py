@@ -45,7 +45,6 @@ import os
 
 from ..backends import threads
 from ..errors import UsageError
-from ..nn.parameter import ParamPack
 from .distributed import shard
 
 __all__ = ["Splitter", "split_mode", "positions", "MIN_ROWS"]
@@ -75,7 +74,6 @@ class Splitter:
         self.t, self.mode = trainer, split_mode(mode)
         self.ways = 1
         self._grads: list = []  # flat gradient buffers of shares 1.. (share 0: the pack's)
-        self._programs: dict = {}
 
     def decide(self) -> None:
         """Settle ``ways`` (1: no split) once the trainer's graphs are built."""
@@ -102,16 +100,9 @@ class Splitter:
         t = self.t
         if k == 0:
             return t.program(n, True)
-        if (k, n) not in self._programs:
-            while len(self._grads) < k:
-                self._grads.append(t.backend.zeros(t.pack.grad.shape, t.pack.grad.dtype))
-            flat, gg = self._grads[k - 1], t._grad
-            bind = {p.name: p.data for p in t.params}
-            bind.update({gg.grads[p.name]: view for p, view
-                         in zip(t.params, ParamPack.views(t.params, flat))})
-            outs = [t._L, t._out] + [gg.grads[p.name] for p in t.params]
-            self._programs[k, n] = t.backend.compile(gg.graph, outs, bind, {"N": n})
-        return self._programs[k, n]
+        while len(self._grads) < k:
+            self._grads.append(t.backend.zeros(t.pack.grad.shape, t.pack.grad.dtype))
+        return t.program(n, True, share=k, grads=self._grads[k - 1])
 
     def run(self, X, y, idx) -> tuple:
         """One step's forward and backward on the shares of rows ``idx``, the gradient

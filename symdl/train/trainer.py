@@ -151,13 +151,17 @@ class Trainer(CallbackHost):
             raise DataError(f"data has {_features(X.shape[1:])}, the model was built for "
                             f"{_features(self._graph.shape('x')[1:])}")
 
-    def program(self, n: int, train: bool):
-        key = (n, train)
+    def program(self, n: int, train: bool, share: int = 0, grads=None):
+        """The compiled program for ``n`` rows (training: with the gradients; ``share`` k > 0
+        of a split step writes them into its own flat buffer ``grads``, laid out as the pack)."""
+        key = (n, train, share)
         if key not in self._programs:
             bind = {p.name: p.data for p in self.params}
             if train:
                 gg = self._grad
-                bind.update({gg.grads[p.name]: p.grad for p in self.params})
+                views = [p.grad for p in self.params] if grads is None else \
+                    ParamPack.views(self.params, grads)
+                bind.update({gg.grads[p.name]: v for p, v in zip(self.params, views)})
                 outs = [self._L, self._out] + [gg.grads[p.name] for p in self.params]
                 self._programs[key] = self.backend.compile(gg.graph, outs, bind, {"N": n})
             else:
