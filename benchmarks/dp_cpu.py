@@ -10,12 +10,16 @@ data-parallel.  OMP/OpenBLAS/MKL/numba threads are 1 in every rank.
 Reported (medians over the rounds): samples/s of each, the speed-up and the scaling efficiency
 (speed-up / 2), the time per step spent in the gradient all-reduce inside training (rank 0's
 wait, so it includes waiting for the slower rank) and its share of the step, and the time of
-the same all-reduce alone (both ranks ready: the pure cost of moving the 1.07 MB gradient), and
+the same reduction alone (both ranks ready: the pure cost of summing the 1.07 MB gradient; on
+one host through shared memory, see :mod:`symdl.train.distributed`), and
 a ceiling: the efficiency of 2 ranks that each train their own half of the rows at batch 128 at the
-same time with no communication at all (what two busy cores of this machine give).
+same time with no communication at all (what two busy cores of this machine give), and where a
+step's time goes on each side (compute, all-reduce, wait, update, and the fit's own work outside
+the steps: a data-parallel fit starts by sending rank 0's state to the others, about 10 ms, so
+short epochs pay it more).
 Goal (issue 17): efficiency >= 0.85 with the all-reduce under 10 % of the step, on an otherwise
 idle machine with at least 2 cores.  Progress goes to stderr.
-Run: ``python benchmarks/dp_cpu.py [--steps 40] [--rounds 5] [--json]``.
+Run: ``python benchmarks/dp_cpu.py [--steps 100] [--rounds 5] [--json]``.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 SIZES = (784, 256, 256, 10)
+PARTS = ("compute", "all-reduce", "wait", "update", "outside")
 BATCH = 256  # global
 THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -48,11 +53,73 @@ def trainer(comm, batch: int = BATCH):
                    batch_size=batch, epochs=1, progress=False, divergence=0, comm=comm)
 
 
+class StepClock:
+    """Times each step of one fit through a callback (:meth:`parts`): compute (batch
+    gather, forward, backward: batch begin to the guard, less the time in the gradient
+    all-reduce), the all-reduce (waiting for the slower rank included), the update (guard,
+    optimizer step, checksum: the guard to the batch's end), and, per step, the fit's own
+    work outside the steps (its start, the epoch ends)."""
+
+    def __init__(self, comm=None):
+        from symdl.train import Callback
+        self.comm = comm
+        self.cb = type("Clock", (Callback,), {"on_batch_begin": self._begin,
+                                             "on_before_update": self._before,
+                                             "on_batch_end": self._end})()
+        self.rows = []
+
+    def _reduced(self) -> float:
+        return self.comm.reduce_seconds if self.comm is not None else 0.0
+
+    def _begin(self, step, logs):
+        self.t = [time.perf_counter(), self._reduced()]
+
+    def _before(self, step, logs):
+        self.t += [time.perf_counter(), self._reduced()]
+
+    def _end(self, step, logs):
+        (t0, r0, t1, r1), t2 = self.t, time.perf_counter()
+        self.rows.append((t1 - t0 - (r1 - r0), r1 - r0, t2 - t1, t0, t2))
+
+    def fit(self, trainer, data) -> float:
+        """Run ``trainer.fit(data)``; returns its seconds."""
+        self.rows = []
+        t0 = time.perf_counter()
+        trainer.fit(data, callbacks=[self.cb])
+        self.wall = (t0, time.perf_counter())
+        return self.wall[1] - t0
+
+    def parts(self) -> np.ndarray:
+        """``(array (steps, 3) of compute, all-reduce, update seconds, outside seconds per
+        step)``."""
+        a = np.array(self.rows)
+        inside = (a[:, 4] - a[:, 3]).sum()
+        return a[:, :3], ((self.wall[1] - self.wall[0]) - inside) / len(a)
+
+
+def budget(mine: tuple, theirs: tuple) -> dict:
+    """Milliseconds per step of a 2-rank step, from both ranks' :class:`StepClock` parts:
+    the slower rank's compute, the pure all-reduce (the shorter of the two ranks' times in
+    it: the rank that came last waited for nobody), the wait (what the step took beyond
+    these and the update), the update, and the fit's work outside the steps."""
+    (a, out_a), (b, out_b) = mine, theirs
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    compute = np.maximum(a[:, 0], b[:, 0])
+    pure = np.minimum(a[:, 1], b[:, 1])  # the rank that came last waited for nobody
+    step = np.maximum(a.sum(1), b.sum(1))
+    update = np.maximum(a[:, 2], b[:, 2])
+    wait = step - compute - pure - update
+    return {k: 1e3 * float(v) for k, v in zip(PARTS, (compute.mean(), pure.mean(),
+                                                    max(wait.mean(), 0.0), update.mean(),
+                                                    max(out_a, out_b)))}
+
+
 def worker(steps: int, rounds: int) -> dict:
     from symdl.data import Dataset
     from symdl.train.distributed import Communicator
     comm = Communicator()
-    MPI, rank = comm.MPI, comm.rank
+    rank = comm.rank
     rng = np.random.default_rng(0)
     n = steps * BATCH
     data = Dataset(rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n), 10, "random")
@@ -73,22 +140,25 @@ def worker(steps: int, rounds: int) -> dict:
     half.fit(Dataset(warm.X[:2 * BATCH], warm.y[:2 * BATCH], 10, "random"))
     sync()
     out = {"single": [], "dual": [], "reduce_in_step": [], "reduce_alone": [], "apart": []}
+    clock1, clock2, budgets, budgets1 = StepClock(), StepClock(comm), [], []
     for r in range(rounds):
         if single is not None:
-            t0 = time.perf_counter()
-            single.fit(data)
-            out["single"].append(n / (time.perf_counter() - t0))
+            out["single"].append(n / clock1.fit(single, data))
+            p1, o1 = clock1.parts()
+            budgets1.append({"compute": 1e3 * p1[:, 0].mean(), "update": 1e3 * p1[:, 2].mean(),
+                             "outside": 1e3 * o1})
         sync()
         s0, c0 = comm.reduce_seconds, comm.reduce_calls
-        t0 = time.perf_counter()
-        dist.fit(data)
-        out["dual"].append(n / (time.perf_counter() - t0))
+        out["dual"].append(n / clock2.fit(dist, data))
         out["reduce_in_step"].append((comm.reduce_seconds - s0) / (comm.reduce_calls - c0))
+        parts = comm.comm.gather(clock2.parts(), root=0)
+        if rank == 0:
+            budgets.append(budget(*parts))
         sync()
-        grad = dist.pack.grad
+        grad, rows = dist.pack.grad, [BATCH // 2] * 2
         t0 = time.perf_counter()
-        for _ in range(20):
-            comm.comm.Allreduce(MPI.IN_PLACE, grad, op=MPI.SUM)
+        for _ in range(20):  # the reduction training uses, both ranks ready
+            comm.reduce_gradient(grad, rows, np.zeros(2))
         out["reduce_alone"].append((time.perf_counter() - t0) / 20)
         sync()
         t0 = time.perf_counter()  # each rank its own half of the rows, no all-reduce
@@ -106,6 +176,8 @@ def worker(steps: int, rounds: int) -> dict:
     step_ms = 1e3 * BATCH / med["dual"]
     ratios = [d / s for d, s in zip(out["dual"], out["single"])]  # per round: interleaved pairs
     ceiling = [a / s for a, s in zip(out["apart"], out["single"])]
+    two = {k: statistics.median(b[k] for b in budgets) for k in PARTS}
+    one = {k: statistics.median(b[k] for b in budgets1) for k in budgets1[0]}
     return {"model": "mlp " + "-".join(map(str, SIZES)), "global_batch": BATCH, "ranks": 2,
             "threads_per_rank": 1, "steps": steps, "rounds": rounds,
             "gradient_bytes": int(grad.nbytes), "parameters": int(grad.size),
@@ -115,7 +187,8 @@ def worker(steps: int, rounds: int) -> dict:
             "allreduce_ms_in_step": 1e3 * med["reduce_in_step"],
             "allreduce_share_of_step": 1e3 * med["reduce_in_step"] / step_ms,
             "allreduce_ms_alone": 1e3 * med["reduce_alone"], "cpus": os.cpu_count(),
-            "efficiency_without_communication": statistics.median(ceiling) / 2}
+            "efficiency_without_communication": statistics.median(ceiling) / 2,
+            "step_ms_parts_2ranks": two, "step_ms_parts_1rank": one}
 
 
 def report(r: dict) -> str:
@@ -133,12 +206,19 @@ def report(r: dict) -> str:
         f"{r['allreduce_ms_alone']:.3f} ms alone",
         f"  ceiling: 2 ranks each training its own half of the rows at batch "
         f"{r['global_batch'] // 2} with no communication at all reach efficiency "
-        f"{r['efficiency_without_communication']:.2f}"])
+        f"{r['efficiency_without_communication']:.2f}",
+        "  where a step's time goes (ms per step, medians of the rounds' means):",
+        "    1 rank : " + ", ".join(f"{k} {v:.3f}" for k, v in r["step_ms_parts_1rank"].items()),
+        "    2 ranks: " + ", ".join(f"{k} {v:.3f}" for k, v in r["step_ms_parts_2ranks"].items()),
+        "    (compute: gather, forward, backward, of the slower rank; all-reduce: the rank that "
+        "came last; wait: the rest of the step's excess; update: guard, optimizer, checksum; "
+        "outside: the fit's start and epoch ends)"])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=40, help="steps per timed epoch (default: 40)")
+    ap.add_argument("--steps", type=int, default=100,
+                    help="steps per timed epoch (default: 100)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

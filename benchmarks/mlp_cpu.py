@@ -22,7 +22,7 @@ import statistics
 import time
 
 import numpy as np
-from harness import gemm_time, interleaved, ratio, timed_steps
+from harness import gemm_time, interleaved, per_round, ratio, timed_steps
 
 SIZES = (784, 256, 256, 10)
 BATCH = 128
@@ -191,8 +191,10 @@ def main():
         print(f"{name:<14} {med[name]:>10,.0f} samples/s  "
               f"{ratio(rates, name, 'gemm limit'):5.2f} of the GEMM limit")
     for peer in names[1:]:
+        rounds = per_round(rates, "symdl", peer)
         print(f"symdl / {peer} = {ratio(rates, 'symdl', peer):.2f}  "
-              f"(median over {args.repeats} interleaved rounds)")
+              f"(median over {args.repeats} interleaved rounds; per round "
+              f"{', '.join(f'{q:.2f}' for q in rounds)})")
 
 
 if __name__ == "__main__":

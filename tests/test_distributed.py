@@ -76,6 +76,7 @@ for i, c in enumerate(configs):
     results[f"{i}/accuracy"] = np.array(h.train_accuracy)
 results["ranks"] = np.array([comm.size if comm else 1])
 results["reduces"] = np.array([comm.reduce_calls if comm else 0])
+results["shared"] = np.array([comm is not None and comm.node is not None])
 if comm is None or comm.rank == 0:
     np.savez(out, **results)
 '''
@@ -89,15 +90,15 @@ def _env():
     return env
 
 
-def _train(tmp_path, configs, ranks: int, timeout=600):
+def _train(tmp_path, configs, ranks: int, timeout=600, **env):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / f"out{ranks}.npz"
     cmd = [sys.executable, str(script), json.dumps(configs), str(out), "dist" if ranks else "one"]
     if ranks:
         cmd = [_mpiexec(), "-disable-auto-cleanup", "-n", str(ranks), *cmd]
-    r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(cmd, cwd=tmp_path, env={**_env(), **env}, capture_output=True,
+                       text=True, timeout=timeout)
     return r, (dict(np.load(out)) if out.exists() else None)
 
 
@@ -166,7 +167,12 @@ def test_two_ranks_equal_one_rank(tmp_path):
     # two ranks really shared the work: one gradient all-reduce per step, besides the checks
     steps = sum(-(-c["rows"] // c["batch"]) for c in CONFIGS)
     assert two["ranks"][0] == 2 and two["reduces"][0] >= steps
-    for i, c in enumerate(CONFIGS):
+    assert two["shared"][0]  # one host: the gradients were summed in shared memory
+    _same_parameters(CONFIGS, one, two)
+
+
+def _same_parameters(configs, one, two):
+    for i, c in enumerate(configs):
         tol = 1e-6 if c["dtype"] == "float32" else 1e-12
         names = [k for k in one if k.startswith(f"{i}/")]
         assert len(names) >= 4
@@ -178,6 +184,23 @@ def test_two_ranks_equal_one_rank(tmp_path):
             assert a.dtype == b.dtype and a.shape == b.shape
             err = np.abs(a - b).max() / np.abs(a).max()
             assert err <= tol, f"{c} {k}: relative difference {err:.3g} > {tol:g}"
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_two_ranks_through_mpi_equal_one_rank_and_shared_memory(tmp_path):
+    """SYMDL_DIST_SHM=0 on any rank: the MPI all-reduce; same parameters as one rank, and, for
+    two ranks, the very bits of the shared-memory sum (the same roundings)."""
+    configs = [c for c in CONFIGS if c["model"] == "mlp" and c["opt"] == "sgd"]
+    r1, one = _train(tmp_path, configs, 0)
+    r2, shm = _train(tmp_path, configs, 2)
+    r3, mpi = _train(tmp_path, configs, 2, SYMDL_DIST_SHM="0")
+    assert r1.returncode == r2.returncode == r3.returncode == 0, r3.stderr
+    assert shm["shared"][0] and not mpi["shared"][0]
+    _same_parameters(configs, one, mpi)
+    for k in shm:
+        if "/" in k and not k.endswith("accuracy"):
+            assert np.array_equal(shm[k], mpi[k]), k
 
 
 def _gpus() -> int:

@@ -169,6 +169,16 @@ class CupyBackend:
     def sq_norm(self, x) -> float:
         return float(self.xp.dot(x, x))
 
+    def mix(self, parts, weights, lo: int, hi: int) -> None:
+        """As :meth:`NumpyBackend.mix <symdl.backends.numpy_backend.NumpyBackend.mix>`."""
+        xp = self.xp
+        w = np.asarray(weights, dtype=parts[0].dtype)
+        acc = xp.multiply(parts[0][lo:hi], w[0])
+        for p, wk in zip(parts[1:], w[1:]):
+            acc += xp.multiply(p[lo:hi], wk)
+        for p in parts:
+            p[lo:hi] = acc
+
     def dropout_mask(self, out, p: float, rng) -> None:
         """Inverted dropout from the host generator (the CPU run's masks)."""
         keep = rng.random(out.shape, dtype=np.float64 if out.dtype == np.float64 else np.float32)

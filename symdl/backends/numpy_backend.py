@@ -85,6 +85,18 @@ class NumpyBackend:
         whole batch once more."""
         np.take(src, idx, axis=0, out=out, mode="clip")
 
+    def mix(self, parts, weights, lo: int, hi: int) -> None:
+        """``s = Σ_r weights[r] · parts[r][lo:hi]``, r in order, then ``parts[r][lo:hi] = s``
+        for every r: one rank's slice of the data-parallel gradient sum (the ranks' gradients
+        in shared memory); the same roundings as ``grad *= w`` and an all-reduce's sum."""
+        w = np.asarray(weights, dtype=parts[0].dtype)
+        acc = np.multiply(parts[0][lo:hi], w[0])
+        tmp = np.empty_like(acc)
+        for p, wk in zip(parts[1:], w[1:]):
+            acc += np.multiply(p[lo:hi], wk, out=tmp)
+        for p in parts:
+            p[lo:hi] = acc
+
     def sq_norm(self, x) -> float:
         with np.errstate(over="ignore", invalid="ignore"):
             return float(np.dot(x, x))

@@ -86,6 +86,19 @@ class ParamPack:
             p._bind(data, grad)
             p.pack = self
 
+    def move_grad(self, flat) -> None:
+        """Keep the gradients in ``flat`` from now on (a buffer of the same size and dtype,
+        such as a window of memory shared with other processes); the values are copied and
+        every parameter's ``grad`` becomes a view of it.  Programs compiled before the move
+        still write the old buffer: move before compiling."""
+        if flat.shape != self.grad.shape or flat.dtype != self.grad.dtype:
+            raise ValueError(f"a gradient buffer of {self.grad.shape} {self.grad.dtype} is "
+                             f"needed, not {flat.shape} {flat.dtype}")
+        flat[...] = self.grad
+        self.grad = flat
+        for p, grad in zip(self.params, self.views(self.params, flat)):
+            p._bind(p.data, grad)
+
     @staticmethod
     def views(params, flat) -> list:
         """Views of the flat buffer ``flat`` laid out as the pack of ``params`` lays

@@ -10,6 +10,10 @@ the same numbers on every rank and takes the same decision, and every rank appli
 update; a CRC32 of the flat parameters is compared every ``check_every`` steps and at the end of
 each epoch.  A rank with no rows in a short last batch contributes a zero gradient.
 
+On one host (and unless some rank sets ``SYMDL_DIST_SHM=0``) the gradients live in MPI-3 shared
+memory and are summed there (:mod:`symdl.train.shared_memory`: 0.1 ms against 0.25-0.4 ms for
+``MPI_Allreduce`` of the MLP's 1.08 MB on the 2-core development machine); the same bits.
+
 Batch-norm batch statistics are per rank (each rank normalises its slice by the slice's own
 mean and variance, as PyTorch's DDP without SyncBatchNorm); the running statistics are averaged
 across ranks at the end of each epoch, so that every rank evaluates the same model.
@@ -110,6 +114,7 @@ class Communicator:
         # the only blocking collective: no peer PIDs are known before it
         self.peers = self.comm.allgather((self.host, os.getpid()))
         self.reduce_seconds, self.reduce_calls = 0.0, 0  # time in the gradient all-reduce
+        self.node = None  # a shared_memory.NodeReduce once share() made one
         # mpich's launcher under -disable-auto-cleanup signals a peer's death with SIGUSR1,
         # whose default action would end this rank silently: note it, and report it in wait()
         self.notified = False
@@ -131,6 +136,39 @@ class Communicator:
             return
         t0 = time.perf_counter()
         self.wait([self.comm.Iallreduce(self.MPI.IN_PLACE, b, op=self.MPI.SUM) for b in bufs], what)
+        self.reduce_seconds += time.perf_counter() - t0
+        self.reduce_calls += 1
+
+    def share(self, pack) -> bool:
+        """On one host, move ``pack``'s gradients into a shared-memory window
+        (:class:`~symdl.train.shared_memory.NodeReduce`), unless some rank has ``SYMDL_DIST_SHM=0``; collective.
+        Returns whether they moved."""
+        wish = int(os.environ.get("SYMDL_DIST_SHM", "1") != "0" and self.size > 1
+                   and isinstance(pack.grad, np.ndarray))
+        if self.size == 1 or not self.allgather_int(wish, "the start").all():
+            return False
+        node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+        one_host = node.Get_size() == self.size
+        node.Free()
+        if one_host:
+            from .shared_memory import NodeReduce
+            self.node = NodeReduce(self.comm, self.MPI, pack.grad, pack.backend,
+                                   shard(pack.grad.size, self.rank, self.size))
+            pack.move_grad(self.node.grads[self.rank])
+        return one_host
+
+    def reduce_gradient(self, grad, rows, sums) -> None:
+        """The mean gradient of the global batch on every rank, from each rank's mean over its
+        ``rows[r]`` rows; ``sums`` (this rank's loss sum and hits) summed over the ranks."""
+        if self.size == 1:
+            return
+        if self.node is None:
+            grad *= rows[self.rank] / sum(rows)  # weighted: the sum is the global mean's
+            return self.allreduce(grad, sums)
+        t0 = time.perf_counter()
+        total = sum(rows)
+        self.node.reduce([r / total for r in rows], sums, lambda: self.wait(
+            [self.comm.Ibarrier()], "the gradient reduction"))
         self.reduce_seconds += time.perf_counter() - t0
         self.reduce_calls += 1
 
@@ -256,11 +294,10 @@ class Communicator:
             sums[0] = float(prog.value(t._L)) * len(local)
             if t.classification:
                 sums[1] = t.backend.count_hits(prog.value(t._out), prog.inputs["y"])
-            if self.size > 1:  # the local mean's gradient, weighted: the sum is the global mean's
-                t.pack.grad *= len(local) / len(idx)
         else:
             t.pack.grad[...] = 0
-        self.allreduce(t.pack.grad, sums)
+        rows = [hi - lo for lo, hi in (shard(len(idx), r, self.size) for r in range(self.size))]
+        self.reduce_gradient(t.pack.grad, rows, sums)
         # one rank: the very number Trainer._train_step uses
         logs["loss"] = sums[0] / len(idx) if self.size > 1 else float(prog.value(t._L))
         try:  # the guard reads the reduced loss and gradient: the same decision on every rank
@@ -350,6 +387,8 @@ def attach(trainer, comm):
     """The :class:`Communicator` for ``Trainer(comm=...)``; ranks other than 0 are made quiet,
     write no checkpoints and take their state from rank 0 (:meth:`Communicator.start`)."""
     dist = comm if isinstance(comm, Communicator) else Communicator(comm)
+    if dist.share(trainer.pack):  # before any program is compiled: they write the window
+        trainer.optimizer.rebind()
     if dist.rank:
         if trainer.checkpoint:  # rank 0 checks it too, and alone writes there
             check_writable(trainer.checkpoint, 0)
