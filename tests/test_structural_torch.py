@@ -284,3 +284,23 @@ def test_batched_matmul_with_a_2d_right_operand_is_one_gemm():
     prog.inputs["a"][...], prog.inputs["b"][...] = av, bv
     prog.run()
     np.testing.assert_array_equal(prog.value("y"), np.matmul(av, bv))
+
+
+def test_a_buffer_view_is_never_a_silent_copy():
+    """numpy_lower.view_as names a reshaped view of a program buffer; a buffer that cannot be
+    reshaped without a copy raises instead of handing a compile-time snapshot to the step."""
+    from symdl.backends.numpy_lower import view_as
+
+    class Prog:
+        def __init__(self, buf):
+            self.buffers = {"x": buf}
+
+        def alias(self, key, array):
+            self.buffers[key] = array
+            return key
+
+    ok = Prog(np.zeros((4, 6)))
+    ok.buffers[view_as(ok, "x", (24,))][3] = 1.0
+    assert ok.buffers["x"][0, 3] == 1.0  # writes through: a view
+    with pytest.raises(ValueError):
+        view_as(Prog(np.zeros((6, 4)).T), "x", (24,))

@@ -38,11 +38,10 @@ class NumpyLowerings(Lowerings):
         return _emit_fused(prog, unit)
 
     def absorbable(self, prog, c: str, how: str = "rows"):
-        """``"sum"``/``"mean"`` when node ``c`` reduces the leading axis of a
-        2-D value (``how="rows"``), all of a 1-D one (``"all"``), or every axis
-        but the second of a value of rank 3 or more (``"channels"``: the
-        (N, H, W) statistics of a batch norm, a convolution's bias gradient),
-        else None."""
+        """``"sum"``/``"mean"`` when node ``c`` reduces the leading axis of a 2-D value
+        (``how="rows"``), all of a 1-D one (``"all"``), or every axis but the second of a
+        value of rank 3 or more (``"channels"``: the (N, H, W) statistics of a batch norm,
+        a convolution's bias gradient), else None."""
         g = prog.graph
         if prog.flavor != "numba" or g.op(c) not in REDUCTIONS:
             return None
@@ -78,8 +77,9 @@ def reduced_axes(prog, n: str) -> tuple:
 
 
 def view_as(prog, n: str, shape) -> str:
-    """Name of a view of buffer ``n`` with ``shape`` (a contiguous reshape)."""
-    return prog.alias(f"{n}@{'x'.join(map(str, shape))}", prog.buffers[n].reshape(shape))
+    """Name of a view of buffer ``n`` with ``shape`` (a copy would be a stale snapshot)."""
+    view = np.reshape(prog.buffers[n], shape, copy=False)  # raises where it would copy
+    return prog.alias(f"{n}@{'x'.join(map(str, shape))}", view)
 
 
 # ------------------------------------------------------------ leaves, views
