@@ -158,7 +158,7 @@ def worker(steps: int, rounds: int) -> dict:
         grad, rows = dist.pack.grad, [BATCH // 2] * 2
         t0 = time.perf_counter()
         for _ in range(20):  # the reduction training uses, both ranks ready
-            comm.reduce_gradient(grad, rows, np.zeros(2))
+            comm.reduce_gradient(dist.pack, rows, np.zeros(2))
         out["reduce_alone"].append((time.perf_counter() - t0) / 20)
         sync()
         t0 = time.perf_counter()  # each rank its own half of the rows, no all-reduce

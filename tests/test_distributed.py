@@ -76,7 +76,7 @@ for i, c in enumerate(configs):
     results[f"{i}/accuracy"] = np.array(h.train_accuracy)
 results["ranks"] = np.array([comm.size if comm else 1])
 results["reduces"] = np.array([comm.reduce_calls if comm else 0])
-results["shared"] = np.array([comm is not None and comm.node is not None])
+results["shared"] = np.array([comm is not None and t.pack in comm.nodes])
 if comm is None or comm.rank == 0:
     np.savez(out, **results)
 '''

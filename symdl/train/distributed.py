@@ -41,6 +41,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 import zlib
 from types import SimpleNamespace
 
@@ -114,7 +115,7 @@ class Communicator:
         # the only blocking collective: no peer PIDs are known before it
         self.peers = self.comm.allgather((self.host, os.getpid()))
         self.reduce_seconds, self.reduce_calls = 0.0, 0  # time in the gradient all-reduce
-        self.node = None  # a shared_memory.NodeReduce once share() made one
+        self.nodes = weakref.WeakKeyDictionary()  # ParamPack -> its shared_memory.NodeReduce
         # mpich's launcher under -disable-auto-cleanup signals a peer's death with SIGUSR1,
         # whose default action would end this rank silently: note it, and report it in wait()
         self.notified = False
@@ -140,10 +141,10 @@ class Communicator:
         self.reduce_calls += 1
 
     def share(self, pack) -> bool:
-        """On one host, move ``pack``'s gradients into a shared-memory window
-        (:class:`~symdl.train.shared_memory.NodeReduce`), unless some rank has ``SYMDL_DIST_SHM=0``; collective.
-        Returns whether they moved."""
-        wish = int(os.environ.get("SYMDL_DIST_SHM", "1") != "0" and self.size > 1
+        """On one host, move ``pack``'s gradients into a shared-memory window (a
+        :class:`~symdl.train.shared_memory.NodeReduce`) unless some rank has
+        ``SYMDL_DIST_SHM=0``; collective.  Returns whether they moved."""
+        wish = int(os.environ.get("SYMDL_DIST_SHM", "1") != "0"
                    and isinstance(pack.grad, np.ndarray))
         if self.size == 1 or not self.allgather_int(wish, "the start").all():
             return False
@@ -152,22 +153,23 @@ class Communicator:
         node.Free()
         if one_host:
             from .shared_memory import NodeReduce
-            self.node = NodeReduce(self.comm, self.MPI, pack.grad, pack.backend,
-                                   shard(pack.grad.size, self.rank, self.size))
-            pack.move_grad(self.node.grads[self.rank])
+            self.nodes[pack] = shared = NodeReduce(self.comm, self.MPI, pack.grad, pack.backend,
+                                                   shard(pack.grad.size, self.rank, self.size))
+            pack.move_grad(shared.grads[self.rank])
         return one_host
 
-    def reduce_gradient(self, grad, rows, sums) -> None:
-        """The mean gradient of the global batch on every rank, from each rank's mean over its
-        ``rows[r]`` rows; ``sums`` (this rank's loss sum and hits) summed over the ranks."""
+    def reduce_gradient(self, pack, rows, sums) -> None:
+        """The global batch's mean gradient in ``pack.grad`` on every rank, from each rank's
+        mean over its ``rows[r]`` rows; ``sums`` (loss sum, hits) summed over the ranks."""
         if self.size == 1:
             return
-        if self.node is None:
-            grad *= rows[self.rank] / sum(rows)  # weighted: the sum is the global mean's
-            return self.allreduce(grad, sums)
+        node = self.nodes.get(pack)
+        if node is None:
+            pack.grad *= rows[self.rank] / sum(rows)  # weighted: the sum is the global mean's
+            return self.allreduce(pack.grad, sums)
         t0 = time.perf_counter()
         total = sum(rows)
-        self.node.reduce([r / total for r in rows], sums, lambda: self.wait(
+        node.reduce([r / total for r in rows], sums, lambda: self.wait(
             [self.comm.Ibarrier()], "the gradient reduction"))
         self.reduce_seconds += time.perf_counter() - t0
         self.reduce_calls += 1
@@ -297,7 +299,7 @@ class Communicator:
         else:
             t.pack.grad[...] = 0
         rows = [hi - lo for lo, hi in (shard(len(idx), r, self.size) for r in range(self.size))]
-        self.reduce_gradient(t.pack.grad, rows, sums)
+        self.reduce_gradient(t.pack, rows, sums)
         # one rank: the very number Trainer._train_step uses
         logs["loss"] = sums[0] / len(idx) if self.size > 1 else float(prog.value(t._L))
         try:  # the guard reads the reduced loss and gradient: the same decision on every rank
