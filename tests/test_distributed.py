@@ -203,6 +203,19 @@ def test_two_ranks_through_mpi_equal_one_rank_and_shared_memory(tmp_path):
             assert np.array_equal(shm[k], mpi[k]), k
 
 
+@needs_mpi
+@pytest.mark.slow
+def test_three_ranks_sum_in_shared_memory(tmp_path):
+    """Three slices of the sum (61 rows: 21, 20, 20), and a last batch of one row (two ranks
+    without rows): the one-rank parameters."""
+    configs = CONFIGS[-2:]
+    r1, one = _train(tmp_path, configs, 0)
+    r3, three = _train(tmp_path, configs, 3)
+    assert r1.returncode == r3.returncode == 0, r3.stderr
+    assert three["ranks"][0] == 3 and three["shared"][0]
+    _same_parameters(configs, one, three)
+
+
 def _gpus() -> int:
     try:
         import cupy
