@@ -113,6 +113,12 @@ def test_shard_covers_the_batch_in_order():
             assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
 
+def test_shared_memory_needs_room(tmp_path):
+    from symdl.train.shared_memory import room
+    assert room(1, str(tmp_path)) and room(0, str(tmp_path / "absent"))
+    assert not room(10 ** 18, str(tmp_path))  # an exabyte: never free
+
+
 def test_nothing_imports_mpi_unless_asked():
     code = ("import sys, symdl, symdl.cli, symdl.train, symdl.train.distributed, "
             "symdl.commands.distributed; symdl.cli.build_parser(); "

@@ -142,17 +142,17 @@ class Communicator:
 
     def share(self, pack) -> bool:
         """On one host, move ``pack``'s gradients into a shared-memory window (a
-        :class:`~symdl.train.shared_memory.NodeReduce`) unless some rank has
-        ``SYMDL_DIST_SHM=0``; collective.  Returns whether they moved."""
-        wish = int(os.environ.get("SYMDL_DIST_SHM", "1") != "0"
-                   and isinstance(pack.grad, np.ndarray))
+        :class:`~symdl.train.shared_memory.NodeReduce`) unless some rank has ``SYMDL_DIST_SHM=0``
+        or too little free shared memory; collective.  Returns whether they moved."""
+        from .shared_memory import NodeReduce, room
+        wish = int(os.environ.get("SYMDL_DIST_SHM", "1") != "0" and isinstance(
+            pack.grad, np.ndarray) and room(self.size * (pack.grad.nbytes + 128)))
         if self.size == 1 or not self.allgather_int(wish, "the start").all():
             return False
         node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
         one_host = node.Get_size() == self.size
         node.Free()
         if one_host:
-            from .shared_memory import NodeReduce
             self.nodes[pack] = shared = NodeReduce(self.comm, self.MPI, pack.grad, pack.backend,
                                                    shard(pack.grad.size, self.rank, self.size))
             pack.move_grad(shared.grads[self.rank])

@@ -11,9 +11,23 @@ around each barrier (the unified memory model's rule).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-__all__ = ["NodeReduce"]
+__all__ = ["NodeReduce", "room"]
+
+
+def room(nbytes: int, path: str = "/dev/shm") -> bool:
+    """Whether the host's shared memory (the ``tmpfs`` at ``path``) has ``nbytes`` free with a
+    tenth to spare: a window larger than that would end in SIGBUS when its pages are touched
+    (a container's /dev/shm is often 64 MB), not in an error.  No such folder: True (MPI
+    finds its own memory)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return True
+    return st.f_bavail * st.f_frsize >= 1.1 * nbytes
 
 
 class NodeReduce:
