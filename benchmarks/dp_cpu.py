@@ -61,11 +61,10 @@ class StepClock:
     work outside the steps (its start, the epoch ends)."""
 
     def __init__(self, comm=None):
-        from symdl.train import Callback
+        from symdl.train.callbacks import LambdaCallback
         self.comm = comm
-        self.cb = type("Clock", (Callback,), {"on_batch_begin": self._begin,
-                                             "on_before_update": self._before,
-                                             "on_batch_end": self._end})()
+        self.cb = LambdaCallback(on_batch_begin=self._begin, on_before_update=self._before,
+                                 on_batch_end=self._end)
         self.rows = []
 
     def _reduced(self) -> float:
